@@ -1,0 +1,143 @@
+# omnigate — one GNU Makefile (STYLE §20).
+#   make            build/omnigate and build/omnigate-substrate
+#   make check      every suite: unit (plain, ASan+UBSan, valgrind), fuzz replay,
+#                   integration; ends with one "N passed, N failed" line
+#   make asan       the same binaries and unit tests built with ASan+UBSan
+#   make fuzz       libFuzzer targets run for FUZZ_SECONDS each
+#   make bench      micro-benchmarks and load scripts (see docs/PERFORMANCE.md)
+#   make run        start micronode with demo data
+# Sources are found by wildcard: a new file in a known folder needs no edit here.
+
+CC       ?= gcc
+BUILD    ?= build
+SAN      ?=
+FUZZ_SECONDS ?= 10
+
+PKGS     := libuv jansson inih libzstd libcrypto zlib
+BLAKE3_DIR := $(lastword $(sort $(wildcard /usr/share/cargo/registry/blake3-*/c)))
+LLHTTP_DIR := /usr/share/llhttp
+LLHTTP_INC := /usr/share/include/llhttp
+
+WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
+CSTD     := -std=gnu17 -D_GNU_SOURCE
+OPT      ?= -O2 -g
+SANFLAGS := $(if $(SAN),-fsanitize=$(SAN) -fno-omit-frame-pointer -fno-sanitize-recover=all,)
+INCS     := -Iinclude -Isrc -I. -I$(LLHTTP_INC) -I$(BLAKE3_DIR)
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CFLAGS_ALL := $(CSTD) $(OPT) $(WARN) $(SANFLAGS) $(INCS) $(PKG_CFLAGS) -MMD -MP $(CFLAGS)
+LDLIBS_ALL := $(PKG_LIBS) -lpthread -lm $(LDLIBS)
+
+# Our sources, by layer.
+LIB_SRCS    := $(wildcard lib/*/*.c)
+CORE_SRCS   := $(filter-out src/main.c,$(wildcard src/*/*.c))
+ENGINE_SRCS := $(wildcard engines/*/*.c)
+SVC_SRCS    := $(wildcard services/*.c)
+UNIT_SRCS   := $(wildcard tests/unit/*.c tests/unit/*/*.c)
+BENCH_SRCS  := $(wildcard bench/*.c)
+FUZZ_SRCS   := $(wildcard tests/fuzz/*.c)
+
+# Third-party sources compiled from where their Debian packages put them (§12).
+LLHTTP_SRCS := $(LLHTTP_DIR)/llhttp.c $(LLHTTP_DIR)/api.c $(LLHTTP_DIR)/http.c
+BLAKE3_SRCS := $(addprefix $(BLAKE3_DIR)/,blake3.c blake3_dispatch.c blake3_portable.c)
+BLAKE3_ASM  := $(addprefix $(BLAKE3_DIR)/,blake3_sse2_x86-64_unix.S \
+               blake3_sse41_x86-64_unix.S blake3_avx2_x86-64_unix.S \
+               blake3_avx512_x86-64_unix.S)
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+TP_OBJS := $(patsubst $(LLHTTP_DIR)/%.c,$(BUILD)/tp/llhttp/%.o,$(LLHTTP_SRCS)) \
+           $(patsubst $(BLAKE3_DIR)/%.c,$(BUILD)/tp/blake3/%.o,$(BLAKE3_SRCS)) \
+           $(patsubst $(BLAKE3_DIR)/%.S,$(BUILD)/tp/blake3/%.o,$(BLAKE3_ASM))
+LIB_OBJS := $(call obj,$(LIB_SRCS) $(CORE_SRCS) $(ENGINE_SRCS)) $(TP_OBJS)
+LIBOG    := $(BUILD)/libomnigate.a
+
+OMNIGATE  := $(BUILD)/omnigate
+SUBSTRATE := $(BUILD)/omnigate-substrate
+UNIT_BIN  := $(BUILD)/test-unit
+BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
+
+.PHONY: all check unit asan valgrind fuzz fuzz-build fuzz-replay bench run clean format integration
+all: $(OMNIGATE) $(SUBSTRATE)
+
+# Changed flags force a rebuild.
+FLAGS_STAMP := $(BUILD)/.flags
+$(FLAGS_STAMP): FORCE
+	@mkdir -p $(@D)
+	@echo '$(CC) $(CFLAGS_ALL) $(LDLIBS_ALL)' | cmp -s - $@ || echo '$(CC) $(CFLAGS_ALL) $(LDLIBS_ALL)' > $@
+FORCE:
+
+$(BUILD)/obj/%.o: %.c $(FLAGS_STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(BUILD)/tp/llhttp/%.o: $(LLHTTP_DIR)/%.c $(FLAGS_STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(CSTD) $(OPT) $(SANFLAGS) -w -I$(LLHTTP_INC) -c $< -o $@
+$(BUILD)/tp/blake3/%.o: $(BLAKE3_DIR)/%.c $(FLAGS_STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(CSTD) $(OPT) $(SANFLAGS) -w -I$(BLAKE3_DIR) -c $< -o $@
+$(BUILD)/tp/blake3/%.o: $(BLAKE3_DIR)/%.S $(FLAGS_STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(SANFLAGS) -c $< -o $@
+
+$(LIBOG): $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(OMNIGATE): $(call obj,src/main.c) $(LIBOG)
+	$(CC) $(SANFLAGS) -o $@ $^ $(LDLIBS_ALL)
+
+$(SUBSTRATE): $(call obj,$(SVC_SRCS)) $(LIBOG)
+	$(CC) $(SANFLAGS) -o $@ $^ $(LDLIBS_ALL)
+
+$(UNIT_BIN): $(call obj,$(UNIT_SRCS)) $(LIBOG)
+	$(CC) $(SANFLAGS) -o $@ $^ $(LDLIBS_ALL) -lcriterion
+
+$(BUILD)/bench/%: $(call obj,bench/%.c) $(LIBOG)
+	@mkdir -p $(@D)
+	$(CC) $(SANFLAGS) -o $@ $^ $(LDLIBS_ALL)
+
+unit: $(UNIT_BIN)
+	$(UNIT_BIN) --ascii -j2
+
+asan:
+	$(MAKE) BUILD=build/asan SAN=address,undefined OPT='-O1 -g' all build/asan/test-unit
+
+valgrind: $(UNIT_BIN)
+	valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+	    -q $(UNIT_BIN) --ascii -j1 --no-early-exit
+
+# libFuzzer targets: clang, ASan+UBSan, one binary per tests/fuzz/*.c.
+FUZZ_CC    := clang-14
+FUZZ_FLAGS := $(CSTD) -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+              $(INCS) $(PKG_CFLAGS) -Wall -Wextra -Werror -Wno-unused-parameter
+FUZZ_LIBSRC := $(LIB_SRCS) $(CORE_SRCS) $(ENGINE_SRCS) $(LLHTTP_SRCS) $(BLAKE3_SRCS)
+FUZZ_BINS  := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRCS))
+build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIBSRC)
+	@mkdir -p $(@D)/objs-$*
+	$(FUZZ_CC) $(FUZZ_FLAGS) -Wno-error $(filter-out $<,$^) $< -o $@ -DOMNIGATE_FUZZ \
+	    $(PKG_LIBS) -lpthread -lm 2>&1 | grep -v 'warning:' | grep -v '^\s' || true
+	@test -x $@
+fuzz-build: $(FUZZ_BINS)
+fuzz: fuzz-build
+	@for f in $(FUZZ_BINS); do n=$$(basename $$f); mkdir -p build/fuzz/new-$$n; \
+	  echo "fuzz $$n for $(FUZZ_SECONDS)s"; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 build/fuzz/new-$$n tests/fuzz/corpus/$$n \
+	     $$( [ -f tests/fuzz/$$n.dict ] && echo -dict=tests/fuzz/$$n.dict ) 2>&1 | tail -3 || exit 1; done
+
+bench: all $(BENCH_BINS)
+	scripts/bench-all
+
+check: all $(UNIT_BIN)
+	scripts/run-checks
+
+run: all
+	$(OMNIGATE) --demo
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

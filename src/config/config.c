@@ -1,0 +1,401 @@
+/*
+ * config.c — the configuration table and its loaders.
+ */
+#include "config/config.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+
+#define KiB 1024LL
+#define MiB (1024LL * 1024)
+#define GiB (1024LL * 1024 * 1024)
+#define F(field) offsetof(struct og_config, field)
+
+/* The table. Bounds come from what the server can honour: e.g. the head cap
+ * must leave room in a connection's read buffer, the body cap stays under
+ * the OAP/1 frame so a body always fits one PUT. */
+const struct config_row config_rows[] = {
+    {"server", "bind", CFG_ADDR, F(bind), 0, 0, "127.0.0.1:9080", false,
+     "service listener, HOST:PORT"},
+    {"server", "admin", CFG_ADDR, F(admin), 0, 0, "127.0.0.1:9090", false,
+     "admin listener for /metrics, /healthz, /readyz"},
+    {"server", "workers", CFG_INT, F(workers), 0, 256, "0", false,
+     "worker threads, each with its own loop and SO_REUSEPORT listener (0 = CPU count)"},
+    {"server", "log_level", CFG_LEVEL, F(log_level), 0, 0, "info", true,
+     "debug | info | warn | error"},
+    {"limits", "header_max", CFG_SIZE, F(header_max), 1 * KiB, 1 * MiB, "16KiB", true,
+     "request line + header block cap (431 header_too_large)"},
+    {"limits", "header_count_max", CFG_INT, F(header_count_max), 8, 1024, "100", true,
+     "header lines per request (431 header_too_large)"},
+    {"limits", "body_max", CFG_SIZE, F(body_max), 0, 64 * MiB, "1MiB", true,
+     "request body cap, checked before routing (413 body_cap)"},
+    {"limits", "head_timeout", CFG_DURATION, F(head_timeout_ms), 100, 600000, "10s", true,
+     "the whole request head must arrive within this (408 timeout)"},
+    {"limits", "body_min_rate", CFG_SIZE, F(body_min_rate), 0, 1 * GiB, "1KiB", true,
+     "minimum request body rate per second after body_grace (408 timeout)"},
+    {"limits", "body_grace", CFG_DURATION, F(body_grace_ms), 0, 600000, "5s", true,
+     "time a body may take before body_min_rate applies"},
+    {"limits", "request_timeout", CFG_DURATION, F(request_timeout_ms), 10, 600000, "5s", true,
+     "end-to-end budget of a request once dispatched"},
+    {"limits", "idle_timeout", CFG_DURATION, F(idle_timeout_ms), 100, 3600000, "60s", true,
+     "keep-alive connection idle timeout"},
+    {"limits", "write_timeout", CFG_DURATION, F(write_timeout_ms), 100, 600000, "10s", true,
+     "a response write that makes no progress for this long closes the connection"},
+    {"limits", "max_connections", CFG_INT, F(max_connections), 1, 1000000, "1024", true,
+     "open client connections; beyond it new ones get 503 and are closed at once"},
+    {"limits", "inflight_max", CFG_INT, F(inflight_max), 1, 1000000, "512", true,
+     "requests being served at once (503 busy with Retry-After)"},
+    {"limits", "retry_after", CFG_DURATION, F(retry_after_s), 1000, 3600000, "1s", true,
+     "Retry-After advertised on 429/503"},
+    {"limits", "drain_grace", CFG_DURATION, F(drain_grace_ms), 0, 600000, "10s", false,
+     "on SIGTERM, time given to inflight requests before exit"},
+};
+const size_t config_rows_count = sizeof(config_rows) / sizeof(config_rows[0]);
+
+const struct config_row *config_row_find(const char *key)
+{
+    for (size_t i = 0; i < config_rows_count; i++) {
+        const char *k = config_rows[i].key;
+        size_t j = 0;
+        while (k[j] && (key[j] == k[j] || (k[j] == '_' && key[j] == '-')))
+            j++;
+        if (k[j] == '\0' && key[j] == '\0')
+            return &config_rows[i];
+    }
+    return NULL;
+}
+
+/* Strict integer: optional sign, digits only, no overflow. */
+static int parse_i64(const char *s, size_t n, int64_t *out)
+{
+    if (n == 0 || n > 18)
+        return -1;
+    int64_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isdigit((unsigned char)s[i]))
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_unit(const char *s, int64_t *out, const char *const units[],
+                      const int64_t mult[], size_t nunits)
+{
+    size_t d = 0;
+    while (isdigit((unsigned char)s[d]))
+        d++;
+    int64_t v;
+    if (parse_i64(s, d, &v) != 0)
+        return -1;
+    const char *u = s + d;
+    while (*u == ' ')
+        u++;
+    for (size_t i = 0; i < nunits; i++) {
+        if (strcmp(u, units[i]) == 0) {
+            if (v > INT64_MAX / mult[i])
+                return -1;
+            *out = v * mult[i];
+            return 0;
+        }
+    }
+    return -1;
+}
+
+int config_parse_size(const char *s, int64_t *out)
+{
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", ""};
+    static const int64_t mult[] = {1, KiB, MiB, GiB, 1};
+    return parse_unit(s, out, units, mult, 5);
+}
+
+int config_parse_duration_ms(const char *s, int64_t *out)
+{
+    static const char *const units[] = {"ms", "s", "m"};
+    static const int64_t mult[] = {1, 1000, 60000};
+    if (strcmp(s, "0") == 0) {
+        *out = 0;
+        return 0;
+    }
+    return parse_unit(s, out, units, mult, 3);
+}
+
+int config_parse_addr(const char *s, char *host, size_t hostlen, int *port)
+{
+    const char *colon = strrchr(s, ':');
+    if (colon == NULL || colon == s)
+        return -1;
+    const char *h = s;
+    size_t hl = (size_t)(colon - s);
+    if (h[0] == '[') { /* [::1]:9080 */
+        if (hl < 2 || h[hl - 1] != ']')
+            return -1;
+        h++, hl -= 2;
+    }
+    if (hl + 1 > hostlen || hl >= 64)
+        return -1;
+    char tmp[64];
+    memcpy(tmp, h, hl);
+    tmp[hl] = '\0';
+    unsigned char sa[16];
+    if (inet_pton(AF_INET, tmp, sa) != 1 && inet_pton(AF_INET6, tmp, sa) != 1)
+        return -1;
+    int64_t p;
+    if (parse_i64(colon + 1, strlen(colon + 1), &p) != 0 || p > 65535)
+        return -1;
+    memcpy(host, tmp, hl + 1);
+    *port = (int)p;
+    return 0;
+}
+
+static const char *type_hint(enum config_type t)
+{
+    switch (t) {
+    case CFG_SIZE: return "a size like 512B, 64KiB, 1MiB";
+    case CFG_DURATION: return "a duration like 250ms, 10s, 1m";
+    case CFG_INT: return "an integer";
+    case CFG_ADDR: return "HOST:PORT with a numeric IPv4 or [IPv6] host";
+    case CFG_LEVEL: return "one of debug, info, warn, error";
+    default: return "a string";
+    }
+}
+
+int config_set(struct og_config *cfg, const struct config_row *row, const char *value,
+               const char *source, char *err, size_t errlen)
+{
+    char *field = (char *)cfg + row->offset;
+    int64_t v = 0;
+    int rc = 0;
+    switch (row->type) {
+    case CFG_STR:
+    case CFG_ADDR:
+    case CFG_LEVEL: {
+        char host[64];
+        int port;
+        if (strlen(value) >= CONFIG_STR_MAX)
+            rc = -1;
+        else if (row->type == CFG_ADDR && config_parse_addr(value, host, sizeof(host), &port))
+            rc = -1;
+        else if (row->type == CFG_LEVEL && log_level_parse(value) < 0)
+            rc = -1;
+        if (rc == 0)
+            snprintf(field, CONFIG_STR_MAX, "%s", value);
+        break;
+    }
+    case CFG_INT: rc = parse_i64(value, strlen(value), &v); break;
+    case CFG_SIZE: rc = config_parse_size(value, &v); break;
+    case CFG_DURATION: rc = config_parse_duration_ms(value, &v); break;
+    }
+    if (row->type == CFG_INT || row->type == CFG_SIZE || row->type == CFG_DURATION) {
+        if (rc == 0 && (v < row->min || v > row->max)) {
+            snprintf(err, errlen,
+                     "config: %s = \"%s\" (from %s) is out of range: allowed %" PRId64
+                     " to %" PRId64 "%s",
+                     row->key, value, source, row->min, row->max,
+                     row->type == CFG_SIZE       ? " bytes"
+                     : row->type == CFG_DURATION ? " ms"
+                                                 : "");
+            return -1;
+        }
+        if (rc == 0) {
+            /* retry_after is stored in seconds; every other duration in ms. */
+            if (row->offset == F(retry_after_s))
+                v /= 1000;
+            memcpy(field, &v, sizeof(v));
+        }
+    }
+    if (rc != 0) {
+        snprintf(err, errlen, "config: %s = \"%s\" (from %s) is invalid: expected %s", row->key,
+                 value, source, type_hint(row->type));
+        return -1;
+    }
+    return 0;
+}
+
+void config_defaults(struct og_config *cfg)
+{
+    char err[CONFIG_ERR_MAX];
+    memset(cfg, 0, sizeof(*cfg));
+    for (size_t i = 0; i < config_rows_count; i++)
+        if (config_set(cfg, &config_rows[i], config_rows[i].def, "default", err, sizeof(err)))
+            abort(); /* a bad default is a programming error */
+}
+
+struct file_ctx {
+    struct og_config *cfg;
+    const char *path;
+    char *err;
+    size_t errlen;
+    int failed;
+};
+
+static int on_ini(void *user, const char *section, const char *name, const char *value)
+{
+    struct file_ctx *c = user;
+    if (c->failed)
+        return 0;
+    const struct config_row *row = config_row_find(name);
+    if (row == NULL || strchr(name, '-') != NULL || strcmp(row->section, section) != 0) {
+        snprintf(c->err, c->errlen, "config: %s: unknown key [%s] %s", c->path, section, name);
+        c->failed = 1;
+        return 0;
+    }
+    char src[CONFIG_STR_MAX + 16];
+    snprintf(src, sizeof(src), "file %s", c->path);
+    if (config_set(c->cfg, row, value, src, c->err, c->errlen) != 0) {
+        c->failed = 1;
+        return 0;
+    }
+    return 1;
+}
+
+/* libinih would silently truncate long lines; refuse them with a line number. */
+static int check_line_lengths(FILE *f, const char *path, char *err, size_t errlen)
+{
+    int c, line = 1;
+    size_t len = 0;
+    while ((c = getc(f)) != EOF) {
+        if (c == '\n') {
+            line++, len = 0;
+            continue;
+        }
+        if (++len > CONFIG_LINE_MAX) {
+            snprintf(err, errlen, "config: %s:%d: line longer than %d characters", path, line,
+                     CONFIG_LINE_MAX);
+            return -1;
+        }
+    }
+    rewind(f);
+    return 0;
+}
+
+static int load_file(struct og_config *cfg, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        snprintf(err, errlen, "config: cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    int rc = check_line_lengths(f, path, err, errlen);
+    if (rc == 0) {
+        struct file_ctx c = {cfg, path, err, errlen, 0};
+        int r = ini_parse_file(f, on_ini, &c);
+        if (c.failed) {
+            rc = -1;
+        } else if (r != 0) {
+            snprintf(err, errlen, "config: %s:%d: syntax error", path, r);
+            rc = -1;
+        }
+    }
+    fclose(f);
+    return rc;
+}
+
+static int load_env(struct og_config *cfg, char *const *envp, char *err, size_t errlen)
+{
+    for (; envp && *envp; envp++) {
+        const char *e = *envp;
+        if (strncmp(e, "OMNIGATE_", 9) != 0)
+            continue;
+        const char *eq = strchr(e, '=');
+        if (eq == NULL)
+            continue;
+        char key[64];
+        size_t kl = (size_t)(eq - e - 9);
+        if (kl == 0 || kl >= sizeof(key))
+            continue;
+        for (size_t i = 0; i < kl; i++)
+            key[i] = (char)tolower((unsigned char)e[9 + i]);
+        key[kl] = '\0';
+        if (strcmp(key, "config") == 0)
+            continue; /* the file path itself, handled by the caller */
+        const struct config_row *row = config_row_find(key);
+        if (row == NULL || strchr(key, '-') != NULL) {
+            snprintf(err, errlen, "config: unknown environment variable %.*s", (int)(eq - e), e);
+            return -1;
+        }
+        char src[80];
+        snprintf(src, sizeof(src), "env %.*s", (int)(eq - e), e);
+        if (config_set(cfg, row, eq + 1, src, err, errlen) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+int config_build(struct og_config *cfg, const struct config_args *args, char *const *envp,
+                 char *err, size_t errlen)
+{
+    config_defaults(cfg);
+    const char *path = args ? args->config_path : NULL;
+    for (char *const *e = envp; path == NULL && e && *e; e++)
+        if (strncmp(*e, "OMNIGATE_CONFIG=", 16) == 0)
+            path = *e + 16;
+    if (path != NULL) {
+        if (strlen(path) >= CONFIG_STR_MAX) {
+            snprintf(err, errlen, "config: path too long");
+            return -1;
+        }
+        if (load_file(cfg, path, err, errlen) != 0)
+            return -1;
+        snprintf(cfg->config_path, sizeof(cfg->config_path), "%s", path);
+    }
+    if (load_env(cfg, envp, err, errlen) != 0)
+        return -1;
+    for (size_t i = 0; args && i < args->n; i++) {
+        char src[80];
+        snprintf(src, sizeof(src), "flag --%s", args->set[i].row->key);
+        for (char *p = src; *p; p++)
+            if (*p == '_')
+                *p = '-';
+        if (config_set(cfg, args->set[i].row, args->set[i].value, src, err, errlen) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+int config_reload_check(const struct og_config *old, const struct og_config *nu, char *err,
+                        size_t errlen)
+{
+    for (size_t i = 0; i < config_rows_count; i++) {
+        const struct config_row *r = &config_rows[i];
+        if (r->reload)
+            continue;
+        size_t sz = (r->type == CFG_STR || r->type == CFG_ADDR || r->type == CFG_LEVEL)
+                        ? CONFIG_STR_MAX
+                        : sizeof(int64_t);
+        if (memcmp((const char *)old + r->offset, (const char *)nu + r->offset, sz) != 0) {
+            snprintf(err, errlen, "config: %s cannot change on reload (restart instead)",
+                     r->key);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void config_print_help(void *file)
+{
+    FILE *f = file;
+    for (size_t i = 0; i < config_rows_count; i++) {
+        const struct config_row *r = &config_rows[i];
+        char flag[64], env[64];
+        size_t j;
+        for (j = 0; r->key[j] && j < sizeof(flag) - 1; j++)
+            flag[j] = r->key[j] == '_' ? '-' : r->key[j];
+        flag[j] = '\0';
+        for (j = 0; r->key[j] && j < sizeof(env) - 1; j++)
+            env[j] = (char)toupper((unsigned char)r->key[j]);
+        env[j] = '\0';
+        fprintf(f, "  --%-18s %-34s [%s] %s = %s%s\n      %s\n", flag, "", r->section, r->key,
+                r->def, r->reload ? "" : "  (restart to change)", r->help);
+        fprintf(f, "      env OMNIGATE_%s\n", env);
+    }
+}

@@ -1,0 +1,101 @@
+/*
+ * config.h — omnigate's configuration: one declarative table (STYLE §16).
+ *
+ * Every setting is a row: section, key, type, bounds, default, target field,
+ * help and whether a SIGHUP reload may change it. The INI loader (libinih),
+ * the OMNIGATE_* environment, the command-line flags, --help, --check-config
+ * and docs/CONFIG.md all walk the same table. Precedence (DESIGN §10):
+ * flags > environment > file > defaults.
+ */
+#ifndef CONFIG_CONFIG_H
+#define CONFIG_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONFIG_STR_MAX 256
+#define CONFIG_ERR_MAX 512
+/* libinih truncates longer lines silently; we refuse them instead. */
+#define CONFIG_LINE_MAX 200
+
+struct og_config {
+    char bind[CONFIG_STR_MAX];
+    char admin[CONFIG_STR_MAX];
+    int64_t workers;
+    char log_level[CONFIG_STR_MAX];
+
+    int64_t header_max;         /* bytes */
+    int64_t header_count_max;   /* header lines */
+    int64_t body_max;           /* bytes */
+    int64_t head_timeout_ms;    /* whole request head must arrive within */
+    int64_t body_min_rate;      /* bytes per second, after body_grace_ms */
+    int64_t body_grace_ms;
+    int64_t request_timeout_ms; /* dispatch to response */
+    int64_t idle_timeout_ms;    /* keep-alive idle */
+    int64_t write_timeout_ms;   /* no write progress for this long */
+    int64_t max_connections;
+    int64_t inflight_max;
+    int64_t retry_after_s;
+    int64_t drain_grace_ms;
+
+    /* Not table rows: where the file came from. */
+    char config_path[CONFIG_STR_MAX];
+};
+
+enum config_type { CFG_STR, CFG_INT, CFG_SIZE, CFG_DURATION, CFG_ADDR, CFG_LEVEL };
+
+struct config_row {
+    const char *section, *key;
+    enum config_type type;
+    size_t offset;
+    int64_t min, max; /* numeric bounds, inclusive */
+    const char *def;  /* default, in the same syntax as the file */
+    bool reload;      /* a SIGHUP may change it */
+    const char *help;
+};
+
+extern const struct config_row config_rows[];
+extern const size_t config_rows_count;
+
+/* Overrides taken from the command line, kept for reloads. */
+struct config_args {
+    const char *config_path; /* --config, or NULL */
+    size_t n;
+    struct {
+        const struct config_row *row;
+        const char *value;
+    } set[64];
+};
+
+/* Find a row by key ("body_max") or flag spelling ("body-max"). */
+const struct config_row *config_row_find(const char *key);
+
+/* Parse one value into cfg. Returns 0, or -1 with a one-line message in err
+ * naming the key, the value, the source and what is allowed. */
+int config_set(struct og_config *cfg, const struct config_row *row, const char *value,
+               const char *source, char *err, size_t errlen);
+
+void config_defaults(struct og_config *cfg);
+
+/* Build a configuration: defaults, then file (args->config_path or
+ * $OMNIGATE_CONFIG), then OMNIGATE_* environment, then args. Returns 0 or -1
+ * with err set. `envp` is the environment to read (environ in production). */
+int config_build(struct og_config *cfg, const struct config_args *args, char *const *envp,
+                 char *err, size_t errlen);
+
+/* Check that a reload may go from old to new: only rows marked reload may
+ * differ. Returns 0, or -1 with err naming the first key that may not. */
+int config_reload_check(const struct og_config *old, const struct og_config *nu, char *err,
+                        size_t errlen);
+
+/* Parsers exposed for tests and other modules. Return 0 or -1. */
+int config_parse_size(const char *s, int64_t *out);
+int config_parse_duration_ms(const char *s, int64_t *out);
+/* "host:port" with a numeric IPv4/IPv6 host; port 0..65535. */
+int config_parse_addr(const char *s, char *host, size_t hostlen, int *port);
+
+/* Print the table as --help text. */
+void config_print_help(void *file);
+
+#endif

@@ -1,0 +1,247 @@
+/*
+ * h1.c — llhttp glue for requests.
+ *
+ * llhttp does the parsing (it rejects bare LF, CL+TE, duplicate CL, bad
+ * tokens); this file adds what llhttp lets through and what an edge service
+ * needs: obs-fold and whitespace before the colon are refused (RFC 9112
+ * §5.1–5.2), HTTP/1.1 requires exactly one Host (RFC 9112 §3.2), only
+ * origin-form targets are served, and every size limit is checked as bytes
+ * arrive, before anything is allocated.
+ */
+#include "http/h1.h"
+
+#include <string.h>
+
+static int fail(struct h1 *h, enum og_err e, const char *reason)
+{
+    h->err = e;
+    h->err_reason = reason;
+    return -1; /* llhttp turns a non-zero callback return into HPE_USER */
+}
+
+/* Extend a slice with a piece llhttp hands us. The head never moves while it
+ * is parsed, so pieces of one token split across reads are contiguous and
+ * nothing is copied. */
+static int extend(struct h1 *h, struct slice *s, const char *at, size_t n)
+{
+    if (s->p == NULL) {
+        s->p = at;
+        s->n = n;
+        return 0;
+    }
+    if (s->p + s->n != at)
+        return fail(h, OG_E_INTERNAL, "request head moved while parsing");
+    s->n += n;
+    return 0;
+}
+
+static struct h1 *H(llhttp_t *p)
+{
+    return (struct h1 *)p->data;
+}
+
+static int on_message_begin(llhttp_t *p)
+{
+    H(p)->in_head = true;
+    return 0;
+}
+
+static int on_method(llhttp_t *p, const char *at, size_t n)
+{
+    return extend(H(p), &H(p)->req->method_name, at, n);
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t n)
+{
+    return extend(H(p), &H(p)->req->target, at, n);
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t n)
+{
+    struct h1 *h = H(p);
+    struct http_req *r = h->req;
+    if (h->last_was_value || r->nhdrs == 0) {
+        if (r->nhdrs >= h->lim.header_count_max || r->nhdrs >= HTTP_HEADERS_MAX)
+            return fail(h, OG_E_HEADER_TOO_LARGE, "too many header fields");
+        r->hdrs[r->nhdrs++] = (struct http_header){{NULL, 0}, {NULL, 0}};
+        h->last_was_value = false;
+    }
+    return extend(h, &r->hdrs[r->nhdrs - 1].name, at, n);
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t n)
+{
+    struct h1 *h = H(p);
+    struct http_req *r = h->req;
+    h->last_was_value = true;
+    struct slice *v = &r->hdrs[r->nhdrs - 1].value;
+    if (v->p == NULL && n == 0)
+        return 0;
+    return extend(h, v, at, n);
+}
+
+static void trim(struct slice *s)
+{
+    while (s->n && (s->p[0] == ' ' || s->p[0] == '\t'))
+        s->p++, s->n--;
+    while (s->n && (s->p[s->n - 1] == ' ' || s->p[s->n - 1] == '\t'))
+        s->n--;
+}
+
+static int check_headers(struct h1 *h)
+{
+    struct http_req *r = h->req;
+    unsigned hosts = 0;
+    for (unsigned i = 0; i < r->nhdrs; i++) {
+        struct http_header *x = &r->hdrs[i];
+        if (x->value.p == NULL)
+            x->value.p = x->name.p + x->name.n;
+        trim(&x->value);
+        /* obs-fold: llhttp keeps the folded line inside the value. */
+        if (memchr(x->value.p, '\n', x->value.n) || memchr(x->value.p, '\r', x->value.n))
+            return fail(h, OG_E_BAD_REQUEST, "obsolete line folding in a header");
+        /* llhttp's token check already refuses "Name :"; keep the rule here too
+         * so a lenient build of the parser cannot bring it back. */
+        if (x->name.n == 0 || x->name.p[x->name.n - 1] == ' ' || x->name.p[x->name.n - 1] == '\t')
+            return fail(h, OG_E_BAD_REQUEST, "whitespace before a header colon");
+        if (slice_ieq(x->name, "host"))
+            hosts++;
+        else if (slice_ieq(x->name, "expect") && slice_ieq(x->value, "100-continue"))
+            r->expect_continue = true;
+    }
+    if (r->version_minor >= 1 && hosts != 1)
+        return fail(h, OG_E_BAD_REQUEST, hosts ? "more than one Host header" : "missing Host");
+    return 0;
+}
+
+static int on_headers_complete(llhttp_t *p)
+{
+    struct h1 *h = H(p);
+    struct http_req *r = h->req;
+    r->method = p->method;
+    r->version_minor = p->http_minor;
+    if (p->http_major != 1)
+        return fail(h, OG_E_BAD_REQUEST, "unsupported HTTP version");
+    if (check_headers(h) != 0)
+        return -1;
+    r->keep_alive = llhttp_should_keep_alive(p);
+    r->chunked = (p->flags & F_CHUNKED) != 0;
+    r->content_length = (p->flags & F_CONTENT_LENGTH) ? (int64_t)p->content_length : -1;
+    if (r->content_length > (int64_t)h->lim.body_max)
+        return fail(h, OG_E_BODY_CAP, "declared Content-Length over the body cap");
+
+    /* Origin-form only: we are not a forward proxy. */
+    const struct slice t = r->target;
+    if (t.n == 0 || t.p[0] != '/')
+        return fail(h, OG_E_BAD_REQUEST, "request target must be an absolute path");
+    const char *q = memchr(t.p, '?', t.n);
+    r->path = (struct slice){t.p, q ? (size_t)(q - t.p) : t.n};
+    r->query = q ? (struct slice){q + 1, t.n - (size_t)(q - t.p) - 1} : (struct slice){q, 0};
+
+    if (r->content_length > 0 && buf_reserve(&r->body, (size_t)r->content_length) != 0)
+        return fail(h, OG_E_INTERNAL, "out of memory for the request body");
+    h->in_head = false;
+    h->in_body = true;
+    return HPE_PAUSED;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t n)
+{
+    struct h1 *h = H(p);
+    struct buf *b = &h->req->body;
+    if (n > h->lim.body_max || b->n > h->lim.body_max - n)
+        return fail(h, OG_E_BODY_CAP, "request body over the body cap");
+    if (buf_append(b, at, n) != 0)
+        return fail(h, OG_E_INTERNAL, "out of memory for the request body");
+    return 0;
+}
+
+static int on_message_complete(llhttp_t *p)
+{
+    H(p)->in_body = false;
+    return HPE_PAUSED;
+}
+
+static const llhttp_settings_t SETTINGS = {
+    .on_message_begin = on_message_begin,
+    .on_method = on_method,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+void h1_init(struct h1 *h, const struct h1_limits *lim)
+{
+    memset(h, 0, sizeof(*h));
+    h->lim = *lim;
+    llhttp_init(&h->p, HTTP_REQUEST, &SETTINGS);
+    h->p.data = h;
+}
+
+void h1_begin(struct h1 *h, struct http_req *req)
+{
+    h->req = req;
+    h->in_head = h->in_body = false;
+    h->last_was_value = false;
+    h->err = OG_E_BAD_REQUEST;
+    h->err_reason = NULL;
+    h->base = NULL;
+}
+
+enum h1_result h1_feed(struct h1 *h, const char *buf, size_t off, size_t len, size_t *consumed)
+{
+    if (h->base == NULL) {
+        h->base = buf;
+        h->head_start = off;
+    }
+    if (llhttp_get_errno(&h->p) == HPE_PAUSED)
+        llhttp_resume(&h->p);
+    const char *start = buf + off;
+    enum llhttp_errno e = llhttp_execute(&h->p, start, len - off);
+    size_t used = e == HPE_OK ? len - off : (size_t)(llhttp_get_error_pos(&h->p) - start);
+    *consumed = used;
+    size_t head_len = off + used - h->head_start;
+
+    if (e == HPE_PAUSED) {
+        if (h->req->head_bytes == 0) {
+            h->req->head_bytes = (uint32_t)head_len;
+            if (head_len > h->lim.header_max) {
+                h->err = OG_E_HEADER_TOO_LARGE;
+                h->err_reason = "request head over the cap";
+                return H1_ERROR;
+            }
+            if (h->in_body)
+                return H1_HEAD_DONE;
+        }
+        return H1_REQ_DONE;
+    }
+    if (e != HPE_OK) {
+        if (e != HPE_USER) {
+            h->err = OG_E_BAD_REQUEST;
+            h->err_reason = llhttp_get_error_reason(&h->p);
+        }
+        /* An oversized head reported as a token error is still a size problem. */
+        if (h->in_head && head_len > h->lim.header_max && h->err == OG_E_BAD_REQUEST) {
+            h->err = OG_E_HEADER_TOO_LARGE;
+            h->err_reason = "request head over the cap";
+        }
+        return H1_ERROR;
+    }
+    if (h->in_head && head_len > h->lim.header_max) {
+        h->err = OG_E_HEADER_TOO_LARGE;
+        h->err_reason = "request head over the cap";
+        return H1_ERROR;
+    }
+    return H1_NEED_MORE;
+}
+
+const struct slice *h1_header(const struct http_req *req, const char *name)
+{
+    for (unsigned i = 0; i < req->nhdrs; i++)
+        if (slice_ieq(req->hdrs[i].name, name))
+            return &req->hdrs[i].value;
+    return NULL;
+}

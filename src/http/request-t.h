@@ -1,0 +1,77 @@
+/*
+ * request-t.h — the parsed HTTP/1.1 request (types only, STYLE §4).
+ *
+ * Every slice points into the connection's read buffer (zero copy): the
+ * request head stays in place until the response is done. Only the body is
+ * copied, into a buffer sized after the body cap was checked.
+ */
+#ifndef HTTP_REQUEST_T_H
+#define HTTP_REQUEST_T_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "core/status.h"
+
+#define HTTP_HEADERS_MAX 128
+#define HTTP_CORR_ID_MAX 64
+
+struct http_header {
+    struct slice name, value;
+};
+
+struct conn;
+struct route;
+struct http_req;
+
+/* Called when the request is abandoned (client gone, timeout) while a
+ * handler still owns it; the handler must drop every reference to req. */
+typedef void (*http_cancel_fn)(struct http_req *req);
+
+struct http_req {
+    struct conn *conn;
+
+    /* Head, as parsed. */
+    int method; /* enum llhttp_method */
+    struct slice method_name, target, path, query;
+    int version_minor;
+    struct http_header hdrs[HTTP_HEADERS_MAX];
+    unsigned nhdrs;
+    bool keep_alive;
+    bool expect_continue;
+    bool chunked;
+    int64_t content_length; /* -1: none declared */
+    uint32_t head_bytes;
+
+    /* Body, copied out of the read buffer (≤ body cap). */
+    struct buf body;
+
+    /* Routing. */
+    const struct route *route;
+    int route_id; /* metric label index */
+    struct slice param;
+
+    /* Identity and timing. */
+    char corr_id[HTTP_CORR_ID_MAX + 1];
+    char req_id[17];
+    uint64_t t_start_ns;
+    uint64_t deadline_ms; /* loop time at which the request budget ends */
+
+    /* Response bookkeeping. */
+    int status;
+    const char *err_code; /* error code for the log line, or NULL */
+    uint64_t bytes_out;
+    bool responded;     /* head (or whole response) handed to the writer */
+    bool close_after;   /* Connection: close on the response */
+    bool counted_inflight; /* holds a slot of the global inflight cap */
+    bool chunked_out;   /* streaming with Transfer-Encoding: chunked */
+    bool head_only;     /* HEAD: headers are sent, body bytes are not */
+    struct buf resp_hdrs; /* extra response header lines, "Name: value\r\n" */
+
+    /* Handler state. */
+    void *hdata;
+    http_cancel_fn on_cancel;
+};
+
+#endif

@@ -1,0 +1,406 @@
+/*
+ * response.c — response heads, bodies, streams, and the end of a request.
+ */
+#include "http/response.h"
+
+#include <inttypes.h>
+#include <llhttp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/jw.h"
+#include "core/log.h"
+#include "http/h1.h"
+#include "http/router.h"
+
+/* Fixed head lines are at most this long; the handler's extra header lines
+ * (req->resp_hdrs) are added on top. */
+#define HEAD_FIXED_MAX 512
+
+/* ---- ids ---------------------------------------------------------------- */
+
+static bool corr_id_ok(const struct slice *v)
+{
+    if (v->n == 0 || v->n > HTTP_CORR_ID_MAX)
+        return false;
+    for (size_t i = 0; i < v->n; i++) {
+        char ch = v->p[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '.' || ch == '_' || ch == '-' || ch == ':'))
+            return false;
+    }
+    return true;
+}
+
+void http_req_ids(struct http_req *req)
+{
+    struct worker *w = req->conn->w;
+    if (req->req_id[0] == '\0')
+        worker_request_id(w, req->req_id);
+    if (req->corr_id[0] != '\0')
+        return;
+    const struct slice *v = req->nhdrs ? h1_header(req, "x-corr-id") : NULL;
+    if (v && corr_id_ok(v)) {
+        memcpy(req->corr_id, v->p, v->n);
+        req->corr_id[v->n] = '\0';
+    } else {
+        worker_request_id(w, req->corr_id);
+    }
+}
+
+int http_add_header(struct http_req *req, const char *name, const char *value, size_t vlen)
+{
+    struct buf *b = &req->resp_hdrs;
+    size_t nl = strlen(name);
+    if (buf_reserve(b, nl + vlen + 4) != 0)
+        return -1;
+    memcpy(b->p + b->n, name, nl);
+    b->n += nl;
+    memcpy(b->p + b->n, ": ", 2);
+    b->n += 2;
+    memcpy(b->p + b->n, value, vlen);
+    b->n += vlen;
+    memcpy(b->p + b->n, "\r\n", 2);
+    b->n += 2;
+    return 0;
+}
+
+/* ---- finishing ---------------------------------------------------------- */
+
+static const char *method_label(const struct http_req *req)
+{
+    return req->method_name.n ? llhttp_method_name((llhttp_method_t)req->method) : "-";
+}
+
+static void access_log(struct http_req *req, uint64_t latency_us)
+{
+    if (log_min_level > LOG_INFO)
+        return;
+    struct worker *w = req->conn->w;
+    struct jw j;
+    log_begin(&j, &w->logbuf, req->status >= 500 ? LOG_WARN : LOG_INFO, "request");
+    jw_key(&j, "route");
+    jw_str(&j, req->route ? req->route->tmpl : "unmatched");
+    jw_key(&j, "method");
+    jw_str(&j, method_label(req));
+    jw_key(&j, "status");
+    jw_int(&j, req->status);
+    jw_key(&j, "latency_ms");
+    jw_double(&j, (double)latency_us / 1000.0, 3);
+    jw_key(&j, "corr_id");
+    jw_str(&j, req->corr_id);
+    jw_key(&j, "req_id");
+    jw_str(&j, req->req_id);
+    if (req->err_code) {
+        jw_key(&j, "reason");
+        jw_str(&j, req->err_code);
+    }
+    jw_key(&j, "bytes");
+    jw_uint(&j, req->bytes_out);
+    log_line_close(&j);
+    if (w->logbuf.n > 32 * 1024)
+        log_flush(&w->logbuf);
+}
+
+/* Metrics and the log line, once per request. */
+static void account(struct http_req *req)
+{
+    struct conn *c = req->conn;
+    uint64_t lat_us = (uv_hrtime() - req->t_start_ns) / 1000;
+    metrics_observe_request(c->w->m, req->route_id, req->method, req->status, lat_us);
+    access_log(req, lat_us);
+    if (req->counted_inflight) {
+        atomic_fetch_sub(&g_server.inflight, 1);
+        req->counted_inflight = false;
+    }
+}
+
+void http_req_abandon(struct http_req *req, int status, const char *why)
+{
+    if (req->on_cancel) {
+        http_cancel_fn fn = req->on_cancel;
+        req->on_cancel = NULL;
+        fn(req);
+    }
+    req->status = status;
+    req->err_code = why;
+    req->responded = true;
+    account(req);
+    conn_request_finished(req->conn);
+}
+
+/* ---- heads -------------------------------------------------------------- */
+
+static char *put(char *p, const char *s, size_t n)
+{
+    memcpy(p, s, n);
+    return p + n;
+}
+#define PUTS(p, lit) put((p), (lit), sizeof(lit) - 1)
+
+static char *put_u64(char *p, uint64_t v)
+{
+    char t[24];
+    int i = 24;
+    do {
+        t[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return put(p, t + i, (size_t)(24 - i));
+}
+
+/* Status line and standard headers into out (HEAD_FIXED_MAX + extra bytes).
+ * content_length < 0 means chunked; -2 means no length header (1xx/204/304). */
+static size_t build_head(struct http_req *req, char *out, int status, const char *ctype,
+                         int64_t content_length)
+{
+    struct worker *w = req->conn->w;
+    char *p = out;
+    p = PUTS(p, "HTTP/1.1 ");
+    p = put_u64(p, (uint64_t)status);
+    *p++ = ' ';
+    const char *txt = http_status_text(status);
+    p = put(p, txt, strlen(txt));
+    p = PUTS(p, "\r\nServer: omnigate\r\n");
+    size_t dl;
+    const char *date = worker_date_line(w, &dl);
+    p = put(p, date, dl);
+    if (ctype) {
+        p = PUTS(p, "Content-Type: ");
+        p = put(p, ctype, strlen(ctype));
+        p = PUTS(p, "\r\n");
+    }
+    if (content_length >= 0) {
+        p = PUTS(p, "Content-Length: ");
+        p = put_u64(p, (uint64_t)content_length);
+        p = PUTS(p, "\r\n");
+    } else if (content_length == -1) {
+        p = PUTS(p, "Transfer-Encoding: chunked\r\n");
+    }
+    p = PUTS(p, "X-Corr-ID: ");
+    p = put(p, req->corr_id, strlen(req->corr_id));
+    p = PUTS(p, "\r\nX-Request-ID: ");
+    p = put(p, req->req_id, strlen(req->req_id));
+    p = PUTS(p, "\r\n");
+    if (req->close_after)
+        p = PUTS(p, "Connection: close\r\n");
+    else if (req->version_minor == 0)
+        p = PUTS(p, "Connection: keep-alive\r\n");
+    if (req->resp_hdrs.n)
+        p = put(p, req->resp_hdrs.p, req->resp_hdrs.n);
+    p = PUTS(p, "\r\n");
+    return (size_t)(p - out);
+}
+
+/* A head block, optionally followed by a copied body or pointing to an owned one. */
+struct out_block {
+    void *owned_body;
+    char data[];
+};
+
+static void out_block_done(void *arg, int status)
+{
+    struct out_block *b = arg;
+    free(b->owned_body);
+    free(b);
+}
+
+static bool bodyless_status(int status)
+{
+    return status < 200 || status == 204 || status == 304;
+}
+
+static void respond(struct http_req *req, int status, const char *ctype, const void *body,
+                    size_t len, void *owned)
+{
+    struct conn *c = req->conn;
+    if (req->responded) { /* a late second answer (e.g. after a timeout) */
+        free(owned);
+        return;
+    }
+    if (c->close_after_write)
+        req->close_after = true;
+    req->status = status;
+    req->responded = true;
+    bool no_body = bodyless_status(status) || router_method_bit(req->method) == M_HEAD;
+    size_t copy = owned || no_body ? 0 : len;
+    struct out_block *b = malloc(sizeof(*b) + HEAD_FIXED_MAX + req->resp_hdrs.n + copy);
+    if (b == NULL) {
+        free(owned);
+        req->close_after = true;
+        account(req);
+        conn_request_finished(c);
+        conn_close(c);
+        return;
+    }
+    b->owned_body = owned;
+    size_t hl = build_head(req, b->data, status, bodyless_status(status) ? NULL : ctype,
+                           bodyless_status(status) ? -2 : (int64_t)len);
+    uv_buf_t iov[2];
+    unsigned n = 1;
+    iov[0] = uv_buf_init(b->data, (unsigned)hl);
+    if (!no_body && len) {
+        if (owned) {
+            iov[1] = uv_buf_init((char *)body, (unsigned)len);
+            n = 2;
+        } else {
+            memcpy(b->data + hl, body, len);
+            iov[0].len += (unsigned)len;
+        }
+    }
+    req->bytes_out = iov[0].len + (n == 2 ? iov[1].len : 0);
+    if (conn_write(c, iov, n, out_block_done, b) != 0) {
+        out_block_done(b, 0);
+        req->close_after = true;
+    }
+    account(req);
+    conn_request_finished(c);
+}
+
+void http_respond(struct http_req *req, int status, const char *ctype, const void *body,
+                  size_t len)
+{
+    respond(req, status, ctype, body, len, NULL);
+}
+
+void http_respond_buf(struct http_req *req, int status, const char *ctype, struct buf *body)
+{
+    void *p = body->p;
+    size_t n = body->n;
+    body->p = NULL;
+    body->n = body->cap = 0;
+    if (n == 0) {
+        free(p);
+        respond(req, status, ctype, NULL, 0, NULL);
+        return;
+    }
+    respond(req, status, ctype, p, n, p);
+}
+
+void http_respond_error(struct http_req *req, enum og_err e, const char *reason)
+{
+    struct conn *c = req->conn;
+    if (req->responded)
+        return;
+    http_req_ids(req);
+    req->err_code = og_err_code(e);
+    metrics_rejected(c->w->m, e);
+    int status = og_err_http(e);
+    if (status == 429 || status == 503) {
+        char ra[24];
+        int n = snprintf(ra, sizeof(ra), "%" PRId64, c->w->cfg->retry_after_s);
+        if (http_add_header(req, "Retry-After", ra, (size_t)n) != 0)
+            req->close_after = true;
+    }
+    if (status == 408 || status == 413 || status == 431 || status == 400)
+        req->close_after = true; /* framing may be lost: do not reuse */
+    struct buf body = {0};
+    struct jw j;
+    jw_init(&j, &body);
+    jw_obj_open(&j);
+    jw_key(&j, "error");
+    jw_str(&j, og_err_code(e));
+    jw_key(&j, "reason");
+    jw_str(&j, reason ? reason : og_err_reason(e));
+    jw_key(&j, "corr_id");
+    jw_str(&j, req->corr_id);
+    jw_obj_close(&j);
+    if (jw_failed(&j)) {
+        buf_release(&body);
+        respond(req, status, "application/json", "{\"error\":\"internal\"}", 20, NULL);
+        return;
+    }
+    http_respond_buf(req, status, "application/json", &body);
+}
+
+/* ---- streams ------------------------------------------------------------ */
+
+struct chunk_frame {
+    char pre[20];
+    conn_write_cb done;
+    void *arg;
+};
+
+static void chunk_done(void *arg, int status)
+{
+    struct chunk_frame *f = arg;
+    if (f->done)
+        f->done(f->arg, status);
+    free(f);
+}
+
+int http_stream_begin(struct http_req *req, int status, const char *ctype,
+                      int64_t content_length)
+{
+    struct conn *c = req->conn;
+    if (req->responded)
+        return -1;
+    if (c->close_after_write)
+        req->close_after = true;
+    req->status = status;
+    req->responded = true;
+    req->chunked_out = content_length < 0;
+    bool no_body = router_method_bit(req->method) == M_HEAD;
+    req->head_only = no_body;
+    struct out_block *b = malloc(sizeof(*b) + HEAD_FIXED_MAX + req->resp_hdrs.n);
+    if (b == NULL)
+        return -1;
+    b->owned_body = NULL;
+    size_t hl = build_head(req, b->data, status, ctype, content_length < 0 ? -1 : content_length);
+    uv_buf_t iov = uv_buf_init(b->data, (unsigned)hl);
+    req->bytes_out += hl;
+    if (conn_write(c, &iov, 1, out_block_done, b) != 0) {
+        out_block_done(b, 0);
+        return -1;
+    }
+    return 0;
+}
+
+int http_stream_send(struct http_req *req, const void *p, size_t n, conn_write_cb done, void *arg)
+{
+    struct conn *c = req->conn;
+    if (req->head_only || n == 0) {
+        if (done)
+            done(arg, 0);
+        return 0;
+    }
+    req->bytes_out += n;
+    if (!req->chunked_out) {
+        uv_buf_t iov = uv_buf_init((char *)p, (unsigned)n);
+        return conn_write(c, &iov, 1, done, arg);
+    }
+    struct chunk_frame *f = malloc(sizeof(*f));
+    if (f == NULL)
+        return UV_ENOMEM;
+    f->done = done;
+    f->arg = arg;
+    int pl = snprintf(f->pre, sizeof(f->pre), "%zx\r\n", n);
+    uv_buf_t iov[3] = {uv_buf_init(f->pre, (unsigned)pl), uv_buf_init((char *)p, (unsigned)n),
+                       uv_buf_init((char *)"\r\n", 2)};
+    int rc = conn_write(c, iov, 3, chunk_done, f);
+    if (rc != 0)
+        free(f);
+    return rc;
+}
+
+void http_stream_end(struct http_req *req, bool ok)
+{
+    struct conn *c = req->conn;
+    if (!ok) {
+        req->close_after = true;
+        req->err_code = "aborted";
+        account(req);
+        conn_request_finished(c);
+        conn_close(c); /* before the declared length: the client sees a short body */
+        return;
+    }
+    if (req->chunked_out && !req->head_only) {
+        uv_buf_t iov = uv_buf_init((char *)"0\r\n\r\n", 5);
+        if (conn_write(c, &iov, 1, NULL, NULL) != 0)
+            req->close_after = true;
+        req->bytes_out += 5;
+    }
+    account(req);
+    conn_request_finished(c);
+}

@@ -1,0 +1,81 @@
+/*
+ * router.c — template matching.
+ */
+#include "http/router.h"
+
+#include <llhttp.h>
+#include <stdio.h>
+#include <string.h>
+
+unsigned router_method_bit(int m)
+{
+    switch (m) {
+    case HTTP_GET: return M_GET;
+    case HTTP_HEAD: return M_HEAD;
+    case HTTP_POST: return M_POST;
+    case HTTP_PUT: return M_PUT;
+    case HTTP_DELETE: return M_DELETE;
+    case HTTP_OPTIONS: return M_OPTIONS;
+    case HTTP_PATCH: return M_PATCH;
+    default: return 0;
+    }
+}
+
+static int match_one(const char *tmpl, struct slice path, struct slice *param)
+{
+    const char *open = strchr(tmpl, '{');
+    if (open == NULL) {
+        *param = (struct slice){NULL, 0};
+        return slice_eq(path, tmpl, strlen(tmpl));
+    }
+    const char *close = strchr(open, '}');
+    size_t pre = (size_t)(open - tmpl);
+    const char *suf = close + 1;
+    size_t sufn = strlen(suf);
+    if (path.n <= pre + sufn || memcmp(path.p, tmpl, pre) != 0 ||
+        memcmp(path.p + path.n - sufn, suf, sufn) != 0)
+        return 0;
+    struct slice mid = {path.p + pre, path.n - pre - sufn};
+    if (memchr(mid.p, '/', mid.n) != NULL)
+        return 0;
+    *param = mid;
+    return 1;
+}
+
+enum router_result router_match(const struct router *r, struct slice path, int method,
+                                const struct route **out, struct slice *param)
+{
+    unsigned bit = router_method_bit(method);
+    const struct route *path_hit = NULL;
+    for (size_t i = 0; i < r->n; i++) {
+        struct slice p;
+        if (!match_one(r->routes[i].tmpl, path, &p))
+            continue;
+        if (r->routes[i].methods & bit) {
+            *out = &r->routes[i];
+            *param = p;
+            return ROUTE_OK;
+        }
+        if (path_hit == NULL)
+            path_hit = &r->routes[i];
+    }
+    *out = path_hit;
+    return path_hit ? ROUTE_METHOD : ROUTE_NOT_FOUND;
+}
+
+size_t router_allow(unsigned methods, char *out, size_t cap)
+{
+    static const char *const names[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS",
+                                        "PATCH"};
+    size_t n = 0;
+    out[0] = '\0';
+    for (int i = 0; i < 7; i++) {
+        if (!(methods & (1u << i)))
+            continue;
+        int k = snprintf(out + n, cap - n, "%s%s", n ? ", " : "", names[i]);
+        if (k < 0 || (size_t)k >= cap - n)
+            break;
+        n += (size_t)k;
+    }
+    return n;
+}

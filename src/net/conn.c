@@ -1,0 +1,575 @@
+/*
+ * conn.c — client connections on a worker loop.
+ *
+ * The read buffer holds the current request's head in place (requests'
+ * slices point into it) and is compacted only between requests. While a
+ * body is read, the space after the head is reused, so a 1 MiB body never
+ * needs a 1 MiB read buffer. Pipelined requests are parsed one at a time:
+ * reading pauses while a request is being served, which is also the
+ * backpressure a client sees.
+ */
+#include "net/conn.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "http/response.h"
+
+/* A refused connection gets this and is closed at once (no queueing). */
+static const char BUSY_RESPONSE[] =
+    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+    "Retry-After: 1\r\nConnection: close\r\nContent-Length: 77\r\n\r\n"
+    "{\"error\":\"busy\",\"reason\":\"too many open connections\",\"corr_id\":\"\"}       \n";
+
+/* After the last byte of a closing response, keep reading (and dropping)
+ * for this long so unread input does not turn our close into a reset that
+ * destroys the response in flight (nginx's lingering close). */
+#define CONN_LINGER_MS 1000
+/* Extra read-buffer room beyond the head cap, used for bodies. */
+#define CONN_BODY_ROOM (16 * 1024)
+
+static void conn_process(struct conn *c);
+static void conn_rearm(struct conn *c);
+
+static const struct og_config *CFG(const struct conn *c)
+{
+    return c->w->cfg;
+}
+
+/* ---- lifecycle ---------------------------------------------------------- */
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    struct conn *c = h->data;
+    if (--c->handles_open > 0)
+        return;
+    struct worker *w = c->w;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    w->nconns--;
+    if (!w->is_admin)
+        atomic_fetch_sub(&g_server.conns, 1);
+    buf_release(&c->req.body);
+    buf_release(&c->req.resp_hdrs);
+    free(c->rbuf);
+    c->rbuf = NULL;
+    free(c);
+    worker_maybe_finish(w);
+}
+
+void conn_close(struct conn *c)
+{
+    if (c->closing)
+        return;
+    c->closing = true;
+    if (c->req_active && !c->req.responded)
+        http_req_abandon(&c->req, 499, "client_closed");
+    uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+}
+
+void conn_close_all(struct worker *w, bool idle_only)
+{
+    for (struct conn *c = w->conns, *next; c; c = next) {
+        next = c->next;
+        bool idle = !c->req_active && c->rpos == c->rlen && c->writes_pending == 0;
+        if (!idle_only || idle)
+            conn_close(c);
+        else
+            c->close_after_write = true;
+    }
+}
+
+/* ---- reading ------------------------------------------------------------ */
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
+{
+    struct conn *c = h->data;
+    if (c->phase == PHASE_CLOSING) {
+        /* lingering: read into the start of the buffer and drop it */
+        b->base = c->rbuf;
+        b->len = c->rcap;
+        return;
+    }
+    b->base = c->rbuf + c->rlen;
+    b->len = c->rcap - c->rlen;
+}
+
+static void start_reading(struct conn *c);
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
+{
+    struct conn *c = s->data;
+    if (nread == 0 || c->closing)
+        return;
+    if (c->phase == PHASE_CLOSING) { /* lingering close: discard */
+        if (nread < 0)
+            conn_close(c);
+        return;
+    }
+    if (nread < 0) {
+        /* Half-close with requests still buffered or in service: answer them,
+         * then close. Anything else: the client is gone. */
+        if (nread == UV_EOF && (c->req_active || c->rpos < c->rlen)) {
+            c->close_after_write = true;
+            uv_read_stop(s);
+            c->reading = false;
+            conn_process(c);
+            return;
+        }
+        conn_close(c);
+        return;
+    }
+    SHARD_ADD(c->w->m->bytes_in, (uint64_t)nread);
+    c->rlen += (size_t)nread;
+    if (c->phase == PHASE_IDLE) {
+        c->phase = PHASE_HEAD;
+        c->phase_ms = conn_now(c);
+    }
+    conn_process(c);
+}
+
+static void start_reading(struct conn *c)
+{
+    if (!c->reading && !c->closing && uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+        c->reading = true;
+}
+
+static void stop_reading(struct conn *c)
+{
+    if (c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = false;
+    }
+}
+
+/* ---- request lifecycle -------------------------------------------------- */
+
+static void start_request(struct conn *c)
+{
+    /* Between requests nothing points into the buffer: compact it. */
+    if (c->rpos > 0) {
+        memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
+        c->rlen -= c->rpos;
+        c->rpos = 0;
+    }
+    struct http_req *r = &c->req;
+    struct buf body = r->body, hdrs = r->resp_hdrs;
+    body.n = hdrs.n = 0;
+    memset(r, 0, offsetof(struct http_req, body));
+    memset(&r->route, 0, sizeof(*r) - offsetof(struct http_req, route));
+    r->body = body;
+    r->resp_hdrs = hdrs;
+    r->conn = c;
+    r->content_length = -1;
+    r->route_id = metrics_route_unmatched();
+    c->h1.lim.header_max = (size_t)CFG(c)->header_max;
+    c->h1.lim.header_count_max = (unsigned)CFG(c)->header_count_max;
+    c->h1.lim.body_max = (size_t)CFG(c)->body_max;
+    h1_begin(&c->h1, r);
+    c->body_base = 0;
+    if (c->phase != PHASE_HEAD) {
+        c->phase = PHASE_HEAD;
+        c->phase_ms = conn_now(c);
+    }
+}
+
+static void send_continue(struct conn *c)
+{
+    static const char CONT[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    uv_buf_t b = uv_buf_init((char *)CONT, sizeof(CONT) - 1);
+    /* Tiny and first on the wire: try_write almost always takes it whole. */
+    int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (n != (int)b.len)
+        c->close_after_write = true; /* cannot promise the client anything */
+}
+
+static void dispatch(struct conn *c)
+{
+    struct http_req *r = &c->req;
+    struct worker *w = c->w;
+    const struct og_config *cfg = CFG(c);
+    c->phase = PHASE_HANDLER;
+    c->phase_ms = conn_now(c);
+    c->req_active = true;
+    r->t_start_ns = uv_hrtime();
+    r->deadline_ms = c->phase_ms + (uint64_t)cfg->request_timeout_ms;
+    if (!r->keep_alive || atomic_load(&g_server.draining) || c->close_after_write)
+        r->close_after = true;
+    http_req_ids(r);
+
+    const struct route *rt;
+    enum router_result m = router_match(w->router, r->path, r->method, &rt, &r->param);
+    if (m == ROUTE_NOT_FOUND) {
+        http_respond_error(r, OG_E_NOT_FOUND, "no route for this path");
+        return;
+    }
+    r->route = rt;
+    r->route_id = w->router->label_ids[rt - w->router->routes];
+    if (m == ROUTE_METHOD) {
+        char allow[64];
+        size_t n = router_allow(rt->methods, allow, sizeof(allow));
+        if (http_add_header(r, "Allow", allow, n) != 0) {
+            http_respond_error(r, OG_E_INTERNAL, NULL);
+            return;
+        }
+        http_respond_error(r, OG_E_METHOD, NULL);
+        return;
+    }
+    /* Admission: the global inflight cap, a shared atomic (DESIGN §3). The
+     * admin listener is exempt so an overloaded node can still be observed. */
+    if (!w->is_admin) {
+        long n = atomic_fetch_add(&g_server.inflight, 1) + 1;
+        r->counted_inflight = true;
+        if (n > cfg->inflight_max) {
+            http_respond_error(r, OG_E_BUSY, NULL);
+            return;
+        }
+    }
+    rt->fn(r);
+}
+
+/* http_req_abandon and the response writer call this with req_active. */
+void conn_request_finished(struct conn *c)
+{
+    c->req_active = false;
+    if (c->req.body.cap > 64 * 1024)
+        buf_release(&c->req.body); /* keep small buffers, return big ones */
+    if (c->req.close_after || c->close_after_write || c->closing) {
+        c->close_after_write = true;
+        c->phase = PHASE_CLOSING;
+        c->phase_ms = conn_now(c);
+        stop_reading(c);
+        if (c->writes_pending == 0 && !c->closing) {
+            /* Lingering close: FIN now, drain input briefly, then close. */
+            start_reading(c);
+        }
+        conn_rearm(c);
+        return;
+    }
+    c->phase = PHASE_IDLE;
+    c->phase_ms = conn_now(c);
+    if (!c->in_process)
+        conn_process(c);
+    else
+        conn_rearm(c);
+}
+
+static void answer_parse_error(struct conn *c)
+{
+    struct http_req *r = &c->req;
+    c->req_active = true;
+    c->close_after_write = true;
+    r->close_after = true;
+    if (r->t_start_ns == 0)
+        r->t_start_ns = uv_hrtime();
+    http_respond_error(r, c->h1.err, c->h1.err_reason);
+}
+
+static void conn_process(struct conn *c)
+{
+    if (c->in_process)
+        return;
+    c->in_process = true;
+    while (!c->closing && !c->req_active && c->phase != PHASE_CLOSING) {
+        if (c->h1.req == NULL) {
+            if (c->rpos == c->rlen) {
+                c->rpos = c->rlen = 0;
+                break;
+            }
+            start_request(c);
+        }
+        size_t used = 0;
+        enum h1_result res = h1_feed(&c->h1, c->rbuf, c->rpos, c->rlen, &used);
+        c->rpos += used;
+        if (res == H1_NEED_MORE) {
+            if (c->h1.in_body && c->rpos == c->rlen)
+                c->rpos = c->rlen = c->body_base; /* body bytes were copied out */
+            else if (c->rlen == c->rcap) {
+                /* The head cannot fit: the parser already refused it, or the
+                 * buffer is shorter than the configured cap after a reload. */
+                c->h1.err = OG_E_HEADER_TOO_LARGE;
+                c->h1.err_reason = "request head over the cap";
+                answer_parse_error(c);
+            }
+            break;
+        }
+        if (res == H1_HEAD_DONE) {
+            c->body_base = c->rpos;
+            c->phase = PHASE_BODY;
+            c->phase_ms = conn_now(c);
+            if (c->req.expect_continue && (c->req.content_length > 0 || c->req.chunked))
+                send_continue(c);
+            continue;
+        }
+        if (res == H1_REQ_DONE) {
+            c->h1.req = NULL; /* the next bytes start a new request */
+            dispatch(c);
+            continue;
+        }
+        c->h1.req = NULL;
+        answer_parse_error(c);
+        break;
+    }
+    c->in_process = false;
+    if (c->closing)
+        return;
+    if (c->req_active || c->phase == PHASE_CLOSING)
+        stop_reading(c);
+    else if (!c->close_after_write)
+        start_reading(c);
+    if (c->phase == PHASE_CLOSING && c->writes_pending == 0)
+        start_reading(c); /* lingering close */
+    conn_rearm(c);
+}
+
+/* ---- timers ------------------------------------------------------------- */
+
+static void on_timer(uv_timer_t *t)
+{
+    struct conn *c = t->data;
+    const struct og_config *cfg = CFG(c);
+    uint64_t now = conn_now(c);
+    if (c->closing)
+        return;
+    if (c->writes_pending > 0 &&
+        now >= c->write_progress_ms + (uint64_t)cfg->write_timeout_ms) {
+        log_event(LOG_WARN, "write_timeout", "client stopped reading; connection closed");
+        conn_close(c);
+        return;
+    }
+    switch (c->phase) {
+    case PHASE_IDLE:
+        if (now >= c->phase_ms + (uint64_t)cfg->idle_timeout_ms)
+            conn_close(c);
+        break;
+    case PHASE_HEAD:
+        if (now >= c->phase_ms + (uint64_t)cfg->head_timeout_ms) {
+            if (c->rlen == c->rpos && c->h1.req == NULL) {
+                conn_close(c); /* nothing of a request arrived: just close */
+                return;
+            }
+            c->h1.req = NULL;
+            c->h1.err = OG_E_TIMEOUT;
+            c->h1.err_reason = "request head not received in time";
+            stop_reading(c);
+            answer_parse_error(c);
+        }
+        break;
+    case PHASE_BODY: {
+        uint64_t elapsed = now - c->phase_ms;
+        if (elapsed >= (uint64_t)cfg->body_grace_ms &&
+            (double)c->req.body.n < (double)cfg->body_min_rate * ((double)elapsed / 1000.0)) {
+            c->h1.req = NULL;
+            c->h1.err = OG_E_TIMEOUT;
+            c->h1.err_reason = "request body slower than the minimum rate";
+            stop_reading(c);
+            answer_parse_error(c);
+        }
+        break;
+    }
+    case PHASE_HANDLER:
+        if (now >= c->req.deadline_ms && !c->req.responded) {
+            struct http_req *r = &c->req;
+            if (r->on_cancel) {
+                http_cancel_fn fn = r->on_cancel;
+                r->on_cancel = NULL;
+                fn(r);
+            }
+            http_respond_error(r, OG_E_DOWNSTREAM_TIMEOUT, "request timeout");
+        }
+        break;
+    case PHASE_CLOSING:
+        if (c->writes_pending == 0 && now >= c->phase_ms + CONN_LINGER_MS)
+            conn_close(c);
+        break;
+    }
+    if (!c->closing)
+        conn_rearm(c);
+}
+
+static void conn_rearm(struct conn *c)
+{
+    if (c->closing)
+        return;
+    const struct og_config *cfg = CFG(c);
+    uint64_t now = conn_now(c), due = UINT64_MAX;
+#define DUE(t) ((t) < due ? (due = (t)) : 0)
+    if (c->writes_pending > 0)
+        DUE(c->write_progress_ms + (uint64_t)cfg->write_timeout_ms);
+    switch (c->phase) {
+    case PHASE_IDLE: DUE(c->phase_ms + (uint64_t)cfg->idle_timeout_ms); break;
+    case PHASE_HEAD: DUE(c->phase_ms + (uint64_t)cfg->head_timeout_ms); break;
+    case PHASE_BODY: {
+        uint64_t grace_end = c->phase_ms + (uint64_t)cfg->body_grace_ms;
+        DUE(now < grace_end ? grace_end : now + 1000);
+        break;
+    }
+    case PHASE_HANDLER:
+        if (!c->req.responded)
+            DUE(c->req.deadline_ms);
+        break;
+    case PHASE_CLOSING:
+        if (c->writes_pending == 0)
+            DUE(c->phase_ms + CONN_LINGER_MS);
+        break;
+    }
+#undef DUE
+    if (due == UINT64_MAX) {
+        uv_timer_stop(&c->timer);
+        return;
+    }
+    uv_timer_start(&c->timer, on_timer, due > now ? due - now : 0, 0);
+}
+
+/* ---- writing ------------------------------------------------------------ */
+
+static void free_shutdown(uv_shutdown_t *sh, int status)
+{
+    free(sh);
+}
+
+static void free_handle(uv_handle_t *h)
+{
+    free(h);
+}
+
+struct wreq {
+    uv_write_t w;
+    struct conn *c;
+    conn_write_cb cb;
+    void *arg;
+};
+
+static void on_write(uv_write_t *w, int status)
+{
+    struct wreq *wr = (struct wreq *)w;
+    struct conn *c = wr->c;
+    conn_write_cb cb = wr->cb;
+    void *arg = wr->arg;
+    free(wr);
+    c->writes_pending--;
+    c->write_progress_ms = conn_now(c);
+    if (cb)
+        cb(arg, status);
+    if (c->closing)
+        return;
+    if (status < 0) {
+        conn_close(c);
+        return;
+    }
+    if (c->phase == PHASE_CLOSING && c->writes_pending == 0) {
+        uv_shutdown_t *sh = malloc(sizeof(*sh));
+        if (sh == NULL || uv_shutdown(sh, (uv_stream_t *)&c->tcp, free_shutdown) != 0) {
+            free(sh);
+            conn_close(c);
+            return;
+        }
+        c->phase_ms = conn_now(c);
+        start_reading(c);
+    }
+    conn_rearm(c);
+}
+
+int conn_write(struct conn *c, const uv_buf_t *bufs, unsigned nbufs, conn_write_cb on_done,
+               void *arg)
+{
+    if (c->closing)
+        return UV_ECANCELED;
+    struct wreq *wr = malloc(sizeof(*wr));
+    if (wr == NULL)
+        return UV_ENOMEM;
+    wr->c = c;
+    wr->cb = on_done;
+    wr->arg = arg;
+    if (c->writes_pending == 0)
+        c->write_progress_ms = conn_now(c);
+    int rc = uv_write(&wr->w, (uv_stream_t *)&c->tcp, bufs, nbufs, on_write);
+    if (rc != 0) {
+        free(wr);
+        return rc;
+    }
+    c->writes_pending++;
+    size_t n = 0;
+    for (unsigned i = 0; i < nbufs; i++)
+        n += bufs[i].len;
+    SHARD_ADD(c->w->m->bytes_out, n);
+    return 0;
+}
+
+/* ---- accepting ---------------------------------------------------------- */
+
+static void refuse(uv_stream_t *server)
+{
+    uv_tcp_t *t = malloc(sizeof(*t));
+    if (t == NULL || uv_tcp_init(server->loop, t) != 0) {
+        free(t);
+        return;
+    }
+    if (uv_accept(server, (uv_stream_t *)t) == 0) {
+        uv_buf_t b = uv_buf_init((char *)BUSY_RESPONSE, sizeof(BUSY_RESPONSE) - 1);
+        (void)uv_try_write((uv_stream_t *)t, &b, 1);
+    }
+    uv_close((uv_handle_t *)t, free_handle);
+}
+
+void conn_on_accept(uv_stream_t *server, int status)
+{
+    struct worker *w = server->data;
+    if (status < 0)
+        return;
+    if (!w->is_admin) {
+        long n = atomic_fetch_add(&g_server.conns, 1) + 1;
+        if (n > w->cfg->max_connections || atomic_load(&g_server.draining)) {
+            atomic_fetch_sub(&g_server.conns, 1);
+            SHARD_ADD(w->m->conns_refused, 1);
+            refuse(server);
+            return;
+        }
+    }
+    struct conn *c = calloc(1, sizeof(*c));
+    size_t rcap = (size_t)w->cfg->header_max + CONN_BODY_ROOM;
+    char *rbuf = c ? malloc(rcap) : NULL;
+    if (c == NULL || rbuf == NULL) {
+        free(c);
+        free(rbuf);
+        if (!w->is_admin)
+            atomic_fetch_sub(&g_server.conns, 1);
+        refuse(server);
+        return;
+    }
+    c->w = w;
+    struct h1_limits lim = {(size_t)w->cfg->header_max, (unsigned)w->cfg->header_count_max,
+                            (size_t)w->cfg->body_max};
+    h1_init(&c->h1, &lim);
+    c->rbuf = rbuf;
+    c->rcap = rcap;
+    uv_tcp_init(&w->loop, &c->tcp);
+    uv_timer_init(&w->loop, &c->timer);
+    c->tcp.data = c->timer.data = c;
+    c->handles_open = 2;
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    w->nconns++;
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+        conn_close(c);
+        return;
+    }
+    SHARD_ADD(w->m->conns_accepted, 1);
+    uv_tcp_nodelay(&c->tcp, 1);
+    /* A new connection must deliver its first head within head_timeout. */
+    c->phase = PHASE_HEAD;
+    c->phase_ms = conn_now(c);
+    start_reading(c);
+    conn_rearm(c);
+}

@@ -1,0 +1,75 @@
+/*
+ * conn.h — one client connection: reading, request lifecycle, timers, writes.
+ *
+ * Phases and their clocks (all configurable, DESIGN §8):
+ *   HEAD     from the first byte (or accept): whole head within head_timeout
+ *   BODY     after body_grace, the body must keep body_min_rate
+ *   HANDLER  dispatch to response within request_timeout
+ *   IDLE     keep-alive wait, idle_timeout
+ * and, whatever the phase, a write that makes no progress for write_timeout
+ * closes the connection. One uv_timer per connection is re-armed for the
+ * nearest deadline.
+ */
+#ifndef NET_CONN_H
+#define NET_CONN_H
+
+#include <stdbool.h>
+#include <uv.h>
+
+#include "http/h1.h"
+#include "net/server.h"
+
+enum conn_phase { PHASE_IDLE, PHASE_HEAD, PHASE_BODY, PHASE_HANDLER, PHASE_CLOSING };
+
+struct conn {
+    uv_tcp_t tcp; /* first: handle->data is not needed to find us */
+    uv_timer_t timer;
+    struct worker *w;
+    struct conn *prev, *next;
+
+    char *rbuf;
+    size_t rlen, rpos, rcap;
+    size_t body_base; /* while reading a body, space after the head is reused */
+
+    struct h1 h1;
+    struct http_req req;
+
+    enum conn_phase phase;
+    uint64_t phase_ms;
+    uint64_t write_progress_ms;
+    size_t write_queue_seen;
+    unsigned writes_pending;
+    unsigned handles_open;
+    bool in_process;  /* conn_process is on the stack */
+    bool req_active;  /* a request was dispatched and is not finished */
+    bool reading;
+    bool closing;
+    bool close_after_write;
+};
+
+/* Accept callback for a listener (service or admin). */
+void conn_on_accept(uv_stream_t *server, int status);
+
+/* The response to c's current request is fully handed to the writer:
+ * continue with the next request, or close if asked. */
+void conn_request_finished(struct conn *c);
+
+/* Queue a write of nbufs buffers. on_done(arg, status) runs when libuv is
+ * done with them (status < 0 on error); it owns freeing them. */
+typedef void (*conn_write_cb)(void *arg, int status);
+int conn_write(struct conn *c, const uv_buf_t *bufs, unsigned nbufs, conn_write_cb on_done,
+               void *arg);
+
+/* Close the connection now (pending writes are dropped). */
+void conn_close(struct conn *c);
+
+/* Close every connection of w (drain timeout) or only idle ones. */
+void conn_close_all(struct worker *w, bool idle_only);
+
+/* Loop time in ms. */
+static inline uint64_t conn_now(const struct conn *c)
+{
+    return uv_now((uv_loop_t *)&c->w->loop);
+}
+
+#endif

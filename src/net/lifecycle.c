@@ -1,0 +1,230 @@
+/*
+ * lifecycle.c — process start-up, the admin loop, signals, reload, drain.
+ */
+#include "net/lifecycle.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "net/conn.h"
+#include "net/server.h"
+#include "ops/health.h"
+
+static const struct route ADMIN_ROUTES[] = {
+    {"/metrics", M_GET | M_HEAD, health_on_metrics, 0},
+    {"/healthz", M_GET | M_HEAD, health_on_healthz, 0},
+    {"/readyz", M_GET | M_HEAD, health_on_readyz, 0},
+};
+
+static const struct config_args *saved_args;
+static char *const *saved_envp;
+static uv_signal_t sig_hup, sig_term, sig_int;
+static uv_timer_t drain_timer, drain_poll;
+
+static bool key_listener_bound(void)
+{
+    return atomic_load(&g_server.listener_bound);
+}
+static bool key_config_loaded(void)
+{
+    return atomic_load(&g_server.config_loaded);
+}
+static bool key_last_reload_ok(void)
+{
+    return atomic_load(&g_server.last_reload_ok);
+}
+static bool key_not_draining(void)
+{
+    return !atomic_load(&g_server.draining);
+}
+
+static void render_gauges(struct buf *out)
+{
+    metrics_family(out, "inflight_requests", "gauge", "Requests being served now.");
+    metrics_sample(out, "inflight_requests", NULL, (double)atomic_load(&g_server.inflight));
+    metrics_family(out, "open_connections", "gauge", "Open client connections.");
+    metrics_sample(out, "open_connections", NULL, (double)atomic_load(&g_server.conns));
+    metrics_family(out, "readyz_degraded", "gauge", "1 when /readyz answers 503.");
+    metrics_sample(out, "readyz_degraded", NULL, ready_all() ? 0 : 1);
+    metrics_family(out, "workers", "gauge", "Worker threads serving requests.");
+    metrics_sample(out, "workers", NULL, g_server.nworkers);
+}
+
+static void wake_workers(void)
+{
+    for (int i = 0; i < g_server.nworkers; i++)
+        uv_async_send(&g_server.workers[i].wake);
+}
+
+static void on_hup(uv_signal_t *s, int signum)
+{
+    struct og_config *nu = malloc(sizeof(*nu));
+    char err[CONFIG_ERR_MAX];
+    if (nu == NULL) {
+        log_event(LOG_ERROR, "reload_failed", "out of memory");
+        atomic_store(&g_server.last_reload_ok, false);
+        return;
+    }
+    const struct og_config *old = atomic_load(&g_server.cfg);
+    if (config_build(nu, saved_args, saved_envp, err, sizeof(err)) != 0 ||
+        config_reload_check(old, nu, err, sizeof(err)) != 0) {
+        log_event(LOG_ERROR, "reload_failed", "%s; keeping the running configuration", err);
+        atomic_store(&g_server.last_reload_ok, false);
+        free(nu);
+        return;
+    }
+    log_min_level = log_level_parse(nu->log_level);
+    /* Old snapshots are never freed: a worker may still hold one, and a
+     * reload costs a few hundred bytes. */
+    atomic_store(&g_server.cfg, nu);
+    g_server.admin.cfg = nu;
+    atomic_fetch_add(&g_server.cfg_gen, 1);
+    atomic_store(&g_server.last_reload_ok, true);
+    wake_workers();
+    log_event(LOG_INFO, "reload", "configuration reloaded from %s",
+              nu->config_path[0] ? nu->config_path : "(no file)");
+}
+
+static void stop_admin(void)
+{
+    uv_loop_t *loop = &g_server.admin.loop;
+    if (g_server.admin.listener_open) {
+        uv_close((uv_handle_t *)&g_server.admin.listener, NULL);
+        g_server.admin.listener_open = false;
+    }
+    conn_close_all(&g_server.admin, false);
+    uv_close((uv_handle_t *)&sig_hup, NULL);
+    uv_close((uv_handle_t *)&sig_term, NULL);
+    uv_close((uv_handle_t *)&sig_int, NULL);
+    uv_close((uv_handle_t *)&drain_timer, NULL);
+    uv_close((uv_handle_t *)&drain_poll, NULL);
+    uv_close((uv_handle_t *)&g_server.admin.wake, NULL);
+    uv_close((uv_handle_t *)&g_server.admin.flush, NULL);
+    (void)loop;
+}
+
+static void on_drain_poll(uv_timer_t *t)
+{
+    if (atomic_load(&g_server.conns) == 0 && atomic_load(&g_server.inflight) == 0)
+        stop_admin();
+}
+
+static void on_drain_deadline(uv_timer_t *t)
+{
+    log_event(LOG_WARN, "drain_timeout", "closing %ld connections still open",
+              (long)atomic_load(&g_server.conns));
+    atomic_store(&g_server.force_close, true);
+    wake_workers();
+}
+
+static void on_term(uv_signal_t *s, int signum)
+{
+    if (atomic_exchange(&g_server.draining, true))
+        return; /* already draining */
+    const struct og_config *cfg = atomic_load(&g_server.cfg);
+    log_event(LOG_INFO, "drain", "signal %d: draining, grace %lld ms", signum,
+              (long long)cfg->drain_grace_ms);
+    wake_workers();
+    uv_timer_start(&drain_timer, on_drain_deadline, (uint64_t)cfg->drain_grace_ms, 0);
+    uv_timer_start(&drain_poll, on_drain_poll, 0, 20);
+}
+
+static void setup_router(struct router *r, const struct route *routes, size_t n)
+{
+    if (n > ROUTER_ROUTES_MAX) {
+        fprintf(stderr, "omnigate: route table too large\n");
+        exit(1);
+    }
+    r->routes = routes;
+    r->n = n;
+    for (size_t i = 0; i < n; i++)
+        r->label_ids[i] = metrics_route_label(routes[i].tmpl);
+}
+
+int server_run(struct og_config *cfg, const struct config_args *args, char *const *envp,
+               const struct route *routes, size_t nroutes, const struct server_hooks *hooks)
+{
+    saved_args = args;
+    saved_envp = envp;
+    signal(SIGPIPE, SIG_IGN);
+    log_min_level = log_level_parse(cfg->log_level);
+
+    int n = (int)cfg->workers;
+    if (n <= 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        n = cpus > 0 ? (int)cpus : 1;
+    }
+    atomic_store(&g_server.cfg, cfg);
+    atomic_store(&g_server.config_loaded, true);
+    atomic_store(&g_server.last_reload_ok, true);
+    g_server.nworkers = n;
+    g_server.workers = xcalloc((size_t)n, sizeof(struct worker));
+    metrics_init(n + 1);
+    setup_router(&g_server.router, routes, nroutes);
+    setup_router(&g_server.admin_router, ADMIN_ROUTES, sizeof(ADMIN_ROUTES) / sizeof(ADMIN_ROUTES[0]));
+    metrics_register(render_gauges);
+    ready_register("listener_bound", key_listener_bound);
+    ready_register("config_loaded", key_config_loaded);
+    ready_register("last_reload_ok", key_last_reload_ok);
+    ready_register("not_draining", key_not_draining);
+
+    if (hooks && hooks->on_start && hooks->on_start() != 0)
+        return 1;
+
+    /* Admin loop on this thread. */
+    struct worker *adm = &g_server.admin;
+    if (worker_init(adm, n, true, &g_server.admin_router) != 0)
+        return 1;
+    int rc = worker_listen(adm, cfg->admin);
+    if (rc != 0) {
+        fprintf(stderr, "omnigate: cannot listen on admin %s: %s\n", cfg->admin, uv_strerror(rc));
+        return 1;
+    }
+    for (int i = 0; i < n; i++) {
+        struct worker *w = &g_server.workers[i];
+        if (worker_init(w, i, false, &g_server.router) != 0 ||
+            (rc = worker_listen(w, cfg->bind)) != 0) {
+            fprintf(stderr, "omnigate: cannot listen on %s: %s\n", cfg->bind, uv_strerror(rc));
+            return 1;
+        }
+        if (hooks && hooks->on_worker)
+            hooks->on_worker(w);
+    }
+    for (int i = 0; i < n; i++) {
+        if (pthread_create(&g_server.workers[i].thread, NULL, worker_main, &g_server.workers[i])) {
+            fprintf(stderr, "omnigate: cannot start worker threads\n");
+            return 1;
+        }
+    }
+    atomic_store(&g_server.listener_bound, true);
+
+    uv_loop_t *loop = &adm->loop;
+    uv_signal_init(loop, &sig_hup);
+    uv_signal_init(loop, &sig_term);
+    uv_signal_init(loop, &sig_int);
+    uv_signal_start(&sig_hup, on_hup, SIGHUP);
+    uv_signal_start(&sig_term, on_term, SIGTERM);
+    uv_signal_start(&sig_int, on_term, SIGINT);
+    uv_timer_init(loop, &drain_timer);
+    uv_timer_init(loop, &drain_poll);
+    log_event(LOG_INFO, "start", "omnigate listening on %s (admin %s), %d workers", cfg->bind,
+              cfg->admin, n);
+
+    uv_run(loop, UV_RUN_DEFAULT);
+
+    for (int i = 0; i < n; i++)
+        pthread_join(g_server.workers[i].thread, NULL);
+    if (hooks && hooks->on_stop)
+        hooks->on_stop();
+    if (adm->logbuf.n)
+        log_flush(&adm->logbuf);
+    uv_run(loop, UV_RUN_NOWAIT);
+    uv_loop_close(loop);
+    buf_release(&adm->logbuf);
+    log_event(LOG_INFO, "stop", "drained, exiting");
+    return 0;
+}

@@ -1,0 +1,30 @@
+/*
+ * lifecycle.h — start, run, reload and drain the whole server.
+ *
+ * server_run() starts the workers, serves the admin listener on the calling
+ * thread and handles signals there: SIGHUP reloads the configuration (a bad
+ * file keeps the old one, logs why and clears last_reload_ok), SIGTERM and
+ * SIGINT drain (stop accepting, let inflight requests finish within
+ * drain_grace, then exit).
+ */
+#ifndef NET_LIFECYCLE_H
+#define NET_LIFECYCLE_H
+
+#include "config/config.h"
+#include "http/router.h"
+
+struct worker;
+
+/* Hooks modules run at start-up (after config, before workers) and per worker. */
+struct server_hooks {
+    int (*on_start)(void);                 /* 0 or -1 to abort start-up */
+    void (*on_worker)(struct worker *w);   /* before the worker's thread starts */
+    void (*on_stop)(void);
+};
+
+/* Takes ownership of cfg (heap allocated). args and envp are kept for reloads.
+ * Returns the process exit code. */
+int server_run(struct og_config *cfg, const struct config_args *args, char *const *envp,
+               const struct route *routes, size_t nroutes, const struct server_hooks *hooks);
+
+#endif

@@ -1,0 +1,98 @@
+/*
+ * server.h — the process-wide server and its per-core workers (DESIGN §3).
+ *
+ * N worker threads each run a libuv loop with their own SO_REUSEPORT
+ * listener, their own connections and their own metric shard: shared
+ * nothing. The main thread runs the admin loop (/metrics, /healthz,
+ * /readyz, signals, reload). What workers share is read-only after start-up
+ * or atomic, as marked below.
+ */
+#ifndef NET_SERVER_H
+#define NET_SERVER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "config/config.h"
+#include "core/buf.h"
+#include "http/router.h"
+#include "ops/metrics.h"
+
+struct conn;
+
+/* Slots for per-worker state owned by other modules (downstream pools...). */
+enum { WORKER_EXT_DS, WORKER_EXT_AUTH, WORKER_EXT_MAX = 8 };
+
+struct worker {
+    int id;
+    bool is_admin; /* admin listener: not counted against client limits */
+    pthread_t thread;
+    uv_loop_t loop;
+    uv_tcp_t listener;
+    uv_async_t wake; /* drain / reload notifications from the main thread */
+    uv_check_t flush; /* writes buffered log lines once per loop turn */
+    const struct router *router;
+    struct metrics_shard *m;
+    struct conn *conns; /* intrusive list head */
+    unsigned nconns;
+    bool listener_open;
+    const struct og_config *cfg; /* this worker's snapshot, refreshed on wake */
+
+    /* Cached "Date: ...\r\n" header line, rebuilt when the second changes. */
+    char date_line[48];
+    size_t date_len;
+    int64_t date_sec;
+
+    uint64_t rid_state; /* request-id generator */
+    struct buf logbuf;  /* pending access log lines */
+    struct buf scratch; /* reusable response-building buffer */
+    void *ext[WORKER_EXT_MAX];
+};
+
+struct server {
+    /* Current configuration; replaced whole on reload, never freed while the
+     * process runs (old snapshots stay valid for workers still reading). */
+    _Atomic(const struct og_config *) cfg;
+    struct router router;
+    struct router admin_router;
+
+    atomic_long conns;    /* open client connections */
+    atomic_long inflight; /* requests dispatched and not yet answered */
+    atomic_bool draining;
+    atomic_bool force_close;
+    atomic_uint cfg_gen; /* bumped on reload; workers refresh their snapshot */
+
+    /* Readiness keys (DESIGN §8). */
+    atomic_bool listener_bound;
+    atomic_bool config_loaded;
+    atomic_bool last_reload_ok;
+
+    int nworkers;
+    struct worker *workers;
+    struct worker admin;
+    uint64_t start_time;
+};
+
+extern struct server g_server;
+
+/* Worker-side helpers. */
+const char *worker_date_line(struct worker *w, size_t *len);
+/* A fresh 16-hex request id. */
+void worker_request_id(struct worker *w, char out[17]);
+
+/* Create the listener for w on cfg's bind (or admin) address. Returns 0 or a
+ * negative errno with a message logged. */
+int worker_listen(struct worker *w, const char *addr);
+/* Thread body of a service worker. */
+void *worker_main(void *arg);
+/* Initialise the loop side of a worker (loop, async, check handles). */
+int worker_init(struct worker *w, int id, bool is_admin, const struct router *router);
+/* Called on the worker's loop when the main thread wakes it. */
+void worker_on_wake(uv_async_t *a);
+/* Close a drained worker's handles so its loop can end. */
+void worker_maybe_finish(struct worker *w);
+
+#endif

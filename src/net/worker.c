@@ -1,0 +1,160 @@
+/*
+ * worker.c — per-core loops and SO_REUSEPORT listeners.
+ */
+#include "net/server.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "net/conn.h"
+
+struct server g_server;
+
+#define LISTEN_BACKLOG 1024
+
+const char *worker_date_line(struct worker *w, size_t *len)
+{
+    time_t now = time(NULL);
+    if (now != w->date_sec) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        w->date_len = strftime(w->date_line, sizeof(w->date_line),
+                               "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+        w->date_sec = now;
+    }
+    *len = w->date_len;
+    return w->date_line;
+}
+
+void worker_request_id(struct worker *w, char out[17])
+{
+    /* splitmix64 over a per-worker random seed: unique per process run and
+     * cheap; not a secret, so no CSPRNG is needed. */
+    uint64_t z = (w->rid_state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    static const char HEX[] = "0123456789abcdef";
+    for (int i = 15; i >= 0; i--, z >>= 4)
+        out[i] = HEX[z & 15];
+    out[16] = '\0';
+}
+
+int worker_listen(struct worker *w, const char *addr)
+{
+    char host[64];
+    int port;
+    if (config_parse_addr(addr, host, sizeof(host), &port) != 0)
+        return -EINVAL;
+    struct sockaddr_storage ss;
+    int rc = strchr(host, ':') ? uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss)
+                               : uv_ip4_addr(host, port, (struct sockaddr_in *)&ss);
+    if (rc != 0)
+        return rc;
+    /* libuv 1.44 has no UV_TCP_REUSEPORT: make the socket ourselves. */
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd == -1)
+        return -errno;
+    int one = 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == -1) {
+        rc = -errno;
+        close(fd);
+        return rc;
+    }
+    socklen_t sl = ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                            : sizeof(struct sockaddr_in);
+    if (bind(fd, (struct sockaddr *)&ss, sl) == -1 || listen(fd, LISTEN_BACKLOG) == -1) {
+        rc = -errno;
+        close(fd);
+        return rc;
+    }
+    uv_tcp_init(&w->loop, &w->listener);
+    w->listener.data = w;
+    if ((rc = uv_tcp_open(&w->listener, fd)) != 0 ||
+        (rc = uv_listen((uv_stream_t *)&w->listener, LISTEN_BACKLOG, conn_on_accept)) != 0) {
+        uv_close((uv_handle_t *)&w->listener, NULL);
+        return rc;
+    }
+    w->listener_open = true;
+    return 0;
+}
+
+static void on_flush(uv_check_t *h)
+{
+    struct worker *w = h->data;
+    if (w->logbuf.n)
+        log_flush(&w->logbuf);
+}
+
+int worker_init(struct worker *w, int id, bool is_admin, const struct router *router)
+{
+    memset(w, 0, sizeof(*w));
+    w->id = id;
+    w->is_admin = is_admin;
+    w->router = router;
+    w->m = metrics_shard(id);
+    w->cfg = atomic_load(&g_server.cfg);
+    w->date_sec = -1;
+    w->rid_state = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ ((uint64_t)id << 56);
+    int rc = uv_loop_init(&w->loop);
+    if (rc != 0)
+        return rc;
+    w->loop.data = w;
+    uv_async_init(&w->loop, &w->wake, worker_on_wake);
+    w->wake.data = w;
+    uv_check_init(&w->loop, &w->flush);
+    w->flush.data = w;
+    uv_check_start(&w->flush, on_flush);
+    uv_unref((uv_handle_t *)&w->flush);
+    return 0;
+}
+
+void worker_maybe_finish(struct worker *w)
+{
+    if (w->is_admin || !atomic_load(&g_server.draining) || w->nconns > 0)
+        return;
+    if (w->listener_open) {
+        uv_close((uv_handle_t *)&w->listener, NULL);
+        w->listener_open = false;
+    }
+    if (!uv_is_closing((uv_handle_t *)&w->wake))
+        uv_close((uv_handle_t *)&w->wake, NULL);
+    if (!uv_is_closing((uv_handle_t *)&w->flush))
+        uv_close((uv_handle_t *)&w->flush, NULL);
+}
+
+void worker_on_wake(uv_async_t *a)
+{
+    struct worker *w = a->data;
+    w->cfg = atomic_load(&g_server.cfg);
+    if (!atomic_load(&g_server.draining))
+        return;
+    if (w->listener_open) {
+        uv_close((uv_handle_t *)&w->listener, NULL);
+        w->listener_open = false;
+    }
+    conn_close_all(w, !atomic_load(&g_server.force_close));
+    worker_maybe_finish(w);
+}
+
+void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    if (w->logbuf.n)
+        log_flush(&w->logbuf);
+    int rc = uv_loop_close(&w->loop);
+    if (rc != 0)
+        log_event(LOG_WARN, "worker_exit", "worker %d loop closed with handles open", w->id);
+    buf_release(&w->logbuf);
+    buf_release(&w->scratch);
+    return NULL;
+}

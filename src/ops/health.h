@@ -1,0 +1,27 @@
+/*
+ * health.h — liveness, readiness and the metrics endpoint (DESIGN §4, §8).
+ *
+ * Readiness is a set of named keys, each a function answering "ok?". A key
+ * that is not ok is listed under "missing" in the 503 body. Modules add their
+ * own keys at start-up (e.g. downstream_health_ok).
+ */
+#ifndef OPS_HEALTH_H
+#define OPS_HEALTH_H
+
+#include <stdbool.h>
+
+#include "http/request-t.h"
+
+typedef bool (*ready_fn)(void);
+
+/* Start-up only: add a readiness key. */
+void ready_register(const char *key, ready_fn fn);
+
+/* Whether every key is ok right now. */
+bool ready_all(void);
+
+void health_on_healthz(struct http_req *req);
+void health_on_readyz(struct http_req *req);
+void health_on_metrics(struct http_req *req);
+
+#endif

@@ -1,0 +1,1 @@
+#define OMNIGATE_VERSION "0.1.0"

@@ -1,0 +1,205 @@
+"""Small harness for integration tests: real binaries on loopback ports,
+stopped by PID; tests are plain functions named test_* run in file order.
+
+    from harness import *
+    def test_x(): ...
+    if __name__ == "__main__": run_tests(globals())
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import traceback
+import urllib.request
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BUILD = os.environ.get("OMNIGATE_BUILD", os.path.join(ROOT, "build"))
+OMNIGATE = os.path.join(BUILD, "omnigate")
+SUBSTRATE = os.path.join(BUILD, "omnigate-substrate")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_port(port, timeout=10.0, proc=None):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError("process exited with %s" % proc.returncode)
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.02)
+    raise AssertionError("port %d never opened" % port)
+
+
+class Server:
+    """A running binary: .port, .admin, .proc, .log (stderr file path)."""
+
+    def __init__(self, args, port, admin, proc, logpath):
+        self.args, self.port, self.admin, self.proc, self.logpath = args, port, admin, proc, logpath
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d" % self.port
+
+    @property
+    def admin_url(self):
+        return "http://127.0.0.1:%d" % self.admin
+
+    def log_lines(self):
+        with open(self.logpath, "r", errors="replace") as f:
+            return f.read().splitlines()
+
+    def log_json(self):
+        out = []
+        for line in self.log_lines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                pass
+        return out
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout=10):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+_servers = []
+
+
+def start_omnigate(*extra, env=None, workers=2, wait=True):
+    """Start build/omnigate on free ports; extra args are appended."""
+    port, admin = free_port(), free_port()
+    args = [OMNIGATE, "--bind", "127.0.0.1:%d" % port, "--admin", "127.0.0.1:%d" % admin,
+            "--workers", str(workers)] + list(extra)
+    return _start(args, port, admin, env, wait)
+
+
+def start_substrate(role, *extra, env=None, wait=True):
+    port, admin = free_port(), free_port()
+    args = [SUBSTRATE, "--role", role, "--listen", "127.0.0.1:%d" % port,
+            "--admin", "127.0.0.1:%d" % admin] + list(extra)
+    return _start(args, port, admin, env, wait)
+
+
+def _start(args, port, admin, env, wait):
+    logpath = "%s/check-logs/srv-%d.log" % (BUILD, port)
+    os.makedirs(os.path.dirname(logpath), exist_ok=True)
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("OMNIGATE_")}
+    if env:
+        full_env.update(env)
+    logf = open(logpath, "w")
+    proc = subprocess.Popen(args, stdout=logf, stderr=logf, env=full_env, cwd=ROOT)
+    srv = Server(args, port, admin, proc, logpath)
+    _servers.append(srv)
+    if wait:
+        wait_port(port, proc=proc)
+        wait_port(admin, proc=proc)
+    return srv
+
+
+def http(method, url, body=None, headers=None, timeout=10):
+    """Returns (status, headers dict lowercased, body bytes); never raises on 4xx/5xx."""
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
+
+
+def raw(port, data, timeout=5.0, read_until_close=True):
+    """Send raw bytes, return everything read until the peer closes (or timeout)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        if data:
+            s.sendall(data)
+        out = b""
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                break
+            if not chunk:
+                break
+            out += chunk
+            if not read_until_close:
+                break
+        return out
+    finally:
+        s.close()
+
+
+def status_of(resp_bytes):
+    line = resp_bytes.split(b"\r\n", 1)[0]
+    return int(line.split()[1])
+
+
+def metric_value(text, name, labels=None):
+    """Sum of samples of metric `name` whose labels include `labels`."""
+    total, found = 0.0, False
+    for line in text.splitlines():
+        if line.startswith("#") or not line.startswith(name):
+            continue
+        head, _, val = line.rpartition(" ")
+        mname = head.split("{", 1)[0]
+        if mname != name:
+            continue
+        if labels:
+            if not all('%s="%s"' % (k, v) in head for k, v in labels.items()):
+                continue
+        total += float(val)
+        found = True
+    return total if found else None
+
+
+def check(cond, msg="check failed"):
+    if not cond:
+        raise AssertionError(msg)
+
+
+def run_tests(ns):
+    names = [n for n in ns if n.startswith("test_") and callable(ns[n])]
+    only = os.environ.get("ONLY")
+    failed = 0
+    mod = os.path.splitext(os.path.basename(sys.argv[0]))[0]
+    for n in names:
+        if only and only not in n:
+            continue
+        t0 = time.time()
+        try:
+            ns[n]()
+            print("PASS %s.%s (%.2fs)" % (mod, n, time.time() - t0), flush=True)
+        except Exception:
+            failed += 1
+            print("FAIL %s.%s" % (mod, n), flush=True)
+            traceback.print_exc(file=sys.stdout)
+            for s in _servers[-2:]:
+                try:
+                    print("--- last log lines of %s" % s.args[0])
+                    print("\n".join(s.log_lines()[-15:]))
+                except OSError:
+                    pass
+        finally:
+            while _servers:
+                _servers.pop().stop()
+    sys.exit(1 if failed else 0)
