@@ -9,6 +9,8 @@
 #include "config/config.h"
 #include "net/lifecycle.h"
 #include "ops/health.h"
+#include "tools/tools_auth.h"
+#include "tools/tools_oap.h"
 #include "version.h"
 
 extern char **environ;
@@ -25,6 +27,10 @@ struct subcommand {
 };
 
 static const struct subcommand SUBCOMMANDS[] = {
+    {"hash", tool_hash_main, "print the b3: address of each FILE (- for stdin)"},
+    {"oap-dump", tool_oap_dump_main, "decode OAP/1 frames from stdin as JSON lines"},
+    {"mint", tool_mint_main, "issue a capability token from a root key file"},
+    {"verify", tool_verify_main, "verify a capability token and print its caveats"},
     {NULL, NULL, NULL},
 };
 

@@ -1,0 +1,37 @@
+/*
+ * engines/common/buf.h — immutable, reference-counted byte buffers.
+ *
+ * Engines hand out stored objects (manifests, message bodies) as eng_buf
+ * references: the engine's lock is held only to find the buffer and take a
+ * reference, and the bytes are then read or streamed with no lock at all.
+ * The bytes are written once, by the creator, before the buffer is published;
+ * after that nobody writes them. The count is atomic, so references may be
+ * taken and dropped from any thread.
+ */
+#ifndef ENGINES_COMMON_BUF_H
+#define ENGINES_COMMON_BUF_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct eng_buf {
+    atomic_size_t refs;
+    size_t size;
+    uint8_t bytes[];
+};
+
+/* A new buffer of `size` bytes (contents undefined) holding one reference.
+ * Returns NULL when the allocation fails. */
+__attribute__((warn_unused_result)) struct eng_buf *eng_buf_new(size_t size);
+
+/* A new buffer holding a copy of p[0..n), one reference; NULL on failure. */
+__attribute__((warn_unused_result)) struct eng_buf *eng_buf_from(const void *p, size_t n);
+
+/* Take one more reference; returns b. b must be non-NULL and live. */
+struct eng_buf *eng_buf_ref(struct eng_buf *b);
+
+/* Drop one reference; the last one frees the buffer. NULL is a no-op. */
+void eng_buf_unref(struct eng_buf *b);
+
+#endif

@@ -1,0 +1,144 @@
+/*
+ * engines/mailbox/mailbox.h — named message channels with at-least-once
+ * delivery (DESIGN §1, §4 mailbox routes, §6 peek parts).
+ *
+ * A channel is created by its first SEND. Each message gets an id, a u64
+ * that grows by one per channel from 1. RECV leases up to N visible messages
+ * for lease_ms: they are invisible to other receivers until the lease ends.
+ * ACK removes messages for good. A message whose lease ends unacked becomes
+ * visible again and is delivered again; once it has been delivered
+ * max_deliveries times and its last lease ends unacked, it moves to the
+ * channel's dead-letter queue (DLQ) instead. So an acked message never comes
+ * back and an unacked one is never silently lost (the DLQ is bounded by
+ * max_depth; past that its oldest entry is dropped and counted).
+ *
+ * Idempotency: a SEND with a key that was already used on that channel within
+ * idem_window_ms returns the first send's id and stores nothing (even if that
+ * message has since been acked).
+ *
+ * Time is an argument (now_ms, any monotonic millisecond clock, the same for
+ * all calls on one mailbox), so behaviour is deterministic; there are no
+ * threads or timers inside. Leases and dead-lettering are evaluated lazily
+ * whenever a call touches the channel.
+ *
+ * Threads: any function from any thread. The channel table is under a
+ * rwlock held only to find or create a channel; each channel has its own
+ * mutex held for the operation on its arrays. Bodies are handed out as
+ * eng_buf references, so nothing is locked while they are sent.
+ */
+#ifndef ENGINES_MAILBOX_MAILBOX_H
+#define ENGINES_MAILBOX_MAILBOX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engines/common/buf.h"
+#include "engines/common/hash.h"
+#include "engines/common/status.h"
+
+#define MAILBOX_DEFAULT_MAX_CHANNELS   1024
+#define MAILBOX_DEFAULT_MAX_DEPTH      1000
+#define MAILBOX_DEFAULT_IDEM_WINDOW_MS (10u * 60 * 1000)
+#define MAILBOX_DEFAULT_LEASE_MS       30000
+#define MAILBOX_DEFAULT_MAX_DELIVERIES 5
+#define MAILBOX_DEFAULT_MAX_MSG_BYTES  (64u << 10)
+/* Most messages one RECV/PEEK returns; the longest lease accepted. */
+#define MAILBOX_BATCH_MAX     100
+#define MAILBOX_LEASE_MAX_MS  (12ull * 3600 * 1000)
+#define MAILBOX_KEY_MAX_BYTES 255
+
+struct mailbox_opts {
+    size_t max_channels;     /* 0 → default */
+    size_t max_depth;        /* live (unacked) messages per channel; 0 → default */
+    uint64_t idem_window_ms; /* 0 → default */
+    uint64_t lease_ms;       /* lease when RECV passes 0; 0 → default */
+    uint32_t max_deliveries; /* K: deliveries before dead-lettering; 0 → default */
+    size_t max_msg_bytes;    /* 0 → default */
+    size_t max_idem_keys;    /* live keys per channel; 0 → 4 × max_depth */
+};
+
+/* One message as returned by RECV / PEEK / DLQ peek. `body` is a reference
+ * the caller owns: release with mailbox_msgs_release(). */
+struct mailbox_msg {
+    uint64_t id;
+    uint64_t sent_ms;     /* now_ms of the SEND */
+    uint64_t lease_until; /* end of the current lease; 0 = never leased */
+    uint32_t deliveries;  /* times RECV has handed it out, this one included */
+    struct eng_buf *body;
+};
+
+struct mailbox_channel_stats {
+    uint64_t depth;       /* live messages (visible + leased) */
+    uint64_t leased;      /* of which leased now */
+    uint64_t dlq;         /* messages in the dead-letter queue */
+    uint64_t dlq_dropped; /* dead letters dropped because the DLQ was full */
+    uint64_t next_id;     /* id the next new message will get */
+    uint64_t idem_keys;   /* live idempotency keys */
+};
+
+struct mailbox;
+
+/* A new mailbox; opts may be NULL. A default lease over MAILBOX_LEASE_MAX_MS
+ * is lowered to it. Returns NULL with *status (if non-NULL) ENG_E_NOMEM on
+ * failure; *status ENG_OK else. */
+struct mailbox *mailbox_new(const struct mailbox_opts *opts, int *status);
+
+/* Free everything; bodies still referenced by callers stay valid. NULL:
+ * no-op. */
+void mailbox_free(struct mailbox *mb);
+
+/* Append body[0..n) to channel `ch` (created if new) and set *id_out.
+ * key/key_len: optional idempotency key (NULL/0: none), 1..255 bytes.
+ * dup_out (optional): true when the key was seen within the window and *id_out
+ * is the first send's id (nothing stored).
+ * Returns ENG_OK; ENG_E_INVALID (bad channel name or key); ENG_E_TOO_LARGE
+ * (n > max_msg_bytes); ENG_E_BUSY (channel at max_depth, or its idempotency
+ * table full of unexpired keys: retry later, 429); ENG_E_FULL (max_channels
+ * reached, for a new channel); ENG_E_NOMEM. */
+__attribute__((warn_unused_result)) int
+mailbox_send(struct mailbox *mb, const char *ch, size_t ch_len, const void *body, size_t n,
+             const char *key, size_t key_len, uint64_t now_ms, uint64_t *id_out, bool *dup_out);
+
+/* Lease up to `max` visible messages, oldest first, into out[0..*n_out), each
+ * invisible until now_ms + lease_ms (lease_ms 0 → the mailbox default).
+ * Messages whose final delivery's lease has ended move to the DLQ first.
+ * An unknown channel is simply empty (*n_out = 0, ENG_OK).
+ * Returns ENG_OK; ENG_E_INVALID (bad name, max outside 1..MAILBOX_BATCH_MAX,
+ * lease over MAILBOX_LEASE_MAX_MS). */
+__attribute__((warn_unused_result)) int mailbox_recv(struct mailbox *mb, const char *ch,
+                                                     size_t ch_len, size_t max, uint64_t lease_ms,
+                                                     uint64_t now_ms, struct mailbox_msg *out,
+                                                     size_t *n_out);
+
+/* Remove messages ids[0..n) from the channel, leased or not. Unknown or
+ * already acked ids are counted out but harmless. *acked_out (optional):
+ * how many were removed. Returns ENG_OK; ENG_E_INVALID (bad name, n over
+ * MAILBOX_BATCH_MAX); ENG_E_NOT_FOUND only for an unknown channel. */
+int mailbox_ack(struct mailbox *mb, const char *ch, size_t ch_len, const uint64_t *ids, size_t n,
+                size_t *acked_out);
+
+/* The newest `max` live messages (visible or leased), newest first, without
+ * leasing them or counting a delivery. Unknown channel: empty, ENG_OK.
+ * ENG_E_INVALID as for mailbox_recv(). */
+__attribute__((warn_unused_result)) int mailbox_peek(struct mailbox *mb, const char *ch,
+                                                     size_t ch_len, size_t max, uint64_t now_ms,
+                                                     struct mailbox_msg *out, size_t *n_out);
+
+/* The newest `max` dead letters, newest first (same rules as
+ * mailbox_peek()). */
+__attribute__((warn_unused_result)) int mailbox_dlq_peek(struct mailbox *mb, const char *ch,
+                                                         size_t ch_len, size_t max, uint64_t now_ms,
+                                                         struct mailbox_msg *out, size_t *n_out);
+
+/* Counters of one channel at now_ms: ENG_OK, ENG_E_NOT_FOUND, ENG_E_INVALID. */
+int mailbox_channel_stats(struct mailbox *mb, const char *ch, size_t ch_len, uint64_t now_ms,
+                          struct mailbox_channel_stats *out);
+
+/* Number of channels. */
+size_t mailbox_channels(struct mailbox *mb);
+
+/* Drop the body references of msgs[0..n) and clear them. */
+void mailbox_msgs_release(struct mailbox_msg *msgs, size_t n);
+
+#endif
