@@ -1,1 +1,416 @@
-int main(void) { return 0; }
+/*
+ * substrate.c — build/omnigate-substrate: the reference index, storage or
+ * mailbox service (DESIGN §2). Arguments, engines, listeners, fault
+ * settings, metric tables and shutdown; the OAP/1 connections live in
+ * oapsrv.c and the admin endpoint in admin.c.
+ *
+ *   omnigate-substrate --role index|storage|mailbox
+ *       --listen HOST:PORT|unix:/path   (repeatable, up to 4)
+ *       --admin HOST:PORT
+ *       [--mem-cap SIZE] [--data-dir DIR --no-amnesia]
+ *       [--latency-ms N] [--jitter-ms N] [--error-rate F] [--stall-rate F]
+ *       [--drop-rate F] [--corrupt-rate F]
+ */
+#include "services/substrate.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cas/cas.h"
+#include "oap/oap-t.h"
+
+struct svc g_svc;
+
+static const int CODES[SVC_CODES_N] = {200, 201, 206, 400, 404, 413, 416,
+                                       429, 500, 503, 504, 507, 401, 0};
+static const char *const OP_NAMES[SVC_OP__N] = {
+#define SVC_OP_NAME(e, s) s,
+    SVC_OPS(SVC_OP_NAME)
+#undef SVC_OP_NAME
+};
+
+/* ---------------------------------------------------------------- helpers */
+
+void svc_log(const char *fmt, ...)
+{
+    va_list ap;
+    char line[512];
+
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "{\"svc\":\"substrate\",\"role\":\"%s\",%s}\n",
+            g_svc.role ? g_svc.role : "?", line);
+}
+
+/* xorshift64*: fault rolls need speed and spread, not secrecy. */
+double svc_rand01(void)
+{
+    uint64_t x = g_svc.rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    g_svc.rng = x;
+    return (double)((x * 0x2545F4914F6CDD1Dull) >> 11) * 0x1.0p-53;
+}
+
+uint32_t svc_rand_below(uint32_t n)
+{
+    return n ? (uint32_t)(svc_rand01() * n) % n : 0;
+}
+
+enum svc_op svc_op_of(const char *name)
+{
+    for (int i = 0; i < SVC_OP__N; i++)
+        if (strcmp(OP_NAMES[i], name) == 0)
+            return (enum svc_op)i;
+    return SVC_OP_INVALID;
+}
+
+const char *svc_op_name(enum svc_op op)
+{
+    return op < SVC_OP__N ? OP_NAMES[op] : "invalid";
+}
+
+int svc_code_at(int i)
+{
+    return CODES[i];
+}
+
+void svc_count(enum svc_op op, int code)
+{
+    int i;
+
+    for (i = 0; i < SVC_CODES_N - 1; i++)
+        if (CODES[i] == code)
+            break;
+    g_svc.requests[op < SVC_OP__N ? op : SVC_OP_INVALID][i]++;
+}
+
+/* ---------------------------------------------------------------- faults */
+
+static int parse_u32(const char *s, uint32_t max, uint32_t *out)
+{
+    char *end;
+    unsigned long v;
+
+    errno = 0;
+    v = strtoul(s, &end, 10);
+    if (errno || end == s || *end || s[0] == '-' || v > max)
+        return -1;
+    *out = (uint32_t)v;
+    return 0;
+}
+
+static int parse_rate(const char *s, double *out)
+{
+    char *end;
+    double v;
+
+    errno = 0;
+    v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= 0.0 && v <= 1.0))
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int fault_set(struct fault_cfg *f, const char *name, const char *value)
+{
+    if (strcmp(name, "latency_ms") == 0)
+        return parse_u32(value, SVC_FAULT_MAX_MS, &f->latency_ms);
+    if (strcmp(name, "jitter_ms") == 0)
+        return parse_u32(value, SVC_FAULT_MAX_MS, &f->jitter_ms);
+    if (strcmp(name, "error_rate") == 0)
+        return parse_rate(value, &f->error_rate);
+    if (strcmp(name, "stall_rate") == 0)
+        return parse_rate(value, &f->stall_rate);
+    if (strcmp(name, "drop_rate") == 0)
+        return parse_rate(value, &f->drop_rate);
+    if (strcmp(name, "corrupt_rate") == 0)
+        return parse_rate(value, &f->corrupt_rate);
+    return -1;
+}
+
+int fault_json(const struct fault_cfg *f, char *out, size_t cap)
+{
+    const uint64_t *n = g_svc.faults;
+
+    return snprintf(out, cap,
+                    "{\"latency_ms\":%u,\"jitter_ms\":%u,\"error_rate\":%g,\"stall_rate\":%g,"
+                    "\"drop_rate\":%g,\"corrupt_rate\":%g,\"injected\":{\"latency\":%llu,"
+                    "\"error\":%llu,\"stall\":%llu,\"drop\":%llu,\"corrupt\":%llu}}",
+                    f->latency_ms, f->jitter_ms, f->error_rate, f->stall_rate, f->drop_rate,
+                    f->corrupt_rate, (unsigned long long)n[FAULT_LATENCY],
+                    (unsigned long long)n[FAULT_ERROR], (unsigned long long)n[FAULT_STALL],
+                    (unsigned long long)n[FAULT_DROP], (unsigned long long)n[FAULT_CORRUPT]);
+}
+
+/* ------------------------------------------------------------- listening */
+
+static uv_handle_t *listeners[SVC_LISTEN_MAX + 1];
+static char *unix_paths[SVC_LISTEN_MAX];
+static int nlisteners, nunix;
+
+static void handle_free_on_close(uv_handle_t *h)
+{
+    free(h);
+}
+
+int svc_listen(const char *addr, uv_connection_cb on_conn, uv_handle_t **out)
+{
+    int rc;
+
+    if (strncmp(addr, "unix:", 5) == 0) {
+        const char *path = addr + 5;
+        uv_pipe_t *p = calloc(1, sizeof(*p));
+
+        if (!p || !*path)
+            return free(p), UV_EINVAL;
+        uv_pipe_init(g_svc.loop, p, 0);
+        /* A stale socket file from a previous run would make bind fail. */
+        unlink(path);
+        rc = uv_pipe_bind(p, path);
+        if (rc == 0)
+            rc = uv_listen((uv_stream_t *)p, 1024, on_conn);
+        if (rc != 0) {
+            svc_log("\"msg\":\"listen failed\",\"addr\":\"%s\",\"error\":\"%s\"", addr,
+                    uv_strerror(rc));
+            uv_close((uv_handle_t *)p, handle_free_on_close);
+            return rc;
+        }
+        if (nunix < SVC_LISTEN_MAX)
+            unix_paths[nunix++] = strdup(path);
+        *out = (uv_handle_t *)p;
+    } else {
+        char host[256];
+        const char *colon = strrchr(addr, ':');
+        struct sockaddr_storage ss;
+        uint32_t port;
+        uv_tcp_t *t;
+        size_t hl;
+
+        if (!colon || parse_u32(colon + 1, 65535, &port) != 0)
+            return UV_EINVAL;
+        hl = (size_t)(colon - addr);
+        if (hl >= sizeof(host))
+            return UV_EINVAL;
+        memcpy(host, addr, hl);
+        host[hl] = 0;
+        /* "[::1]:9" → "::1" */
+        if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
+            memmove(host, host + 1, hl - 2);
+            host[hl - 2] = 0;
+        }
+        rc = strchr(host, ':') ? uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)&ss)
+                               : uv_ip4_addr(host, (int)port, (struct sockaddr_in *)&ss);
+        if (rc != 0)
+            return rc;
+        t = calloc(1, sizeof(*t));
+        if (!t)
+            return UV_ENOMEM;
+        uv_tcp_init(g_svc.loop, t);
+        rc = uv_tcp_bind(t, (struct sockaddr *)&ss, 0);
+        if (rc == 0)
+            rc = uv_listen((uv_stream_t *)t, 1024, on_conn);
+        if (rc != 0) {
+            svc_log("\"msg\":\"listen failed\",\"addr\":\"%s\",\"error\":\"%s\"", addr,
+                    uv_strerror(rc));
+            uv_close((uv_handle_t *)t, handle_free_on_close);
+            return rc;
+        }
+        *out = (uv_handle_t *)t;
+    }
+    svc_log("\"msg\":\"listening\",\"addr\":\"%s\"", addr);
+    return 0;
+}
+
+/* --------------------------------------------------------------- shutdown */
+
+static uv_signal_t sig_term, sig_int;
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    if (g_svc.stopping)
+        return;
+    g_svc.stopping = true;
+    g_svc.ready = false;
+    svc_log("\"msg\":\"stopping\",\"signal\":%d", signum);
+    for (int i = 0; i < nlisteners; i++)
+        uv_close(listeners[i], handle_free_on_close);
+    nlisteners = 0;
+    oapsrv_close_all();
+    admin_close_all();
+    uv_close((uv_handle_t *)&sig_term, NULL);
+    uv_close((uv_handle_t *)&sig_int, NULL);
+}
+
+/* ------------------------------------------------------------------- main */
+
+static int parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    unsigned long long v;
+    uint64_t mul = 1;
+
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno || end == s || s[0] == '-')
+        return -1;
+    switch (*end) {
+    case 'k': case 'K': mul = 1ull << 10; end++; break;
+    case 'm': case 'M': mul = 1ull << 20; end++; break;
+    case 'g': case 'G': mul = 1ull << 30; end++; break;
+    default: break;
+    }
+    if ((*end == 'i' || *end == 'I') && mul > 1)
+        end++;
+    if ((*end == 'b' || *end == 'B'))
+        end++;
+    if (*end || v > UINT64_MAX / mul)
+        return -1;
+    *out = v * mul;
+    return 0;
+}
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: omnigate-substrate --role index|storage|mailbox --listen HOST:PORT|unix:/path\n"
+            "         [--listen ...] --admin HOST:PORT [--mem-cap SIZE]\n"
+            "         [--data-dir DIR --no-amnesia] [--latency-ms N] [--jitter-ms N]\n"
+            "         [--error-rate F] [--stall-rate F] [--drop-rate F] [--corrupt-rate F]\n");
+}
+
+int main(int argc, char **argv)
+{
+    const char *listen_addrs[SVC_LISTEN_MAX], *admin_addr = NULL, *data_dir = NULL;
+    int nlisten = 0, st = ENG_OK, rc = 1;
+    uint64_t mem_cap = 0;
+    bool amnesia = true;
+    uv_handle_t *h;
+
+    memset(&g_svc, 0, sizeof(g_svc));
+    g_svc.rng = (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ull ^ (uint64_t)getpid() << 17 ^ 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        bool takes = true;
+
+        if (strcmp(a, "--no-amnesia") == 0) {
+            amnesia = false;
+            takes = false;
+        } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage();
+            return 0;
+        } else if (!v) {
+            fprintf(stderr, "omnigate-substrate: %s needs a value\n", a);
+            return 2;
+        } else if (strcmp(a, "--role") == 0) {
+            g_svc.role = v;
+        } else if (strcmp(a, "--listen") == 0) {
+            if (nlisten == SVC_LISTEN_MAX) {
+                fprintf(stderr, "omnigate-substrate: at most %d --listen\n", SVC_LISTEN_MAX);
+                return 2;
+            }
+            listen_addrs[nlisten++] = v;
+        } else if (strcmp(a, "--admin") == 0) {
+            admin_addr = v;
+        } else if (strcmp(a, "--mem-cap") == 0) {
+            if (parse_size(v, &mem_cap) != 0) {
+                fprintf(stderr, "omnigate-substrate: bad --mem-cap %s\n", v);
+                return 2;
+            }
+        } else if (strcmp(a, "--data-dir") == 0) {
+            data_dir = v;
+        } else if (strncmp(a, "--", 2) == 0 && strlen(a) < 40) {
+            /* --latency-ms → latency_ms */
+            char name[40];
+            size_t n = strlen(a + 2);
+            memcpy(name, a + 2, n + 1);
+            for (size_t k = 0; k < n; k++)
+                if (name[k] == '-')
+                    name[k] = '_';
+            if (fault_set(&g_svc.fault, name, v) != 0) {
+                fprintf(stderr, "omnigate-substrate: bad option %s %s\n", a, v);
+                usage();
+                return 2;
+            }
+        } else {
+            usage();
+            return 2;
+        }
+        if (takes)
+            i++;
+    }
+    if (!g_svc.role || nlisten == 0) {
+        usage();
+        return 2;
+    }
+
+    cas_init();
+    if (strcmp(g_svc.role, "storage") == 0) {
+        struct storage_opts o = {.mem_cap_bytes = mem_cap, .amnesia = amnesia,
+                                 .data_dir = data_dir};
+        if (mem_cap && mem_cap < STORAGE_DEFAULT_MAX_OBJECT_BYTES)
+            o.max_object_bytes = mem_cap;
+        g_svc.app = OAP_APP_STORAGE;
+        g_svc.eng.storage = storage_new(&o, &st);
+    } else if (strcmp(g_svc.role, "index") == 0) {
+        g_svc.app = OAP_APP_INDEX;
+        g_svc.eng.index = index_new(NULL, &st);
+    } else if (strcmp(g_svc.role, "mailbox") == 0) {
+        g_svc.app = OAP_APP_MAILBOX;
+        g_svc.eng.mailbox = mailbox_new(NULL, &st);
+    } else {
+        fprintf(stderr, "omnigate-substrate: unknown role %s\n", g_svc.role);
+        return 2;
+    }
+    if (st != ENG_OK) {
+        svc_log("\"msg\":\"engine failed\",\"error\":\"%s\"", eng_status_code(st));
+        return 1;
+    }
+
+    g_svc.loop = uv_default_loop();
+    signal(SIGPIPE, SIG_IGN);
+    for (int i = 0; i < nlisten; i++) {
+        if (svc_listen(listen_addrs[i], oapsrv_on_conn, &h) != 0)
+            goto out;
+        listeners[nlisteners++] = h;
+    }
+    if (admin_addr) {
+        if (svc_listen(admin_addr, admin_on_conn, &h) != 0)
+            goto out;
+        listeners[nlisteners++] = h;
+    }
+    uv_signal_init(g_svc.loop, &sig_term);
+    uv_signal_init(g_svc.loop, &sig_int);
+    uv_signal_start(&sig_term, on_signal, SIGTERM);
+    uv_signal_start(&sig_int, on_signal, SIGINT);
+    g_svc.ready = true;
+    svc_log("\"msg\":\"ready\",\"max_frame\":%u,\"max_inflight\":%u", SVC_MAX_FRAME_BYTES,
+            SVC_MAX_INFLIGHT);
+    uv_run(g_svc.loop, UV_RUN_DEFAULT);
+    rc = 0;
+out:
+    if (rc != 0) {
+        for (int i = 0; i < nlisteners; i++)
+            uv_close(listeners[i], handle_free_on_close);
+        uv_run(g_svc.loop, UV_RUN_DEFAULT);
+    }
+    if (uv_loop_close(g_svc.loop) != 0)
+        svc_log("\"msg\":\"loop not empty at exit\"");
+    for (int i = 0; i < nunix; i++) {
+        unlink(unix_paths[i]);
+        free(unix_paths[i]);
+    }
+    storage_free(g_svc.eng.storage);
+    index_free(g_svc.eng.index);
+    mailbox_free(g_svc.eng.mailbox);
+    return rc;
+}

@@ -1,16 +1,29 @@
 /*
  * main.c — arguments, configuration, subcommands; then the server.
  */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cas/cas.h"
 #include "config/config.h"
 #include "net/lifecycle.h"
+#include "net/server.h"
+#include "media/objects.h"
 #include "ops/health.h"
+#include "view/routes.h"
+#include "auth/authz.h"
+#include "auth/caveat.h"
+#include "demo/demo.h"
+#include "ds/ds.h"
+#include "engines/proto/proto.h"
+#include "media/integrity.h"
+#include "oap/oap-t.h"
 #include "tools/tools_auth.h"
 #include "tools/tools_oap.h"
+#include "tools/tools_seed.h"
 #include "version.h"
 
 extern char **environ;
@@ -18,6 +31,70 @@ extern char **environ;
 static const struct route ROUTES[] = {
     {"/healthz", M_GET | M_HEAD, health_on_healthz, 0},
     {"/readyz", M_GET | M_HEAD, health_on_readyz, 0},
+    {"/v1/view/{name}", M_GET | M_HEAD, view_on_view, ROUTE_NEEDS(CAP_SCOPE_VIEW_READ)},
+    {"/v1/index/{name}", M_GET | M_HEAD, view_on_index, ROUTE_NEEDS(CAP_SCOPE_INDEX_READ)},
+    {"/v1/search", M_GET | M_HEAD, view_on_search, ROUTE_NEEDS(CAP_SCOPE_SEARCH_READ)},
+    {"/v1/feed/{channel}", M_GET | M_HEAD, view_on_feed, ROUTE_NEEDS(CAP_SCOPE_FEED_READ)},
+    {"/v1/o/{addr}", M_GET | M_HEAD, media_on_object, ROUTE_NEEDS(CAP_SCOPE_OBJECT_READ)},
+    {"/v1/o", M_PUT, media_on_put, ROUTE_NEEDS(CAP_SCOPE_OBJECT_WRITE)},
+    {"/v1/media/{name}", M_GET | M_HEAD, media_on_media, ROUTE_NEEDS(CAP_SCOPE_MEDIA_READ)},
+};
+
+static bool opt_demo;
+static char dev_token[1024];
+
+/* --demo in micronode: load the demo data straight into the engines. */
+static int demo_emit_local(void *arg, uint16_t app, const char *hdr, const uint8_t *body,
+                           size_t body_len)
+{
+    struct engines *e = arg;
+    struct proto_resp rs;
+    struct proto_req rq = {.app = app,
+                           .hdr = hdr,
+                           .hdr_len = strlen(hdr),
+                           .body = body,
+                           .body_len = body_len,
+                           .now_ms = (uint64_t)time(NULL) * 1000};
+    if ((app == OAP_APP_STORAGE && !e->storage) || (app == OAP_APP_INDEX && !e->index) ||
+        (app == OAP_APP_MAILBOX && !e->mailbox))
+        return 0; /* that service is remote: `omnigate seed` fills it */
+    int code = proto_handle(e, &rq, &rs);
+    proto_resp_release(&rs);
+    if (code >= 400) {
+        fprintf(stderr, "omnigate: demo data: %s answered %d\n", hdr, code);
+        return -1;
+    }
+    return 0;
+}
+
+static void print_banner(const struct og_config *cfg);
+
+static int on_start(void)
+{
+    const struct og_config *cfg = atomic_load(&g_server.cfg);
+    integrity_init();
+    if (ds_start(cfg) != 0)
+        return -1;
+    if (authz_start(cfg, opt_demo, dev_token, sizeof(dev_token)) != 0)
+        return -1;
+    g_server.gate = authz_check;
+    if (opt_demo && demo_generate(demo_emit_local, ds_local_engines()) != 0)
+        return -1;
+    print_banner(cfg);
+    return 0;
+}
+
+static void on_stop(void)
+{
+    ds_stop();
+    authz_stop();
+}
+
+static const struct server_hooks HOOKS = {
+    .on_start = on_start,
+    .on_worker = ds_worker_init,
+    .on_stop = on_stop,
+    .on_reload = authz_reload,
 };
 
 struct subcommand {
@@ -31,6 +108,7 @@ static const struct subcommand SUBCOMMANDS[] = {
     {"oap-dump", tool_oap_dump_main, "decode OAP/1 frames from stdin as JSON lines"},
     {"mint", tool_mint_main, "issue a capability token from a root key file"},
     {"verify", tool_verify_main, "verify a capability token and print its caveats"},
+    {"seed", tool_seed_main, "load the demo data set into remote services"},
     {NULL, NULL, NULL},
 };
 
@@ -115,18 +193,28 @@ static int parse_args(int argc, char **argv, struct opts *o)
     return 0;
 }
 
-static void print_banner(const struct og_config *cfg, bool demo)
+static void print_banner(const struct og_config *cfg)
 {
-    printf("omnigate %s (micronode)\n"
+    bool micro = ds_is_micronode();
+    printf("omnigate %s (%s%s)\n"
            "  service  http://%s\n"
-           "  admin    http://%s  (/metrics, /healthz, /readyz)\n\n"
-           "Try:\n"
+           "  admin    http://%s  (/metrics, /healthz, /readyz)\n",
+           OMNIGATE_VERSION, micro ? "micronode" : "macronode",
+           opt_demo ? ", demo data" : "", cfg->bind, cfg->admin);
+    if (dev_token[0])
+        printf("\nDev capability (tenant demo, every scope, 24 h; in memory only):\n"
+               "  export TOKEN='%s'\n",
+               dev_token);
+    printf("\nTry:\n"
            "  curl -s http://%s/healthz\n"
-           "  curl -s http://%s/readyz\n"
            "  curl -s http://%s/metrics | head -30\n",
-           OMNIGATE_VERSION, cfg->bind, cfg->admin, cfg->bind, cfg->admin, cfg->admin);
-    if (demo)
-        printf("\n(--demo: demo data is loaded when the micronode engines are enabled)\n");
+           cfg->bind, cfg->admin);
+    if (opt_demo)
+        printf("  curl -s -H \"Authorization: Bearer $TOKEN\" http://%s/v1/view/user-007\n"
+               "  curl -s -H \"Authorization: Bearer $TOKEN\" 'http://%s/v1/search?q=article-01&limit=5'\n"
+               "  curl -s -H \"Authorization: Bearer $TOKEN\" 'http://%s/v1/feed/news?limit=3'\n"
+               "  curl -s -H \"Authorization: Bearer $TOKEN\" -r 0-99 http://%s/v1/media/clip-1 | wc -c\n",
+               cfg->bind, cfg->bind, cfg->bind, cfg->bind);
     fflush(stdout);
 }
 
@@ -154,6 +242,6 @@ int main(int argc, char **argv)
         return 0;
     }
     cas_init(); /* BLAKE3's CPU-feature cache must be filled before threads */
-    print_banner(cfg, o.demo);
-    return server_run(cfg, &o.args, environ, ROUTES, sizeof(ROUTES) / sizeof(ROUTES[0]), NULL);
+    opt_demo = o.demo;
+    return server_run(cfg, &o.args, environ, ROUTES, sizeof(ROUTES) / sizeof(ROUTES[0]), &HOOKS);
 }

@@ -55,6 +55,44 @@ const struct config_row config_rows[] = {
      "requests being served at once (503 busy with Retry-After)"},
     {"limits", "retry_after", CFG_DURATION, F(retry_after_s), 1000, 3600000, "1s", true,
      "Retry-After advertised on 429/503"},
+    {"downstream", "index", CFG_DSADDR, F(ds_addr[0]), 0, 0, "", false,
+     "index service: oap://HOST:PORT or unix:/path; empty = in process (micronode)"},
+    {"downstream", "storage", CFG_DSADDR, F(ds_addr[1]), 0, 0, "", false,
+     "storage service address; empty = in process"},
+    {"downstream", "mailbox", CFG_DSADDR, F(ds_addr[2]), 0, 0, "", false,
+     "mailbox service address; empty = in process"},
+    {"downstream", "pool_size", CFG_INT, F(ds_pool_size), 1, 64, "2", false,
+     "OAP/1 connections per worker per remote service"},
+    {"downstream", "index_concurrency", CFG_INT, F(ds_concurrency[0]), 1, 100000, "128", false,
+     "index calls in flight at once (beyond: 503 shed)"},
+    {"downstream", "storage_concurrency", CFG_INT, F(ds_concurrency[1]), 1, 100000, "128", false,
+     "storage calls in flight at once"},
+    {"downstream", "mailbox_concurrency", CFG_INT, F(ds_concurrency[2]), 1, 100000, "64", false,
+     "mailbox calls in flight at once"},
+    {"downstream", "retry_max", CFG_INT, F(ds_retry_max), 0, 5, "2", true,
+     "retries of an idempotent read, within its deadline"},
+    {"downstream", "retry_budget_percent", CFG_INT, F(ds_retry_budget_pct), 0, 100, "10", true,
+     "retries and hedges per downstream, as a share of first attempts"},
+    {"downstream", "hedge_after", CFG_DURATION, F(ds_hedge_after_ms), 0, 60000, "0", true,
+     "send a hedged second read after this long (0 = hedging off)"},
+    {"micronode", "storage_mem_cap", CFG_SIZE, F(storage_mem_cap), 1 * MiB, 64 * GiB, "512MiB",
+     false, "RAM for in-process storage objects"},
+    {"micronode", "storage_max_object", CFG_SIZE, F(storage_max_object), 1 * KiB, 4 * GiB,
+     "128MiB", false, "largest object in-process storage accepts"},
+    {"view", "max_parts", CFG_INT, F(view_max_parts), 1, 64, "16", true,
+     "parts a view manifest may name (more: 502 bad manifest)"},
+    {"view", "inline_max", CFG_SIZE, F(view_inline_max), 0, 1 * MiB, "64KiB", true,
+     "objects up to this size are inlined in a view; larger ones become links"},
+    {"auth", "root_keys_file", CFG_STR, F(root_keys_file), 0, 0, "", true,
+     "capability root keys, lines `id = <hex secret>`, file mode 0600 (reloaded on SIGHUP)"},
+    {"auth", "auth_header", CFG_STR, F(auth_header), 0, 0, "authorization", false,
+     "request header carrying `Bearer <token>`"},
+    {"auth", "policy_file", CFG_STR, F(policy_file), 0, 0, "", true,
+     "JSON policy bundle (reloaded on SIGHUP; empty = allow what capabilities allow)"},
+    {"auth", "internal_key_ids", CFG_STR, F(internal_key_ids), 0, 0, "", true,
+     "comma-separated key ids whose tokens are class internal"},
+    {"auth", "internal_scopes", CFG_STR, F(internal_scopes), 0, 0, "", true,
+     "comma-separated scopes that make a token class internal"},
     {"limits", "drain_grace", CFG_DURATION, F(drain_grace_ms), 0, 600000, "10s", false,
      "on SIGTERM, time given to inflight requests before exit"},
 };
@@ -157,6 +195,19 @@ int config_parse_addr(const char *s, char *host, size_t hostlen, int *port)
     return 0;
 }
 
+int config_parse_ds_addr(const char *s)
+{
+    char host[64];
+    int port;
+    if (s[0] == '\0')
+        return 0;
+    if (strncmp(s, "unix:/", 6) == 0)
+        return strlen(s) - 5 < 108 ? 0 : -1; /* sun_path */
+    if (strncmp(s, "oap://", 6) == 0)
+        return config_parse_addr(s + 6, host, sizeof(host), &port) == 0 && port > 0 ? 0 : -1;
+    return -1;
+}
+
 static const char *type_hint(enum config_type t)
 {
     switch (t) {
@@ -165,6 +216,7 @@ static const char *type_hint(enum config_type t)
     case CFG_INT: return "an integer";
     case CFG_ADDR: return "HOST:PORT with a numeric IPv4 or [IPv6] host";
     case CFG_LEVEL: return "one of debug, info, warn, error";
+    case CFG_DSADDR: return "empty, oap://HOST:PORT or unix:/path";
     default: return "a string";
     }
 }
@@ -178,6 +230,7 @@ int config_set(struct og_config *cfg, const struct config_row *row, const char *
     switch (row->type) {
     case CFG_STR:
     case CFG_ADDR:
+    case CFG_DSADDR:
     case CFG_LEVEL: {
         char host[64];
         int port;
@@ -186,6 +239,8 @@ int config_set(struct og_config *cfg, const struct config_row *row, const char *
         else if (row->type == CFG_ADDR && config_parse_addr(value, host, sizeof(host), &port))
             rc = -1;
         else if (row->type == CFG_LEVEL && log_level_parse(value) < 0)
+            rc = -1;
+        else if (row->type == CFG_DSADDR && config_parse_ds_addr(value) != 0)
             rc = -1;
         if (rc == 0)
             snprintf(field, CONFIG_STR_MAX, "%s", value);
@@ -369,7 +424,8 @@ int config_reload_check(const struct og_config *old, const struct og_config *nu,
         const struct config_row *r = &config_rows[i];
         if (r->reload)
             continue;
-        size_t sz = (r->type == CFG_STR || r->type == CFG_ADDR || r->type == CFG_LEVEL)
+        size_t sz = (r->type == CFG_STR || r->type == CFG_ADDR || r->type == CFG_LEVEL ||
+                     r->type == CFG_DSADDR)
                         ? CONFIG_STR_MAX
                         : sizeof(int64_t);
         if (memcmp((const char *)old + r->offset, (const char *)nu + r->offset, sz) != 0) {

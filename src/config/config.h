@@ -39,11 +39,32 @@ struct og_config {
     int64_t retry_after_s;
     int64_t drain_grace_ms;
 
+    /* Downstreams: "" = in process (micronode), else oap://HOST:PORT or unix:/path. */
+    char ds_addr[3][CONFIG_STR_MAX]; /* index, storage, mailbox (enum ds_service order) */
+    int64_t ds_pool_size;
+    int64_t ds_concurrency[3];
+    int64_t ds_retry_max;
+    int64_t ds_retry_budget_pct;
+    int64_t ds_hedge_after_ms; /* 0 = hedging off */
+    int64_t storage_mem_cap;
+    int64_t storage_max_object;
+
+    /* Views. */
+    int64_t view_max_parts;
+    int64_t view_inline_max;
+
+    /* Capabilities and policy. */
+    char root_keys_file[CONFIG_STR_MAX];
+    char auth_header[CONFIG_STR_MAX];
+    char policy_file[CONFIG_STR_MAX];
+    char internal_key_ids[CONFIG_STR_MAX];
+    char internal_scopes[CONFIG_STR_MAX];
+
     /* Not table rows: where the file came from. */
     char config_path[CONFIG_STR_MAX];
 };
 
-enum config_type { CFG_STR, CFG_INT, CFG_SIZE, CFG_DURATION, CFG_ADDR, CFG_LEVEL };
+enum config_type { CFG_STR, CFG_INT, CFG_SIZE, CFG_DURATION, CFG_ADDR, CFG_LEVEL, CFG_DSADDR };
 
 struct config_row {
     const char *section, *key;
@@ -94,6 +115,9 @@ int config_parse_size(const char *s, int64_t *out);
 int config_parse_duration_ms(const char *s, int64_t *out);
 /* "host:port" with a numeric IPv4/IPv6 host; port 0..65535. */
 int config_parse_addr(const char *s, char *host, size_t hostlen, int *port);
+
+/* "" (in process), "oap://HOST:PORT" or "unix:/path". Returns 0 or -1. */
+int config_parse_ds_addr(const char *s);
 
 /* Print the table as --help text. */
 void config_print_help(void *file);

@@ -27,6 +27,7 @@
     X(BAD_GATEWAY, 502, "bad_gateway", "bad answer from a downstream")                 \
     X(BUSY, 503, "busy", "too many requests in flight")                                \
     X(DEGRADED, 503, "degraded", "service degraded")                                   \
+    X(STORAGE_FULL, 507, "storage_full", "storage is full")                            \
     X(DOWNSTREAM_TIMEOUT, 504, "downstream_timeout", "deadline exceeded")
 
 enum og_err {

@@ -56,10 +56,24 @@ static int on_url(llhttp_t *p, const char *at, size_t n)
     return extend(H(p), &H(p)->req->target, at, n);
 }
 
+/* Trailer fields (after a chunked body) are read and dropped (RFC 9110
+ * §6.5.1 lets a recipient discard them): they arrive in the space conn.c
+ * reuses for body bytes, so slices to them would not stay valid. Their size
+ * counts against the head cap, so they cannot stream forever. */
+static int trailer(struct h1 *h, size_t n)
+{
+    h->trailer_bytes += n;
+    if (h->trailer_bytes > h->lim.header_max)
+        return fail(h, OG_E_HEADER_TOO_LARGE, "trailer fields over the head cap");
+    return 0;
+}
+
 static int on_header_field(llhttp_t *p, const char *at, size_t n)
 {
     struct h1 *h = H(p);
     struct http_req *r = h->req;
+    if (h->in_body)
+        return trailer(h, n);
     if (h->last_was_value || r->nhdrs == 0) {
         if (r->nhdrs >= h->lim.header_count_max || r->nhdrs >= HTTP_HEADERS_MAX)
             return fail(h, OG_E_HEADER_TOO_LARGE, "too many header fields");
@@ -73,10 +87,15 @@ static int on_header_value(llhttp_t *p, const char *at, size_t n)
 {
     struct h1 *h = H(p);
     struct http_req *r = h->req;
+    if (h->in_body)
+        return trailer(h, n);
     h->last_was_value = true;
     struct slice *v = &r->hdrs[r->nhdrs - 1].value;
     if (v->p == NULL && n == 0)
         return 0;
+    /* llhttp hands a folded value over in pieces with the fold between them. */
+    if (v->p != NULL && v->p + v->n != at)
+        return fail(h, OG_E_BAD_REQUEST, "obsolete line folding in a header");
     return extend(h, v, at, n);
 }
 
@@ -125,6 +144,10 @@ static int on_headers_complete(llhttp_t *p)
     if (check_headers(h) != 0)
         return -1;
     r->keep_alive = llhttp_should_keep_alive(p);
+    /* We never answer 101: an Upgrade (e.g. curl's h2c) request is served as
+     * plain HTTP/1.1 and the connection goes on, so llhttp must not stop at
+     * the end of the message waiting for another protocol. */
+    p->upgrade = 0;
     r->chunked = (p->flags & F_CHUNKED) != 0;
     r->content_length = (p->flags & F_CONTENT_LENGTH) ? (int64_t)p->content_length : -1;
     if (r->content_length > (int64_t)h->lim.body_max)
@@ -186,6 +209,7 @@ void h1_begin(struct h1 *h, struct http_req *req)
     h->req = req;
     h->in_head = h->in_body = false;
     h->last_was_value = false;
+    h->trailer_bytes = 0;
     h->err = OG_E_BAD_REQUEST;
     h->err_reason = NULL;
     h->base = NULL;
@@ -213,13 +237,22 @@ enum h1_result h1_feed(struct h1 *h, const char *buf, size_t off, size_t len, si
                 h->err_reason = "request head over the cap";
                 return H1_ERROR;
             }
+            /* llhttp 8 accepts a bare LF as the head's last line; RFC 9112
+             * §2.2 lets a server refuse it, and a proxy in front of us might
+             * frame it differently. The head is contiguous in buf. */
+            const char *end = start + used;
+            if (head_len < 4 || memcmp(end - 4, "\r\n\r\n", 4) != 0) {
+                h->err = OG_E_BAD_REQUEST;
+                h->err_reason = "bare LF in the request head";
+                return H1_ERROR;
+            }
             if (h->in_body)
                 return H1_HEAD_DONE;
         }
         return H1_REQ_DONE;
     }
     if (e != HPE_OK) {
-        if (e != HPE_USER) {
+        if (h->err_reason == NULL) { /* llhttp's own error, not one of fail()'s */
             h->err = OG_E_BAD_REQUEST;
             h->err_reason = llhttp_get_error_reason(&h->p);
         }

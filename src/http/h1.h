@@ -36,6 +36,7 @@ struct h1 {
     size_t head_start;  /* offset of the request's first byte */
     bool in_head, in_body;
     bool last_was_value;
+    size_t trailer_bytes; /* chunked trailer fields seen (dropped, capped) */
     enum og_err err;
     const char *err_reason;
 };

@@ -69,6 +69,14 @@ struct http_req {
     bool head_only;     /* HEAD: headers are sent, body bytes are not */
     struct buf resp_hdrs; /* extra response header lines, "Name: value\r\n" */
 
+    /* Who is asking (set by the capability check). */
+    const char *klass; /* "anon", "authed", "internal", or NULL before the check */
+    char tenant[65];
+
+    /* Per-hop timings for the log line, "index:0.41,storage:0.22". */
+    char hops[160];
+    size_t hops_len;
+
     /* Handler state. */
     void *hdata;
     http_cancel_fn on_cancel;

@@ -49,6 +49,15 @@ void http_req_ids(struct http_req *req)
     }
 }
 
+void http_req_hop(struct http_req *req, const char *service, double ms)
+{
+    size_t room = sizeof(req->hops) - req->hops_len;
+    int n = snprintf(req->hops + req->hops_len, room, "%s%s:%.3f", req->hops_len ? "," : "",
+                     service, ms);
+    if (n > 0 && (size_t)n < room)
+        req->hops_len += (size_t)n;
+}
+
 int http_add_header(struct http_req *req, const char *name, const char *value, size_t vlen)
 {
     struct buf *b = &req->resp_hdrs;
@@ -98,6 +107,18 @@ static void access_log(struct http_req *req, uint64_t latency_us)
     }
     jw_key(&j, "bytes");
     jw_uint(&j, req->bytes_out);
+    if (req->klass) {
+        jw_key(&j, "class");
+        jw_str(&j, req->klass);
+    }
+    if (req->tenant[0]) {
+        jw_key(&j, "tenant");
+        jw_str(&j, req->tenant);
+    }
+    if (req->hops_len) {
+        jw_key(&j, "hops");
+        jw_strn(&j, req->hops, req->hops_len);
+    }
     log_line_close(&j);
     if (w->logbuf.n > 32 * 1024)
         log_flush(&w->logbuf);

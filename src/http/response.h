@@ -18,6 +18,9 @@
 #include "http/request-t.h"
 #include "net/conn.h"
 
+/* Record a downstream hop's latency for the request's log line. */
+void http_req_hop(struct http_req *req, const char *service, double ms);
+
 /* Add a header line to the response being built. Returns 0 or -1 (memory). */
 int http_add_header(struct http_req *req, const char *name, const char *value, size_t vlen);
 

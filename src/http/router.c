@@ -63,6 +63,16 @@ enum router_result router_match(const struct router *r, struct slice path, int m
     return path_hit ? ROUTE_METHOD : ROUTE_NOT_FOUND;
 }
 
+unsigned router_allowed(const struct router *r, struct slice path)
+{
+    unsigned bits = 0;
+    struct slice p;
+    for (size_t i = 0; i < r->n; i++)
+        if (match_one(r->routes[i].tmpl, path, &p))
+            bits |= r->routes[i].methods;
+    return bits;
+}
+
 size_t router_allow(unsigned methods, char *out, size_t cap)
 {
     static const char *const names[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS",
@@ -73,8 +83,10 @@ size_t router_allow(unsigned methods, char *out, size_t cap)
         if (!(methods & (1u << i)))
             continue;
         int k = snprintf(out + n, cap - n, "%s%s", n ? ", " : "", names[i]);
-        if (k < 0 || (size_t)k >= cap - n)
+        if (k < 0 || (size_t)k >= cap - n) {
+            out[n] = '\0'; /* whole names only */
             break;
+        }
         n += (size_t)k;
     }
     return n;

@@ -51,6 +51,10 @@ unsigned router_method_bit(int llhttp_method);
 enum router_result router_match(const struct router *r, struct slice path, int method,
                                 const struct route **out, struct slice *param);
 
+/* Methods of every route whose template matches path (several rows may share
+ * a template, one per handler): the Allow set of a 405. */
+unsigned router_allowed(const struct router *r, struct slice path);
+
 /* Write the Allow header value for a route's methods ("GET, HEAD"). */
 size_t router_allow(unsigned methods, char *out, size_t cap);
 

@@ -80,7 +80,10 @@ void conn_close_all(struct worker *w, bool idle_only)
 {
     for (struct conn *c = w->conns, *next; c; c = next) {
         next = c->next;
-        bool idle = !c->req_active && c->rpos == c->rlen && c->writes_pending == 0;
+        /* A request whose head or body is still arriving is in flight: the
+         * parser has consumed every byte, so rpos == rlen alone says nothing. */
+        bool started = c->h1.req != NULL && c->phase != PHASE_CLOSING;
+        bool idle = !c->req_active && !started && c->rpos == c->rlen && c->writes_pending == 0;
         if (!idle_only || idle)
             conn_close(c);
         else
@@ -216,7 +219,7 @@ static void dispatch(struct conn *c)
     r->route_id = w->router->label_ids[rt - w->router->routes];
     if (m == ROUTE_METHOD) {
         char allow[64];
-        size_t n = router_allow(rt->methods, allow, sizeof(allow));
+        size_t n = router_allow(router_allowed(w->router, r->path), allow, sizeof(allow));
         if (http_add_header(r, "Allow", allow, n) != 0) {
             http_respond_error(r, OG_E_INTERNAL, NULL);
             return;
@@ -234,6 +237,8 @@ static void dispatch(struct conn *c)
             return;
         }
     }
+    if (rt->flags && g_server.gate && !g_server.gate(r))
+        return;
     rt->fn(r);
 }
 

@@ -21,6 +21,7 @@ static const struct route ADMIN_ROUTES[] = {
 };
 
 static const struct config_args *saved_args;
+static const struct server_hooks *saved_hooks;
 static char *const *saved_envp;
 static uv_signal_t sig_hup, sig_term, sig_int;
 static uv_timer_t drain_timer, drain_poll;
@@ -57,7 +58,7 @@ static void render_gauges(struct buf *out)
 static void wake_workers(void)
 {
     for (int i = 0; i < g_server.nworkers; i++)
-        uv_async_send(&g_server.workers[i].wake);
+        worker_wake(&g_server.workers[i]);
 }
 
 static void on_hup(uv_signal_t *s, int signum)
@@ -72,6 +73,12 @@ static void on_hup(uv_signal_t *s, int signum)
     const struct og_config *old = atomic_load(&g_server.cfg);
     if (config_build(nu, saved_args, saved_envp, err, sizeof(err)) != 0 ||
         config_reload_check(old, nu, err, sizeof(err)) != 0) {
+        log_event(LOG_ERROR, "reload_failed", "%s; keeping the running configuration", err);
+        atomic_store(&g_server.last_reload_ok, false);
+        free(nu);
+        return;
+    }
+    if (saved_hooks && saved_hooks->on_reload && saved_hooks->on_reload(nu, err, sizeof(err))) {
         log_event(LOG_ERROR, "reload_failed", "%s; keeping the running configuration", err);
         atomic_store(&g_server.last_reload_ok, false);
         free(nu);
@@ -150,6 +157,7 @@ int server_run(struct og_config *cfg, const struct config_args *args, char *cons
 {
     saved_args = args;
     saved_envp = envp;
+    saved_hooks = hooks;
     signal(SIGPIPE, SIG_IGN);
     log_min_level = log_level_parse(cfg->log_level);
 

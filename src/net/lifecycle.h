@@ -20,6 +20,9 @@ struct server_hooks {
     int (*on_start)(void);                 /* 0 or -1 to abort start-up */
     void (*on_worker)(struct worker *w);   /* before the worker's thread starts */
     void (*on_stop)(void);
+    /* SIGHUP, admin thread, with the new configuration already validated:
+     * 0 to accept, -1 (err set) to keep the running state. */
+    int (*on_reload)(const struct og_config *nu, char *err, size_t errlen);
 };
 
 /* Takes ownership of cfg (heap allocated). args and envp are kept for reloads.

@@ -22,9 +22,16 @@
 #include "ops/metrics.h"
 
 struct conn;
+struct http_req;
 
 /* Slots for per-worker state owned by other modules (downstream pools...). */
-enum { WORKER_EXT_DS, WORKER_EXT_AUTH, WORKER_EXT_MAX = 8 };
+enum {
+    WORKER_EXT_DS,     /* remote downstream pools (ds/remote.c) */
+    WORKER_EXT_DSCORE, /* coalescing table (ds/ds.c) */
+    WORKER_EXT_LOCAL,  /* in-process engine queue (ds/local.c) */
+    WORKER_EXT_AUTH,   /* capability cache (auth) */
+    WORKER_EXT_MAX = 8
+};
 
 struct worker {
     int id;
@@ -39,6 +46,7 @@ struct worker {
     struct conn *conns; /* intrusive list head */
     unsigned nconns;
     bool listener_open;
+    bool loop_gone; /* the loop has stopped: no more wakes (under worker_wake's lock) */
     const struct og_config *cfg; /* this worker's snapshot, refreshed on wake */
 
     /* Cached "Date: ...\r\n" header line, rebuilt when the second changes. */
@@ -70,6 +78,11 @@ struct server {
     atomic_bool config_loaded;
     atomic_bool last_reload_ok;
 
+    /* Checks a routed request with non-zero route flags before its handler
+     * (capability and policy); answers and returns false to stop it. Set at
+     * start-up, read-only afterwards. */
+    bool (*gate)(struct http_req *req);
+
     int nworkers;
     struct worker *workers;
     struct worker admin;
@@ -94,5 +107,8 @@ int worker_init(struct worker *w, int id, bool is_admin, const struct router *ro
 void worker_on_wake(uv_async_t *a);
 /* Close a drained worker's handles so its loop can end. */
 void worker_maybe_finish(struct worker *w);
+/* Main thread: wake w's loop, unless it has already stopped (its eventfd is
+ * closed by uv_loop_close, and a send to it would abort). */
+void worker_wake(struct worker *w);
 
 #endif

@@ -117,18 +117,32 @@ int worker_init(struct worker *w, int id, bool is_admin, const struct router *ro
     return 0;
 }
 
+static void walk_close(uv_handle_t *h, void *arg)
+{
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
 void worker_maybe_finish(struct worker *w)
 {
     if (w->is_admin || !atomic_load(&g_server.draining) || w->nconns > 0)
         return;
-    if (w->listener_open) {
-        uv_close((uv_handle_t *)&w->listener, NULL);
-        w->listener_open = false;
-    }
-    if (!uv_is_closing((uv_handle_t *)&w->wake))
-        uv_close((uv_handle_t *)&w->wake, NULL);
-    if (!uv_is_closing((uv_handle_t *)&w->flush))
-        uv_close((uv_handle_t *)&w->flush, NULL);
+    w->listener_open = false;
+    /* No client is left: close everything else on this loop (downstream
+     * pools, timers) so it can end. Their memory goes with the process. */
+    uv_walk(&w->loop, walk_close, NULL);
+}
+
+/* Taken by the main thread around a wake and by a worker once its loop has
+ * stopped; never on the request path. */
+static pthread_mutex_t wake_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void worker_wake(struct worker *w)
+{
+    pthread_mutex_lock(&wake_lock);
+    if (!w->loop_gone)
+        uv_async_send(&w->wake);
+    pthread_mutex_unlock(&wake_lock);
 }
 
 void worker_on_wake(uv_async_t *a)
@@ -149,6 +163,9 @@ void *worker_main(void *arg)
 {
     struct worker *w = arg;
     uv_run(&w->loop, UV_RUN_DEFAULT);
+    pthread_mutex_lock(&wake_lock);
+    w->loop_gone = true;
+    pthread_mutex_unlock(&wake_lock);
     if (w->logbuf.n)
         log_flush(&w->logbuf);
     int rc = uv_loop_close(&w->loop);

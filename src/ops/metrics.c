@@ -23,9 +23,9 @@ static metrics_render_fn renderers[16]; /* read-only after start-up */
 static int nrenderers;
 static int render_oom; /* set by put() during a render; admin thread only */
 
-static const int STATUSES[METRICS_STATUSES] = {0,   100, 200, 201, 202, 204, 206, 304, 400, 401,
-                                               403, 404, 405, 408, 409, 411, 413, 415, 416, 417,
-                                               429, 431, 499, 500, 501, 502, 503, 504};
+static const int STATUSES[METRICS_STATUSES] = {0,   200, 201, 202, 204, 206, 304, 400, 401, 403,
+                                               404, 405, 408, 409, 411, 413, 415, 416, 417, 429,
+                                               431, 499, 500, 501, 502, 503, 504, 507};
 static const char *const METHODS[METRICS_METHODS] = {"GET",    "HEAD",    "POST",  "PUT",
                                                      "DELETE", "OPTIONS", "PATCH", "OTHER"};
 static const double BUCKETS[METRICS_BUCKETS - 1] = {0.005, 0.01, 0.025, 0.05, 0.1,

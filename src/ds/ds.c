@@ -1,0 +1,620 @@
+/*
+ * ds.c — the downstream core: limits, deadlines, retries under a budget,
+ * coalescing and per-hop metrics, over a backend (local.c or remote.c).
+ *
+ * Retry budget. Each downstream has one token bucket shared by all workers
+ * (an atomic): every first attempt deposits retry_budget_percent/100 of a
+ * token (capped at DS_BUDGET_CAP tokens), and every retry or hedge must take
+ * a whole token *before* it waits in backoff. So a retry waiting in backoff
+ * already counts, and when a downstream is down the extra load it sees is
+ * bounded by the percentage over any period — not by the share of requests
+ * in flight at one instant, which lets every request retry at once after an
+ * outage (a known weakness of concurrency-ratio budgets).
+ */
+#include "ds/ds.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "ds/internal.h"
+#include "engines/proto/proto.h"
+#include "oap/oap-t.h"
+#include "ops/health.h"
+#include "ops/metrics.h"
+
+#define DS_BUDGET_SCALE 1000    /* milli-tokens */
+#define DS_BUDGET_CAP (20 * DS_BUDGET_SCALE)
+#define DS_BACKOFF_BASE_MS 10
+#define DS_OPS 10
+#define DS_CODES 16
+#define DS_BUCKETS 10
+
+static const char *const SERVICE_NAMES[DS__COUNT] = {"index", "storage", "mailbox"};
+static const char *const OPS[DS_OPS] = {"get",  "has",  "put",  "resolve", "search",
+                                        "send", "recv", "peek", "ack",     "other"};
+/* Status labels: app codes, then transport outcomes. */
+static const int CODES[DS_CODES] = {200, 201, 206, 400, 404, 413, 416, 429,
+                                    500, 502, 503, 504, 507, -1, -2, -3};
+#define CODE_TIMEOUT 13
+#define CODE_SHED 14
+#define CODE_BAD_GATEWAY 15
+static const double BUCKETS[DS_BUCKETS - 1] = {0.001, 0.0025, 0.005, 0.01, 0.025,
+                                               0.05,  0.1,    0.25,  1};
+
+struct ds_shard {
+    uint64_t req[DS__COUNT][DS_OPS][DS_CODES];
+    uint64_t lat[DS__COUNT][DS_OPS][DS_BUCKETS];
+    uint64_t lat_sum_us[DS__COUNT][DS_OPS];
+    uint64_t retries[DS__COUNT];
+    uint64_t coalesced[DS__COUNT];
+    uint64_t hedged[DS__COUNT][2]; /* won, lost */
+};
+
+static const struct ds_backend *backends[DS__COUNT]; /* read-only after start */
+static struct ds_shard *shards;                       /* one per worker */
+static int nshards;
+static atomic_long inflight[DS__COUNT];
+static atomic_long budget[DS__COUNT];
+const char *ds__remote_addr[DS__COUNT];
+int ds__remote_pool_size = 2;
+
+/* Per-worker coalescing table: a small open list is enough, since only reads
+ * in flight at the same moment on the same worker are in it. */
+struct ds_worker {
+    struct ds_call *coalesce_head;
+};
+
+const char *ds_service_name(enum ds_service s)
+{
+    return s < DS__COUNT ? SERVICE_NAMES[s] : "?";
+}
+
+uint16_t ds__app_id(enum ds_service s)
+{
+    static const uint16_t ids[DS__COUNT] = {OAP_APP_INDEX, OAP_APP_STORAGE, OAP_APP_MAILBOX};
+    return ids[s];
+}
+
+bool ds_is_micronode(void)
+{
+    for (int i = 0; i < DS__COUNT; i++)
+        if (backends[i] != &ds__local_backend)
+            return false;
+    return true;
+}
+
+/* ---- metrics ------------------------------------------------------------ */
+
+static int op_index(const char *op)
+{
+    for (int i = 0; i < DS_OPS - 1; i++)
+        if (strcmp(OPS[i], op) == 0)
+            return i;
+    return DS_OPS - 1;
+}
+
+static int code_index(const struct ds_resp *r)
+{
+    if (r->code == 0)
+        return r->err == OG_E_DOWNSTREAM_TIMEOUT ? CODE_TIMEOUT
+               : r->err == OG_E_BUSY             ? CODE_SHED
+                                                 : CODE_BAD_GATEWAY;
+    for (int i = 0; i < CODE_TIMEOUT; i++)
+        if (CODES[i] == r->code)
+            return i;
+    return 8; /* other codes are counted as 500 */
+}
+
+static struct ds_shard *shard_of(struct worker *w)
+{
+    return &shards[w->id < nshards ? w->id : nshards - 1];
+}
+
+static void observe(struct ds_call *c, const struct ds_resp *r)
+{
+    struct ds_shard *s = shard_of(c->w);
+    int svc = c->req.svc, op = op_index(c->req.op);
+    SHARD_ADD(s->req[svc][op][code_index(r)], 1);
+    uint64_t us = (uint64_t)(r->latency_ms * 1000.0);
+    int b = 0;
+    while (b < DS_BUCKETS - 1 && (double)us > BUCKETS[b] * 1e6)
+        b++;
+    SHARD_ADD(s->lat[svc][op][b], 1);
+    SHARD_ADD(s->lat_sum_us[svc][op], us);
+}
+
+static uint64_t sum_at(size_t off)
+{
+    uint64_t t = 0;
+    for (int i = 0; i < nshards; i++)
+        t += __atomic_load_n((uint64_t *)((char *)&shards[i] + off), __ATOMIC_RELAXED);
+    return t;
+}
+#define DSUM(field) sum_at(offsetof(struct ds_shard, field))
+
+static void code_label(int i, char *out, size_t n)
+{
+    if (i == CODE_TIMEOUT)
+        snprintf(out, n, "timeout");
+    else if (i == CODE_SHED)
+        snprintf(out, n, "shed");
+    else if (i == CODE_BAD_GATEWAY)
+        snprintf(out, n, "bad_gateway");
+    else
+        snprintf(out, n, "%d", CODES[i]);
+}
+
+static void render(struct buf *out)
+{
+    char lab[160], code[16];
+    metrics_family(out, "downstream_requests_total", "counter",
+                   "Downstream calls by service, operation and status.");
+    for (int s = 0; s < DS__COUNT; s++)
+        for (int o = 0; o < DS_OPS; o++)
+            for (int k = 0; k < DS_CODES; k++) {
+                uint64_t v = DSUM(req[s][o][k]);
+                if (!v)
+                    continue;
+                code_label(k, code, sizeof(code));
+                snprintf(lab, sizeof(lab), "service=\"%s\",op=\"%s\",status=\"%s\"",
+                         SERVICE_NAMES[s], OPS[o], code);
+                metrics_sample(out, "downstream_requests_total", lab, (double)v);
+            }
+    metrics_family(out, "downstream_latency_seconds", "histogram",
+                   "Per-hop latency of downstream calls, all attempts included.");
+    for (int s = 0; s < DS__COUNT; s++)
+        for (int o = 0; o < DS_OPS; o++) {
+            uint64_t cnt[DS_BUCKETS], total = 0, cum = 0;
+            for (int b = 0; b < DS_BUCKETS; b++)
+                total += cnt[b] = DSUM(lat[s][o][b]);
+            if (!total)
+                continue;
+            for (int b = 0; b < DS_BUCKETS; b++) {
+                cum += cnt[b];
+                if (b < DS_BUCKETS - 1)
+                    snprintf(lab, sizeof(lab), "service=\"%s\",op=\"%s\",le=\"%g\"",
+                             SERVICE_NAMES[s], OPS[o], BUCKETS[b]);
+                else
+                    snprintf(lab, sizeof(lab), "service=\"%s\",op=\"%s\",le=\"+Inf\"",
+                             SERVICE_NAMES[s], OPS[o]);
+                metrics_sample(out, "downstream_latency_seconds_bucket", lab, (double)cum);
+            }
+            snprintf(lab, sizeof(lab), "service=\"%s\",op=\"%s\"", SERVICE_NAMES[s], OPS[o]);
+            metrics_sample(out, "downstream_latency_seconds_sum", lab,
+                           (double)DSUM(lat_sum_us[s][o]) / 1e6);
+            metrics_sample(out, "downstream_latency_seconds_count", lab, (double)total);
+        }
+    metrics_family(out, "downstream_inflight", "gauge", "Downstream calls in flight.");
+    for (int s = 0; s < DS__COUNT; s++) {
+        snprintf(lab, sizeof(lab), "service=\"%s\"", SERVICE_NAMES[s]);
+        metrics_sample(out, "downstream_inflight", lab, (double)atomic_load(&inflight[s]));
+    }
+    metrics_family(out, "downstream_retries_total", "counter", "Retries of idempotent reads.");
+    for (int s = 0; s < DS__COUNT; s++) {
+        snprintf(lab, sizeof(lab), "service=\"%s\"", SERVICE_NAMES[s]);
+        metrics_sample(out, "downstream_retries_total", lab, (double)DSUM(retries[s]));
+    }
+    metrics_family(out, "downstream_retry_budget_tokens", "gauge",
+                   "Retry and hedge tokens available per downstream.");
+    for (int s = 0; s < DS__COUNT; s++) {
+        snprintf(lab, sizeof(lab), "service=\"%s\"", SERVICE_NAMES[s]);
+        metrics_sample(out, "downstream_retry_budget_tokens", lab,
+                       (double)atomic_load(&budget[s]) / DS_BUDGET_SCALE);
+    }
+    metrics_family(out, "downstream_coalesced_total", "counter",
+                   "Reads answered by an identical read already in flight.");
+    for (int s = 0; s < DS__COUNT; s++) {
+        snprintf(lab, sizeof(lab), "service=\"%s\"", SERVICE_NAMES[s]);
+        metrics_sample(out, "downstream_coalesced_total", lab, (double)DSUM(coalesced[s]));
+    }
+    metrics_family(out, "hedged_requests_total", "counter", "Hedged reads by outcome.");
+    for (int s = 0; s < DS__COUNT; s++)
+        for (int k = 0; k < 2; k++) {
+            snprintf(lab, sizeof(lab), "service=\"%s\",outcome=\"%s\"", SERVICE_NAMES[s],
+                     k ? "lost" : "won");
+            metrics_sample(out, "hedged_requests_total", lab, (double)DSUM(hedged[s][k]));
+        }
+    metrics_family(out, "amnesia", "gauge", "1 when no downstream data is written to disk.");
+    metrics_sample(out, "amnesia", NULL, ds_is_micronode() ? 1 : 0);
+}
+
+static bool key_downstream_health(void)
+{
+    for (int s = 0; s < DS__COUNT; s++)
+        if (backends[s]->healthy && !backends[s]->healthy((enum ds_service)s))
+            return false;
+    return true;
+}
+
+/* ---- responses ---------------------------------------------------------- */
+
+static void owner_release(void *p)
+{
+    struct ds_owner *o = p;
+    if (o && --o->refs == 0) {
+        if (o->release)
+            o->release(o->p);
+        free(o);
+    }
+}
+
+struct ds_resp *ds_resp_keep(const struct ds_resp *resp)
+{
+    struct ds_resp *k = malloc(sizeof(*k));
+    if (k == NULL)
+        return NULL;
+    *k = *resp;
+    if (k->owner)
+        ((struct ds_owner *)k->owner)->refs++;
+    return k;
+}
+
+void ds_resp_free(struct ds_resp *resp)
+{
+    if (resp == NULL)
+        return;
+    if (resp->release)
+        resp->release(resp->owner);
+    free(resp);
+}
+
+/* ---- call lifecycle ----------------------------------------------------- */
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    struct ds_call *c = h->data;
+    free(c->hdr_copy);
+    free(c->body_copy);
+    free(c->wire_hdr);
+    free(c);
+}
+
+static void call_free(struct ds_call *c)
+{
+    uv_close((uv_handle_t *)&c->timer, on_timer_closed);
+}
+
+static void coalesce_unlink(struct ds_call *c)
+{
+    struct ds_worker *dw = c->w->ext[WORKER_EXT_DSCORE];
+    if (dw == NULL)
+        return;
+    for (struct ds_call **pp = &dw->coalesce_head; *pp; pp = &(*pp)->cnext)
+        if (*pp == c) {
+            *pp = c->cnext;
+            c->cnext = NULL;
+            return;
+        }
+}
+
+/* Deliver resp to c (and to calls coalesced on it), then free them. The
+ * owner is wrapped so that every receiver can keep it independently. */
+static void finish(struct ds_call *c, struct ds_resp *resp)
+{
+    if (c->finished)
+        return;
+    c->finished = true;
+    uv_timer_stop(&c->timer);
+    if (c->in_attempt) {
+        backends[c->req.svc]->abort(c);
+        c->in_attempt = false;
+    }
+    if (c->counted) {
+        atomic_fetch_sub(&inflight[c->req.svc], 1);
+        c->counted = false;
+    }
+    coalesce_unlink(c);
+    if (c->leader) { /* a follower finishing on its own (deadline) */
+        for (struct ds_call **pp = &c->leader->followers; *pp; pp = &(*pp)->next_follower)
+            if (*pp == c) {
+                *pp = c->next_follower;
+                break;
+            }
+        c->leader = NULL;
+    }
+    struct ds_owner *o = NULL;
+    if (resp->owner || resp->release) {
+        o = malloc(sizeof(*o));
+        if (o == NULL) { /* cannot share: deliver a failure instead */
+            if (resp->release)
+                resp->release(resp->owner);
+            *resp = (struct ds_resp){.code = 0, .err = OG_E_INTERNAL};
+        } else {
+            *o = (struct ds_owner){1, resp->owner, resp->release};
+            resp->owner = o;
+            resp->release = owner_release;
+        }
+    }
+    resp->latency_ms = (double)(uv_hrtime() - c->t0_ns) / 1e6;
+    resp->attempts = c->attempts;
+    observe(c, resp);
+    if (!c->cancelled && c->cb)
+        c->cb(c->arg, resp);
+    for (struct ds_call *f = c->followers, *next; f; f = next) {
+        next = f->next_follower;
+        f->finished = true;
+        uv_timer_stop(&f->timer);
+        SHARD_ADD(shard_of(f->w)->coalesced[f->req.svc], 1);
+        if (!f->cancelled && f->cb) {
+            struct ds_resp fr = *resp;
+            fr.coalesced = true;
+            fr.latency_ms = (double)(uv_hrtime() - f->t0_ns) / 1e6;
+            f->cb(f->arg, &fr);
+        }
+        call_free(f);
+    }
+    if (o)
+        owner_release(o);
+    call_free(c);
+}
+
+static void fail(struct ds_call *c, enum og_err e)
+{
+    struct ds_resp r = {.code = 0, .err = e};
+    finish(c, &r);
+}
+
+static bool budget_take(enum ds_service s)
+{
+    long v = atomic_load(&budget[s]);
+    while (v >= DS_BUDGET_SCALE)
+        if (atomic_compare_exchange_weak(&budget[s], &v, v - DS_BUDGET_SCALE))
+            return true;
+    return false;
+}
+
+static void budget_deposit(enum ds_service s, int pct)
+{
+    long add = (long)pct * DS_BUDGET_SCALE / 100;
+    long v = atomic_fetch_add(&budget[s], add) + add;
+    if (v > DS_BUDGET_CAP)
+        atomic_fetch_sub(&budget[s], v - DS_BUDGET_CAP < add ? v - DS_BUDGET_CAP : add);
+}
+
+static int build_wire_hdr(struct ds_call *c)
+{
+    uint64_t now = uv_now(&c->w->loop);
+    uint64_t left = c->req.deadline_ms > now ? c->req.deadline_ms - now : 0;
+    char pre[48];
+    int n = snprintf(pre, sizeof(pre), "{\"deadline_ms\":%llu%s", (unsigned long long)left,
+                     c->req.hdr_len > 2 ? "," : "");
+    size_t rest = c->req.hdr_len > 1 ? c->req.hdr_len - 1 : 0; /* skip the caller's '{' */
+    char *p = realloc(c->wire_hdr, (size_t)n + rest + 1);
+    if (p == NULL)
+        return -1;
+    memcpy(p, pre, (size_t)n);
+    memcpy(p + n, c->req.hdr + 1, rest);
+    p[n + rest] = '\0';
+    c->wire_hdr = p;
+    c->wire_hdr_len = (size_t)n + rest;
+    return 0;
+}
+
+static void arm(struct ds_call *c);
+
+static void attempt(struct ds_call *c)
+{
+    c->backoff_until_ms = 0;
+    c->attempts++;
+    if (build_wire_hdr(c) != 0) {
+        fail(c, OG_E_INTERNAL);
+        return;
+    }
+    c->in_attempt = true;
+    if (backends[c->req.svc]->send(c) != 0) {
+        c->in_attempt = false;
+        /* No connection to send on: the downstream is unavailable. */
+        struct ds_resp r = {.code = 0, .err = OG_E_BAD_GATEWAY};
+        ds__attempt_done(c, &r);
+        return;
+    }
+    arm(c);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    struct ds_call *c = t->data;
+    uint64_t now = uv_now(&c->w->loop);
+    if (c->shed) {
+        fail(c, OG_E_BUSY);
+        return;
+    }
+    if (now >= c->req.deadline_ms) {
+        fail(c, OG_E_DOWNSTREAM_TIMEOUT);
+        return;
+    }
+    if (c->backoff_until_ms && now >= c->backoff_until_ms) {
+        attempt(c);
+        return;
+    }
+    arm(c);
+}
+
+static void arm(struct ds_call *c)
+{
+    uint64_t now = uv_now(&c->w->loop);
+    uint64_t due = c->req.deadline_ms;
+    if (c->backoff_until_ms && c->backoff_until_ms < due)
+        due = c->backoff_until_ms;
+    uv_timer_start(&c->timer, on_timer, due > now ? due - now : 0, 0);
+}
+
+static bool retryable(const struct ds_resp *r)
+{
+    return (r->code == 0 && r->err == OG_E_BAD_GATEWAY) || r->code == 502 || r->code == 503;
+}
+
+void ds__attempt_done(struct ds_call *c, struct ds_resp *resp)
+{
+    c->in_attempt = false;
+    const struct og_config *cfg = c->w->cfg;
+    uint64_t now = uv_now(&c->w->loop);
+    if (c->req.idempotent && retryable(resp) && c->attempts <= cfg->ds_retry_max &&
+        now < c->req.deadline_ms) {
+        /* Jittered exponential backoff: base·2^(n-1), uniformly 50–100 %. */
+        uint64_t cap = (uint64_t)DS_BACKOFF_BASE_MS << (c->attempts - 1);
+        uint64_t wait = cap / 2 + (uint64_t)rand() % (cap / 2 + 1);
+        if (now + wait < c->req.deadline_ms && budget_take(c->req.svc)) {
+            if (resp->release)
+                resp->release(resp->owner);
+            SHARD_ADD(shard_of(c->w)->retries[c->req.svc], 1);
+            c->backoff_until_ms = now + wait;
+            arm(c);
+            return;
+        }
+    }
+    finish(c, resp);
+}
+
+struct ds_call *ds_call(struct worker *w, const struct ds_req *req, ds_cb cb, void *arg)
+{
+    struct ds_call *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return NULL;
+    c->w = w;
+    c->req = *req;
+    c->cb = cb;
+    c->arg = arg;
+    c->t0_ns = uv_hrtime();
+    uv_timer_init(&w->loop, &c->timer);
+    c->timer.data = c;
+    c->hdr_copy = malloc(req->hdr_len + 1);
+    if (c->hdr_copy == NULL) {
+        free(c);
+        return NULL;
+    }
+    memcpy(c->hdr_copy, req->hdr, req->hdr_len);
+    c->hdr_copy[req->hdr_len] = '\0';
+    c->req.hdr = c->hdr_copy;
+    /* The body is copied so that a cancelled call never leaves a backend
+     * writing from the caller's freed memory; bodies are bounded by the
+     * body cap. */
+    if (req->body_len) {
+        c->body_copy = malloc(req->body_len);
+        if (c->body_copy == NULL) {
+            free(c->hdr_copy);
+            free(c);
+            return NULL;
+        }
+        memcpy(c->body_copy, req->body, req->body_len);
+        c->req.body = c->body_copy;
+    }
+    c->req.coalesce_key = NULL; /* borrowed: only read below, while req is alive */
+
+    /* Coalescing: an identical read in flight on this worker answers both. */
+    struct ds_worker *dw = w->ext[WORKER_EXT_DSCORE];
+    if (req->idempotent && req->coalesce_key && dw) {
+        for (struct ds_call *l = dw->coalesce_head; l; l = l->cnext) {
+            if (l->req.svc == req->svc && strcmp(l->hdr_copy, c->hdr_copy) == 0 &&
+                !l->finished) {
+                c->leader = l;
+                c->next_follower = l->followers;
+                l->followers = c;
+                c->req.deadline_ms = req->deadline_ms;
+                arm(c);
+                return c;
+            }
+        }
+    }
+
+    budget_deposit(req->svc, (int)w->cfg->ds_retry_budget_pct);
+    long n = atomic_fetch_add(&inflight[req->svc], 1) + 1;
+    c->counted = true;
+    if (n > w->cfg->ds_concurrency[req->svc]) {
+        /* Over the per-downstream limit: shed, answered on the next turn. */
+        atomic_fetch_sub(&inflight[req->svc], 1);
+        c->counted = false;
+        c->shed = true;
+        uv_timer_start(&c->timer, on_timer, 0, 0);
+        return c;
+    }
+    if (dw && req->idempotent && req->coalesce_key) {
+        c->cnext = dw->coalesce_head;
+        dw->coalesce_head = c;
+    }
+    attempt(c);
+    return c;
+}
+
+void ds_cancel(struct ds_call *c)
+{
+    if (c == NULL || c->finished)
+        return;
+    c->cancelled = true;
+    /* A lone call stops now; a leader keeps going for its followers. */
+    if (c->followers == NULL)
+        fail(c, OG_E_DOWNSTREAM_TIMEOUT);
+}
+
+static struct engines local_engines;
+
+struct engines *ds_local_engines(void)
+{
+    return &local_engines;
+}
+
+int ds_start(const struct og_config *cfg)
+{
+    bool any_local = false;
+    for (int s = 0; s < DS__COUNT; s++) {
+        if (cfg->ds_addr[s][0]) {
+            backends[s] = &ds__remote_backend;
+            ds__remote_addr[s] = cfg->ds_addr[s];
+        } else {
+            backends[s] = &ds__local_backend;
+            any_local = true;
+        }
+        atomic_store(&budget[s], DS_BUDGET_CAP / 2);
+    }
+    ds__remote_pool_size = (int)cfg->ds_pool_size;
+    if (any_local) {
+        int st = 0;
+        if (!cfg->ds_addr[DS_STORAGE][0]) {
+            struct storage_opts so = {.mem_cap_bytes = (uint64_t)cfg->storage_mem_cap,
+                                      .max_object_bytes = (uint64_t)cfg->storage_max_object,
+                                      .amnesia = true};
+            local_engines.storage = storage_new(&so, &st);
+        }
+        if (!cfg->ds_addr[DS_INDEX][0]) {
+            struct index_opts io = {0};
+            local_engines.index = index_new(&io, &st);
+        }
+        if (!cfg->ds_addr[DS_MAILBOX][0]) {
+            struct mailbox_opts mo = {0};
+            local_engines.mailbox = mailbox_new(&mo, &st);
+        }
+        if ((!cfg->ds_addr[DS_STORAGE][0] && !local_engines.storage) ||
+            (!cfg->ds_addr[DS_INDEX][0] && !local_engines.index) ||
+            (!cfg->ds_addr[DS_MAILBOX][0] && !local_engines.mailbox)) {
+            fprintf(stderr, "omnigate: cannot create the in-process engines: %s\n",
+                    eng_status_name(st));
+            return -1;
+        }
+    }
+    nshards = g_server.nworkers + 1;
+    shards = calloc((size_t)nshards, sizeof(*shards));
+    if (shards == NULL)
+        return -1;
+    metrics_register(render);
+    ready_register("downstream_health_ok", key_downstream_health);
+    return 0;
+}
+
+void ds_worker_init(struct worker *w)
+{
+    w->ext[WORKER_EXT_DSCORE] = xcalloc(1, sizeof(struct ds_worker));
+    for (int s = 0; s < DS__COUNT; s++)
+        if (backends[s]->worker_init)
+            backends[s]->worker_init(w, (enum ds_service)s);
+}
+
+void ds_stop(void)
+{
+    storage_free(local_engines.storage);
+    index_free(local_engines.index);
+    mailbox_free(local_engines.mailbox);
+    local_engines = (struct engines){0};
+}

@@ -1,0 +1,74 @@
+/*
+ * internal.h — between the downstream core (ds.c) and its backends
+ * (local.c: in-process engines; remote.c: OAP/1 connection pools).
+ * Not included from outside src/ds/.
+ */
+#ifndef DS_INTERNAL_H
+#define DS_INTERNAL_H
+
+#include <uv.h>
+
+#include "ds/ds.h"
+#include "net/server.h"
+
+/* Shared ownership of a response's bytes (coalesced callers share one). */
+struct ds_owner {
+    int refs; /* worker-local: only the owning worker touches it */
+    void *p;
+    void (*release)(void *p);
+};
+
+struct ds_call {
+    struct worker *w;
+    struct ds_req req;      /* copy; req.hdr points at hdr_copy */
+    char *hdr_copy;         /* the caller's header JSON, owned */
+    void *body_copy;        /* the caller's body, owned */
+    char *wire_hdr;         /* header JSON as sent: deadline_ms first, owned */
+    size_t wire_hdr_len;
+    ds_cb cb;
+    void *arg;
+    uint64_t t0_ns;
+    uint64_t backoff_until_ms; /* 0 unless waiting to retry */
+    int attempts;
+    bool cancelled;
+    bool finished;
+    bool counted;           /* holds a slot of the per-downstream limit */
+    bool in_attempt;        /* a backend attempt is outstanding */
+    bool shed;              /* refused by the concurrency limit */
+    uv_timer_t timer;       /* deadline and retry backoff */
+    struct ds_call *leader; /* coalesced: the call whose answer we share */
+    struct ds_call *followers, *next_follower;
+    struct ds_call *qnext;  /* backend queue link (the backend's to use) */
+    struct ds_call *cnext;  /* coalescing list link (ds core) */
+    void *bstate;           /* backend's per-attempt state */
+};
+
+/* A backend starts one attempt of c (c->wire_hdr, c->req.body) and later
+ * calls ds__attempt_done exactly once, unless ds core calls abort first.
+ * send returns 0, or a negative value if the attempt could not start (then
+ * ds__attempt_done must not be called). Both run on c->w's loop. */
+struct ds_backend {
+    const char *name;
+    int (*send)(struct ds_call *c);
+    void (*abort)(struct ds_call *c);
+    void (*worker_init)(struct worker *w, enum ds_service svc);
+    bool (*healthy)(enum ds_service svc); /* for /readyz; any thread */
+};
+
+/* resp->owner/release describe the bytes; the core takes them over. A
+ * transport failure is code 0 with err set (BAD_GATEWAY: connection lost or
+ * malformed answer; BUSY: no capacity). */
+void ds__attempt_done(struct ds_call *c, struct ds_resp *resp);
+
+/* App protocol id of a service (OAP_APP_*). */
+uint16_t ds__app_id(enum ds_service s);
+
+extern const struct ds_backend ds__local_backend;
+extern const struct ds_backend ds__remote_backend;
+
+/* Remote backend configuration, set by ds_start: address per service
+ * ("oap://host:port" or "unix:/path") and pool size per worker. */
+extern const char *ds__remote_addr[DS__COUNT];
+extern int ds__remote_pool_size;
+
+#endif

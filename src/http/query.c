@@ -1,0 +1,82 @@
+/*
+ * query.c — query string parameters.
+ */
+#include "http/query.h"
+
+#include <string.h>
+
+static int hexv(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+static int decode(const char *p, size_t n, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = p[i];
+        if (ch == '+') {
+            ch = ' ';
+        } else if (ch == '%') {
+            if (i + 2 >= n)
+                return -2;
+            int hi = hexv(p[i + 1]), lo = hexv(p[i + 2]);
+            if (hi < 0 || lo < 0)
+                return -2;
+            ch = (char)(hi << 4 | lo);
+            i += 2;
+        }
+        if (ch == '\0' || o + 1 >= cap)
+            return -2;
+        out[o++] = ch;
+    }
+    out[o] = '\0';
+    return (int)o;
+}
+
+int query_get(struct slice q, const char *name, char *out, size_t cap)
+{
+    size_t nl = strlen(name);
+    const char *p = q.p, *end = q.p + q.n;
+    while (p && p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *stop = amp ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(stop - p));
+        const char *kend = eq ? eq : stop;
+        if ((size_t)(kend - p) == nl && memcmp(p, name, nl) == 0) {
+            const char *v = eq ? eq + 1 : stop;
+            return decode(v, (size_t)(stop - v), out, cap);
+        }
+        p = amp ? amp + 1 : NULL;
+    }
+    return -1;
+}
+
+int query_get_uint(struct slice q, const char *name, uint64_t min, uint64_t max, uint64_t def,
+                   uint64_t *out)
+{
+    char v[24];
+    int n = query_get(q, name, v, sizeof(v));
+    if (n == -1) {
+        *out = def;
+        return 0;
+    }
+    if (n <= 0 || n > 18)
+        return -1;
+    uint64_t x = 0;
+    for (int i = 0; i < n; i++) {
+        if (v[i] < '0' || v[i] > '9')
+            return -1;
+        x = x * 10 + (uint64_t)(v[i] - '0');
+    }
+    if (x < min || x > max)
+        return -1;
+    *out = x;
+    return 0;
+}

@@ -1,0 +1,534 @@
+/*
+ * objects.c — object and media delivery.
+ *
+ * A GET is HAS (size) → conditionals and Range → GET of exactly the bytes to
+ * send → a pump that writes them in 64 KiB chunks with at most
+ * MEDIA_CHUNKS_IN_FLIGHT unacknowledged by the socket, so a slow client
+ * stalls the pump (and the write timeout cuts off one that stops reading).
+ *
+ * Integrity (DESIGN §4): a whole object is hashed chunk by chunk as it is
+ * sent, and the last chunk is written only after the final hash matched the
+ * address; on a mismatch the connection is closed short of Content-Length,
+ * so no client can take the bytes for the object. A range cannot be checked
+ * against the address of the whole object: it is served as the storage
+ * service read it for that address (docs/API.md says exactly this).
+ */
+#include "media/objects.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cas/cas.h"
+#include "ds/ds.h"
+#include "http/h1.h"
+#include "http/range.h"
+#include "http/response.h"
+#include "http/router.h"
+#include "media/integrity.h"
+#include "view/compose.h"
+#include "view/routes.h"
+
+enum obj_phase { PH_RESOLVE, PH_HAS, PH_GET, PH_STREAM };
+
+struct obj_ctx {
+    struct http_req *req; /* NULL once the request is gone */
+    struct ds_call *call;
+    enum obj_phase phase;
+    struct cas_addr addr;
+    char addr_s[CAS_ADDR_CHARS + 1];
+    char etag[CAS_ADDR_CHARS + 3];
+    char ctype[96];
+    uint64_t size, first, last;
+    bool ranged;
+    /* streaming */
+    struct ds_resp *kept;
+    const uint8_t *data;
+    size_t off, len;
+    unsigned inflight;
+    struct cas_hasher h;
+    bool ended;
+};
+
+static void ctx_free(struct obj_ctx *o)
+{
+    ds_resp_free(o->kept);
+    free(o);
+}
+
+static void obj_cancel(struct http_req *req)
+{
+    struct obj_ctx *o = req->hdata;
+    o->req = NULL;
+    if (o->call) {
+        ds_cancel(o->call);
+        o->call = NULL;
+    }
+    if (o->inflight == 0)
+        ctx_free(o);
+    /* else: the last chunk's write callback frees it */
+}
+
+static void object_headers(struct obj_ctx *o)
+{
+    struct http_req *req = o->req;
+    int rc = http_add_header(req, "ETag", o->etag, strlen(o->etag));
+    rc |= http_add_header(req, "Accept-Ranges", "bytes", 5);
+    rc |= http_add_header(req, "Cache-Control", "public, max-age=31536000, immutable", 35);
+    if (rc)
+        req->close_after = true;
+}
+
+static void done_with_req(struct obj_ctx *o)
+{
+    if (o->req)
+        o->req->on_cancel = NULL;
+    o->req = NULL;
+}
+
+static void fail_call(struct obj_ctx *o, const struct ds_resp *r, const char *what)
+{
+    struct http_req *req = o->req;
+    done_with_req(o);
+    ctx_free(o);
+    enum og_err e = view_call_err(r->code, r->err);
+    http_respond_error(req, e, e == OG_E_NOT_FOUND ? "no such object" : what);
+}
+
+/* ---- the pump ----------------------------------------------------------- */
+
+static void pump(struct obj_ctx *o);
+
+static void on_chunk_sent(void *arg, int status)
+{
+    struct obj_ctx *o = arg;
+    o->inflight--;
+    if (o->req == NULL || status < 0) {
+        if (o->inflight == 0) {
+            if (o->req) { /* write failed: the connection is closing */
+                struct http_req *req = o->req;
+                done_with_req(o);
+                http_stream_end(req, false);
+            }
+            ctx_free(o);
+        }
+        return;
+    }
+    pump(o);
+}
+
+static void pump(struct obj_ctx *o)
+{
+    struct http_req *req = o->req;
+    bool verify = !o->ranged;
+    while (req && o->inflight < MEDIA_CHUNKS_IN_FLIGHT && o->off < o->len) {
+        size_t n = o->len - o->off < MEDIA_CHUNK_BYTES ? o->len - o->off : MEDIA_CHUNK_BYTES;
+        const uint8_t *p = o->data + o->off;
+        if (verify) {
+            cas_hasher_update(&o->h, p, n);
+            if (o->off + n == o->len) {
+                /* Before the last byte goes out, the whole must match. */
+                struct cas_addr got;
+                cas_hasher_final(&o->h, &got);
+                if (!cas_addr_equal(&got, &o->addr)) {
+                    integrity_report(&o->addr, "object", req->corr_id);
+                    done_with_req(o);
+                    http_stream_end(req, false);
+                    if (o->inflight == 0)
+                        ctx_free(o);
+                    return;
+                }
+            }
+        }
+        o->off += n;
+        o->inflight++;
+        if (http_stream_send(req, p, n, on_chunk_sent, o) != 0) {
+            o->inflight--;
+            done_with_req(o);
+            http_stream_end(req, false);
+            if (o->inflight == 0)
+                ctx_free(o);
+            return;
+        }
+    }
+    if (req && o->off == o->len && !o->ended) {
+        o->ended = true;
+        done_with_req(o);
+        http_stream_end(req, true);
+        if (o->inflight == 0)
+            ctx_free(o);
+    }
+}
+
+/* ---- phases ------------------------------------------------------------- */
+
+static void on_get(void *arg, struct ds_resp *r)
+{
+    struct obj_ctx *o = arg;
+    struct http_req *req = o->req;
+    o->call = NULL;
+    http_req_hop(req, "storage", r->latency_ms);
+    if (r->code != 200 && r->code != 206) {
+        fail_call(o, r, "storage read failed");
+        return;
+    }
+    uint64_t want = o->last - o->first + 1;
+    if ((o->kept = ds_resp_keep(r)) == NULL || r->body_len != want) {
+        struct ds_resp bad = {.code = 502};
+        fail_call(o, &bad, "storage returned a different length than asked");
+        return;
+    }
+    o->data = o->kept->body;
+    o->len = o->kept->body_len;
+    o->phase = PH_STREAM;
+    cas_hasher_init(&o->h);
+    object_headers(o);
+    int status = 200;
+    if (o->ranged) {
+        char cr[80];
+        int n = snprintf(cr, sizeof(cr), "bytes %llu-%llu/%llu", (unsigned long long)o->first,
+                         (unsigned long long)o->last, (unsigned long long)o->size);
+        if (http_add_header(req, "Content-Range", cr, (size_t)n) != 0)
+            req->close_after = true;
+        status = 206;
+    }
+    if (http_stream_begin(req, status, o->ctype, (int64_t)o->len) != 0) {
+        done_with_req(o);
+        ctx_free(o);
+        http_stream_end(req, false);
+        return;
+    }
+    pump(o);
+}
+
+static void start_get(struct obj_ctx *o)
+{
+    struct http_req *req = o->req;
+    char hdr[256];
+    int n = snprintf(hdr, sizeof(hdr), "{\"op\":\"get\",\"obj\":\"%s\",\"off\":%llu,\"len\":%llu}",
+                     o->addr_s, (unsigned long long)o->first,
+                     (unsigned long long)(o->last - o->first + 1));
+    struct ds_req dr = {.svc = DS_STORAGE,
+                        .op = "get",
+                        .hdr = hdr,
+                        .hdr_len = (size_t)n,
+                        .deadline_ms = req->deadline_ms,
+                        .idempotent = true,
+                        .coalesce_key = hdr,
+                        .coalesce_key_len = (size_t)n};
+    o->phase = PH_GET;
+    o->call = ds_call(req->conn->w, &dr, on_get, o);
+    if (o->call == NULL) {
+        done_with_req(o);
+        ctx_free(o);
+        http_respond_error(req, OG_E_INTERNAL, NULL);
+    }
+}
+
+static void on_has(void *arg, struct ds_resp *r)
+{
+    struct obj_ctx *o = arg;
+    struct http_req *req = o->req;
+    o->call = NULL;
+    http_req_hop(req, "storage", r->latency_ms);
+    if (r->code != 200) {
+        fail_call(o, r, "storage lookup failed");
+        return;
+    }
+    json_error_t e;
+    json_t *h = json_loadb(r->hdr, r->hdr_len, 0, &e);
+    json_t *sz = h ? json_object_get(h, "size") : NULL;
+    if (!json_is_integer(sz) || json_integer_value(sz) < 0) {
+        json_decref(h);
+        struct ds_resp bad = {.code = 502};
+        fail_call(o, &bad, "storage answered HAS without a size");
+        return;
+    }
+    o->size = (uint64_t)json_integer_value(sz);
+    json_decref(h);
+
+    const struct slice *inm = h1_header(req, "if-none-match");
+    if (inm && etag_list_matches(*inm, o->etag, strlen(o->etag))) {
+        object_headers(o);
+        done_with_req(o);
+        ctx_free(o);
+        http_respond(req, 304, NULL, NULL, 0);
+        return;
+    }
+    o->first = 0;
+    o->last = o->size ? o->size - 1 : 0;
+    const struct slice *rg = h1_header(req, "range");
+    const struct slice *ir = h1_header(req, "if-range");
+    if (rg && (!ir || if_range_matches(*ir, o->etag, strlen(o->etag)))) {
+        uint64_t a, b;
+        switch (range_parse(*rg, o->size, &a, &b)) {
+        case RANGE_OK:
+            o->ranged = true;
+            o->first = a;
+            o->last = b;
+            break;
+        case RANGE_UNSAT: {
+            char cr[48];
+            int n = snprintf(cr, sizeof(cr), "bytes */%llu", (unsigned long long)o->size);
+            object_headers(o);
+            if (http_add_header(req, "Content-Range", cr, (size_t)n) != 0)
+                req->close_after = true;
+            done_with_req(o);
+            ctx_free(o);
+            http_respond_error(req, OG_E_RANGE, "the range starts past the end of the object");
+            return;
+        }
+        default: /* none, ignored or several ranges: the whole object */
+            break;
+        }
+    }
+    bool head = router_method_bit(req->method) == M_HEAD;
+    if (head || o->size == 0) {
+        object_headers(o);
+        int status = 200;
+        uint64_t len = o->size;
+        if (o->ranged) {
+            char cr[80];
+            int n = snprintf(cr, sizeof(cr), "bytes %llu-%llu/%llu", (unsigned long long)o->first,
+                             (unsigned long long)o->last, (unsigned long long)o->size);
+            if (http_add_header(req, "Content-Range", cr, (size_t)n) != 0)
+                req->close_after = true;
+            status = 206;
+            len = o->last - o->first + 1;
+        }
+        /* HEAD (or an empty object): the head says everything; no body read. */
+        done_with_req(o);
+        int rc = http_stream_begin(req, status, o->ctype, (int64_t)len);
+        ctx_free(o);
+        http_stream_end(req, rc == 0);
+        return;
+    }
+    start_get(o);
+}
+
+static void start_has(struct obj_ctx *o)
+{
+    struct http_req *req = o->req;
+    char hdr[128];
+    int n = snprintf(hdr, sizeof(hdr), "{\"op\":\"has\",\"obj\":\"%s\"}", o->addr_s);
+    struct ds_req dr = {.svc = DS_STORAGE,
+                        .op = "has",
+                        .hdr = hdr,
+                        .hdr_len = (size_t)n,
+                        .deadline_ms = req->deadline_ms,
+                        .idempotent = true};
+    o->phase = PH_HAS;
+    o->call = ds_call(req->conn->w, &dr, on_has, o);
+    if (o->call == NULL) {
+        done_with_req(o);
+        ctx_free(o);
+        http_respond_error(req, OG_E_INTERNAL, NULL);
+    }
+}
+
+static struct obj_ctx *ctx_new(struct http_req *req)
+{
+    struct obj_ctx *o = calloc(1, sizeof(*o));
+    if (o == NULL) {
+        http_respond_error(req, OG_E_INTERNAL, NULL);
+        return NULL;
+    }
+    o->req = req;
+    req->hdata = o;
+    req->on_cancel = obj_cancel;
+    return o;
+}
+
+static void set_addr(struct obj_ctx *o)
+{
+    cas_addr_format(&o->addr, o->addr_s);
+    snprintf(o->etag, sizeof(o->etag), "\"%s\"", o->addr_s);
+}
+
+void media_on_object(struct http_req *req)
+{
+    struct cas_addr a;
+    if (cas_addr_parse(&a, req->param.p, req->param.n) != 0) {
+        http_respond_error(req, OG_E_BAD_REQUEST, "object address must be b3:<64 lowercase hex>");
+        return;
+    }
+    struct obj_ctx *o = ctx_new(req);
+    if (o == NULL)
+        return;
+    o->addr = a;
+    set_addr(o);
+    strcpy(o->ctype, "application/octet-stream");
+    start_has(o);
+}
+
+static void on_resolve(void *arg, struct ds_resp *r)
+{
+    struct obj_ctx *o = arg;
+    struct http_req *req = o->req;
+    o->call = NULL;
+    http_req_hop(req, "index", r->latency_ms);
+    if (r->code != 200) {
+        fail_call(o, r, "resolving the media name failed");
+        return;
+    }
+    json_error_t e;
+    json_t *m = json_loadb((const char *)r->body, r->body_len, JSON_REJECT_DUPLICATES, &e);
+    json_t *kind = m ? json_object_get(m, "kind") : NULL;
+    json_t *obj = m ? json_object_get(m, "obj") : NULL;
+    json_t *mt = m ? json_object_get(m, "media_type") : NULL;
+    const char *why = NULL;
+    if (!json_is_string(kind) || strcmp(json_string_value(kind), "media") != 0)
+        why = "not a media name";
+    else if (!json_is_string(obj) ||
+             cas_addr_parse(&o->addr, json_string_value(obj), json_string_length(obj)) != 0)
+        why = "media manifest has no valid obj";
+    if (why) {
+        json_decref(m);
+        done_with_req(o);
+        ctx_free(o);
+        http_respond_error(req, strcmp(why, "not a media name") == 0 ? OG_E_NOT_FOUND
+                                                                     : OG_E_BAD_GATEWAY,
+                           why);
+        return;
+    }
+    /* Content-Type comes from the manifest; only a plain type/subtype token
+     * is copied into a header (no CR/LF or quotes from downstream data). */
+    strcpy(o->ctype, "application/octet-stream");
+    if (json_is_string(mt) && json_string_length(mt) < sizeof(o->ctype)) {
+        const char *s = json_string_value(mt);
+        bool ok = strchr(s, '/') != NULL;
+        for (const char *c = s; *c && ok; c++)
+            ok = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+                 (*c >= '0' && *c <= '9') || strchr("/+-.", *c);
+        if (ok)
+            strcpy(o->ctype, s);
+    }
+    json_decref(m);
+    set_addr(o);
+    start_has(o);
+}
+
+void media_on_media(struct http_req *req)
+{
+    if (!view_name_ok(req->param)) {
+        http_respond_error(req, OG_E_BAD_REQUEST, "name must be 1-255 of [A-Za-z0-9._:-]");
+        return;
+    }
+    struct obj_ctx *o = ctx_new(req);
+    if (o == NULL)
+        return;
+    char hdr[400];
+    int n = snprintf(hdr, sizeof(hdr), "{\"op\":\"resolve\",\"name\":\"%.*s\"}", (int)req->param.n,
+                     req->param.p);
+    struct ds_req dr = {.svc = DS_INDEX,
+                        .op = "resolve",
+                        .hdr = hdr,
+                        .hdr_len = (size_t)n,
+                        .deadline_ms = req->deadline_ms,
+                        .idempotent = true};
+    o->phase = PH_RESOLVE;
+    o->call = ds_call(req->conn->w, &dr, on_resolve, o);
+    if (o->call == NULL) {
+        done_with_req(o);
+        ctx_free(o);
+        http_respond_error(req, OG_E_INTERNAL, NULL);
+    }
+}
+
+/* ---- PUT /v1/o ---------------------------------------------------------- */
+
+struct put_ctx {
+    struct http_req *req;
+    struct ds_call *call;
+};
+
+static void put_cancel(struct http_req *req)
+{
+    struct put_ctx *p = req->hdata;
+    ds_cancel(p->call);
+    free(p);
+}
+
+static void on_put(void *arg, struct ds_resp *r)
+{
+    struct put_ctx *p = arg;
+    struct http_req *req = p->req;
+    req->on_cancel = NULL;
+    free(p);
+    http_req_hop(req, "storage", r->latency_ms);
+    if (r->code == 400) {
+        http_respond_error(req, OG_E_BAD_REQUEST, "body does not hash to X-Expect-Obj");
+        return;
+    }
+    if (r->code == 413) {
+        http_respond_error(req, OG_E_BODY_CAP, "object larger than storage accepts");
+        return;
+    }
+    if (r->code == 507) {
+        http_respond_error(req, OG_E_STORAGE_FULL, NULL);
+        return;
+    }
+    if (r->code != 200 && r->code != 201) {
+        enum og_err e = view_call_err(r->code, r->err);
+        http_respond_error(req, e == OG_E_NOT_FOUND ? OG_E_BAD_GATEWAY : e, "storage write failed");
+        return;
+    }
+    json_error_t e;
+    json_t *h = json_loadb(r->hdr, r->hdr_len, 0, &e);
+    json_t *obj = h ? json_object_get(h, "obj") : NULL;
+    struct cas_addr a;
+    if (!json_is_string(obj) ||
+        cas_addr_parse(&a, json_string_value(obj), json_string_length(obj)) != 0) {
+        json_decref(h);
+        http_respond_error(req, OG_E_BAD_GATEWAY, "storage answered PUT without an address");
+        return;
+    }
+    json_decref(h);
+    char addr[CAS_ADDR_CHARS + 1], loc[CAS_ADDR_CHARS + 8], body[CAS_ADDR_CHARS + 32];
+    cas_addr_format(&a, addr);
+    int ln = snprintf(loc, sizeof(loc), "/v1/o/%s", addr);
+    int bn = snprintf(body, sizeof(body), "{\"obj\":\"%s\",\"size\":%zu}", addr, req->body.n);
+    if (http_add_header(req, "Location", loc, (size_t)ln) != 0)
+        req->close_after = true;
+    http_respond(req, r->code == 201 ? 201 : 200, "application/json", body, (size_t)bn);
+}
+
+void media_on_put(struct http_req *req)
+{
+    char hdr[160];
+    int n;
+    const struct slice *x = h1_header(req, "x-expect-obj");
+    if (x) {
+        struct cas_addr a;
+        if (cas_addr_parse(&a, x->p, x->n) != 0) {
+            http_respond_error(req, OG_E_BAD_REQUEST, "X-Expect-Obj must be b3:<64 lowercase hex>");
+            return;
+        }
+        n = snprintf(hdr, sizeof(hdr), "{\"op\":\"put\",\"expect\":\"%.*s\"}", (int)x->n, x->p);
+    } else {
+        n = snprintf(hdr, sizeof(hdr), "{\"op\":\"put\"}");
+    }
+    struct put_ctx *p = calloc(1, sizeof(*p));
+    if (p == NULL) {
+        http_respond_error(req, OG_E_INTERNAL, NULL);
+        return;
+    }
+    p->req = req;
+    struct ds_req dr = {.svc = DS_STORAGE,
+                        .op = "put",
+                        .hdr = hdr,
+                        .hdr_len = (size_t)n,
+                        .body = req->body.p,
+                        .body_len = req->body.n,
+                        .deadline_ms = req->deadline_ms,
+                        .idempotent = false};
+    p->call = ds_call(req->conn->w, &dr, on_put, p);
+    if (p->call == NULL) {
+        free(p);
+        http_respond_error(req, OG_E_INTERNAL, NULL);
+        return;
+    }
+    req->hdata = p;
+    req->on_cancel = put_cancel;
+}

@@ -1,0 +1,289 @@
+/*
+ * compose.c — writing composed views.
+ */
+#include "view/compose.h"
+
+#include <openssl/evp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "media/integrity.h"
+
+enum og_err view_call_err(int code, enum og_err err)
+{
+    if (code == 0)
+        return err == OG_E_DOWNSTREAM_TIMEOUT || err == OG_E_BUSY ? err : OG_E_BAD_GATEWAY;
+    if (code == 404)
+        return OG_E_NOT_FOUND;
+    if (code == 504)
+        return OG_E_DOWNSTREAM_TIMEOUT;
+    if (code == 429 || code == 503)
+        return OG_E_BUSY;
+    return OG_E_BAD_GATEWAY;
+}
+
+const char *view_part_error(const struct part_result *r)
+{
+    if (r->integrity_failed)
+        return "integrity";
+    return og_err_code(view_call_err(r->code, r->err));
+}
+
+void view_jw_base64(struct jw *w, const uint8_t *p, size_t n)
+{
+    size_t cap = 4 * ((n + 2) / 3) + 1;
+    unsigned char *tmp = malloc(cap);
+    if (tmp == NULL) {
+        w->failed = true;
+        return;
+    }
+    int len = EVP_EncodeBlock(tmp, p, (int)n);
+    jw_strn(w, (const char *)tmp, (size_t)len);
+    free(tmp);
+}
+
+long view_base64_decode(const char *s, size_t n, uint8_t *out)
+{
+    if (n % 4 != 0)
+        return -1;
+    int len = EVP_DecodeBlock(out, (const unsigned char *)s, (int)n);
+    if (len < 0)
+        return -1;
+    /* EVP_DecodeBlock counts padding as zero bytes. */
+    if (n >= 1 && s[n - 1] == '=')
+        len--;
+    if (n >= 2 && s[n - 2] == '=')
+        len--;
+    return len;
+}
+
+/* Inline bytes as JSON when they are valid JSON, else nothing (returns false). */
+static bool valid_json(const uint8_t *p, size_t n)
+{
+    json_error_t e;
+    json_t *v = json_loadb((const char *)p, n, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &e);
+    if (v == NULL)
+        return false;
+    json_decref(v);
+    return true;
+}
+
+void view_object_part(struct jw *w, const struct view_part *p, struct part_result *r,
+                      uint64_t inline_max, const char *corr_id)
+{
+    char addr[CAS_ADDR_CHARS + 1];
+    cas_addr_format(&p->addr, addr);
+    /* A whole object is verified before anything of it is shown; a range can
+     * only be vouched for by the storage service that read it. */
+    bool verified = false;
+    if (!p->ranged) {
+        if (!integrity_check(&p->addr, r->body, r->body_len, "view", corr_id)) {
+            r->integrity_failed = true;
+            jw_obj_open(w);
+            jw_key(w, "error");
+            jw_str(w, "integrity");
+            jw_obj_close(w);
+            return;
+        }
+        verified = true;
+    }
+    jw_obj_open(w);
+    jw_key(w, "status");
+    jw_int(w, r->code);
+    jw_key(w, "obj");
+    jw_str(w, addr);
+    jw_key(w, "media_type");
+    jw_str(w, p->media_type);
+    jw_key(w, "verified");
+    jw_bool(w, verified);
+    if (p->ranged) {
+        jw_key(w, "range");
+        jw_arr_open(w);
+        jw_uint(w, p->first);
+        jw_uint(w, p->first + (r->body_len ? r->body_len - 1 : 0));
+        jw_arr_close(w);
+    }
+    jw_key(w, "size");
+    jw_uint(w, r->body_len);
+    if (verified && view_media_is_json(p->media_type) && valid_json(r->body, r->body_len)) {
+        jw_key(w, "json");
+        jw_raw(w, (const char *)r->body, r->body_len);
+    } else if (r->body_len <= inline_max) {
+        jw_key(w, "base64");
+        view_jw_base64(w, r->body, r->body_len);
+    } else {
+        char link[CAS_ADDR_CHARS + 8];
+        memcpy(link, "/v1/o/", 6);
+        memcpy(link + 6, addr, CAS_ADDR_CHARS + 1);
+        jw_key(w, "link");
+        jw_str(w, link);
+    }
+    jw_obj_close(w);
+}
+
+static void link_part(struct jw *w, const struct view_part *p)
+{
+    char addr[CAS_ADDR_CHARS + 1], link[CAS_ADDR_CHARS + 8];
+    cas_addr_format(&p->addr, addr);
+    memcpy(link, "/v1/o/", 6);
+    memcpy(link + 6, addr, CAS_ADDR_CHARS + 1);
+    jw_obj_open(w);
+    jw_key(w, "obj");
+    jw_str(w, addr);
+    jw_key(w, "media_type");
+    jw_str(w, p->media_type);
+    jw_key(w, "size");
+    jw_int(w, p->size);
+    jw_key(w, "link");
+    jw_str(w, link);
+    jw_obj_close(w);
+}
+
+/* Mailbox messages: {"messages":[{"id","deliveries","sent_ms","body":b64}]}
+ * from the service; bodies that are JSON are inlined as JSON. */
+int view_messages(struct jw *w, const uint8_t *p, size_t n)
+{
+    json_error_t e;
+    json_t *doc = json_loadb((const char *)p, n, JSON_REJECT_DUPLICATES, &e);
+    json_t *msgs = doc ? json_object_get(doc, "messages") : NULL;
+    if (!json_is_array(msgs)) {
+        json_decref(doc);
+        return -1;
+    }
+    size_t i;
+    json_t *m;
+    jw_arr_open(w);
+    json_array_foreach(msgs, i, m)
+    {
+        json_t *b = json_object_get(m, "body");
+        const char *s = json_is_string(b) ? json_string_value(b) : "";
+        size_t sl = json_is_string(b) ? json_string_length(b) : 0;
+        uint8_t *raw = malloc(sl / 4 * 3 + 3);
+        long rl = raw ? view_base64_decode(s, sl, raw) : -1;
+        jw_obj_open(w);
+        jw_key(w, "id");
+        jw_int(w, json_integer_value(json_object_get(m, "id")));
+        jw_key(w, "sent_ms");
+        jw_int(w, json_integer_value(json_object_get(m, "sent_ms")));
+        jw_key(w, "body");
+        if (rl >= 0 && valid_json(raw, (size_t)rl))
+            jw_raw(w, (const char *)raw, (size_t)rl);
+        else if (rl >= 0)
+            view_jw_base64(w, raw, (size_t)rl);
+        else
+            jw_null(w);
+        jw_obj_close(w);
+        free(raw);
+    }
+    jw_arr_close(w);
+    json_decref(doc);
+    return 0;
+}
+
+int view_compose(struct jw *w, const char *name, json_t *manifest, const struct view_plan *plan,
+                 struct part_result *res, double resolve_ms, double total_ms, uint64_t inline_max,
+                 const char *corr_id, struct compose_out *out)
+{
+    out->complete = true;
+    out->required_failed = false;
+    jw_obj_open(w);
+    jw_key(w, "name");
+    jw_str(w, name);
+    const char *k;
+    json_t *v;
+    json_object_foreach(manifest, k, v)
+    {
+        if (strcmp(k, "parts") == 0 || strcmp(k, "name") == 0 || strcmp(k, "complete") == 0 ||
+            strcmp(k, "timing") == 0)
+            continue;
+        char *dump = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+        if (dump == NULL)
+            return -1;
+        jw_key(w, k);
+        jw_raw(w, dump, strlen(dump));
+        free(dump);
+    }
+    jw_key(w, "parts");
+    jw_obj_open(w);
+    for (unsigned i = 0; i < plan->nparts; i++) {
+        const struct view_part *p = &plan->parts[i];
+        struct part_result *r = &res[i];
+        jw_key(w, p->key);
+        if (p->kind == PART_LINK) {
+            link_part(w, p);
+            continue;
+        }
+        bool ok = r->code == 200 || r->code == 206;
+        if (ok && p->kind == PART_OBJECT) {
+            view_object_part(w, p, r, inline_max, corr_id);
+            ok = !r->integrity_failed;
+        } else if (ok && p->kind == PART_MAILBOX) {
+            size_t mark = w->b->n;
+            bool comma = w->need_comma;
+            jw_obj_open(w);
+            jw_key(w, "status");
+            jw_int(w, r->code);
+            jw_key(w, "channel");
+            jw_str(w, p->channel);
+            jw_key(w, "messages");
+            if (view_messages(w, r->body, r->body_len) != 0) {
+                w->b->n = mark; /* drop the half-written part */
+                w->need_comma = comma;
+                r->code = 502;
+                ok = false;
+            } else {
+                jw_obj_close(w);
+            }
+        } else if (ok && p->kind == PART_INDEX) {
+            if (valid_json(r->body, r->body_len)) {
+                jw_obj_open(w);
+                jw_key(w, "status");
+                jw_int(w, r->code);
+                jw_key(w, "name");
+                jw_str(w, p->name);
+                jw_key(w, "manifest");
+                jw_raw(w, (const char *)r->body, r->body_len);
+                jw_obj_close(w);
+            } else {
+                r->code = 502;
+                ok = false;
+            }
+        }
+        if (!ok) {
+            if (!r->integrity_failed) {
+                jw_obj_open(w);
+                jw_key(w, "error");
+                jw_str(w, view_part_error(r));
+                jw_obj_close(w);
+            }
+            out->complete = false;
+            if (p->required && !out->required_failed) {
+                out->required_failed = true;
+                out->fail_err = r->integrity_failed ? OG_E_BAD_GATEWAY
+                                                    : view_call_err(r->code, r->err);
+                if (out->fail_err == OG_E_NOT_FOUND)
+                    out->fail_err = OG_E_BAD_GATEWAY; /* the manifest names a missing part */
+                out->fail_key = p->key;
+            }
+        }
+    }
+    jw_obj_close(w);
+    jw_key(w, "complete");
+    jw_bool(w, out->complete);
+    jw_key(w, "timing");
+    jw_obj_open(w);
+    jw_key(w, "resolve_ms");
+    jw_double(w, resolve_ms, 3);
+    jw_key(w, "parts_ms");
+    jw_obj_open(w);
+    for (unsigned i = 0; i < plan->nparts; i++) {
+        jw_key(w, plan->parts[i].key);
+        jw_double(w, res[i].ms, 3);
+    }
+    jw_obj_close(w);
+    jw_key(w, "total_ms");
+    jw_double(w, total_ms, 3);
+    jw_obj_close(w);
+    jw_obj_close(w);
+    return jw_failed(w) ? -1 : 0;
+}

@@ -1,0 +1,57 @@
+/*
+ * compose.h — the view composer: plan + part results → one JSON document,
+ * written straight into the response buffer (no DOM for output). Pure: no
+ * I/O; unit-testable with hand-made results.
+ */
+#ifndef VIEW_COMPOSE_H
+#define VIEW_COMPOSE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "core/jw.h"
+#include "core/status.h"
+#include "ds/ds.h"
+#include "view/plan.h"
+
+struct part_result {
+    int code;           /* app status of the call, 0 = transport failure */
+    enum og_err err;    /* transport failure cause */
+    const uint8_t *body;
+    size_t body_len;
+    double ms;
+    bool integrity_failed; /* set by the composer */
+};
+
+struct compose_out {
+    bool complete;           /* every part answered well */
+    bool required_failed;    /* a required part failed: answer with fail_err */
+    enum og_err fail_err;
+    const char *fail_key;
+};
+
+/* Write the view. manifest's fields other than "parts" are copied; each part
+ * goes under its key, with "status" or {"error":code}; then "complete" and
+ * "timing". Returns 0 or -1 when memory ran out. */
+int view_compose(struct jw *w, const char *name, json_t *manifest, const struct view_plan *plan,
+                 struct part_result *res, double resolve_ms, double total_ms, uint64_t inline_max,
+                 const char *corr_id, struct compose_out *out);
+
+/* The error code of a failed part ("downstream_timeout", "not_found", ...). */
+const char *view_part_error(const struct part_result *r);
+/* The og_err a failed call maps to for an HTTP answer. */
+enum og_err view_call_err(int code, enum og_err err);
+
+/* One object part (verified, inlined as JSON or base64, or linked). */
+void view_object_part(struct jw *w, const struct view_part *p, struct part_result *r,
+                      uint64_t inline_max, const char *corr_id);
+
+/* Mailbox messages array from a peek/recv answer body; -1 if malformed. */
+int view_messages(struct jw *w, const uint8_t *p, size_t n);
+
+/* Base64 helpers (OpenSSL EVP). Encode appends a JSON string. */
+void view_jw_base64(struct jw *w, const uint8_t *p, size_t n);
+/* Decode standard base64; returns bytes written or -1. out must hold 3·n/4. */
+long view_base64_decode(const char *s, size_t n, uint8_t *out);
+
+#endif

@@ -1,0 +1,154 @@
+"""Time and resource limits of the real binary: slow-loris heads, slow
+bodies, idle keep-alive, max connections, and no leaked descriptors."""
+import json
+import os
+import socket
+import time
+
+from harness import *
+from test_http_basics import Conn, GET, error_body
+
+
+def test_slow_loris_head_cut_off_with_408():
+    srv = start_omnigate("--head-timeout", "1s")
+    c = Conn(srv.port, timeout=5)
+    t0 = time.time()
+    c.send(b"GET /healthz HTTP/1.1\r\nHost: t\r\n")
+    time.sleep(0.4)
+    c.send(b"X-Drip: 1\r\n")  # trickling bytes does not extend the deadline
+    st, h, body = c.response()
+    dt = time.time() - t0
+    check(st == 408 and 0.9 <= dt < 1.8, (st, dt))
+    error_body(body, "timeout")
+    check(h.get("connection") == "close")
+    check(c.closed(2.0))
+    # a connection that never sends a byte is just closed
+    c = Conn(srv.port)
+    t0 = time.time()
+    check(c.closed(3.0) and c.buf == b"" and time.time() - t0 < 1.8)
+
+
+def test_slow_body_cut_off():
+    srv = start_omnigate("--body-grace", "1s", "--body-min-rate", "1MiB")
+    c = Conn(srv.port)
+    t0 = time.time()
+    c.send(b"POST /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n" + b"x" * 10)
+    st, h, body = c.response()
+    dt = time.time() - t0
+    check(st == 408 and 0.9 <= dt < 2.5, (st, dt))
+    error_body(body, "timeout")
+    check(c.closed(2.0))
+    # a body that is fast enough is not cut
+    c = Conn(srv.port)
+    c.send(b"POST /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n" + b"x" * 100000)
+    check(c.response()[0] == 405)
+
+
+def test_idle_keep_alive_timeout():
+    srv = start_omnigate("--idle-timeout", "1s")
+    c = Conn(srv.port)
+    c.send(GET)
+    check(c.response()[0] == 200)
+    t0 = time.time()
+    check(not c.closed(0.7), "closed before the idle timeout")
+    check(c.closed(2.0), "idle connection never closed")
+    dt = time.time() - t0
+    check(0.9 <= dt < 2.0, dt)
+    check(c.buf == b"", "an idle close sends nothing: %r" % c.buf)
+
+
+def test_max_connections():
+    srv = start_omnigate("--max-connections", "5")
+    held = []
+    for _ in range(5):
+        c = Conn(srv.port)
+        c.send(GET)
+        check(c.response()[0] == 200)
+        held.append(c)
+    t0 = time.time()
+    extra = Conn(srv.port)
+    out = b""
+    extra.s.settimeout(2)
+    while True:
+        try:
+            chunk = extra.s.recv(4096)
+        except (socket.timeout, ConnectionResetError):
+            break
+        if not chunk:
+            break
+        out += chunk
+    check(time.time() - t0 < 1.0, "the refused connection was not closed promptly")
+    check(status_of(out) == 503, out)
+    body = json.loads(out.split(b"\r\n\r\n", 1)[1])
+    check(body["error"] == "busy", body)
+    check(b"Retry-After:" in out)
+    # the held ones still work; after one closes there is room again
+    held[0].send(GET)
+    check(held[0].response()[0] == 200)
+    held.pop().close()
+    deadline = time.time() + 3
+    ok = False
+    while time.time() < deadline and not ok:
+        c = Conn(srv.port)
+        c.send(GET)
+        try:
+            ok = c.response()[0] == 200
+        except (EOFError, ConnectionResetError):
+            pass
+        c.close()
+        time.sleep(0.05)
+    check(ok, "no room after a connection closed")
+    st, _, text = http("GET", srv.admin_url + "/metrics")
+    check(metric_value(text.decode(), "connections_refused_total") >= 1)
+
+
+def fd_count(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def test_no_fd_leak_after_10000_connections():
+    srv = start_omnigate("--head-timeout", "1s", "--idle-timeout", "1s")
+    pid = srv.proc.pid
+    c = Conn(srv.port)
+    c.send(GET)
+    c.response()
+    c.close()
+    time.sleep(0.3)
+    before = fd_count(pid)
+    pending = []
+    for i in range(10000):
+        s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+        k = i % 5
+        if k == 0:      # request, keep-alive, client closes
+            s.sendall(GET)
+            s.recv(4096)
+            s.close()
+        elif k == 1:    # connect and close at once
+            s.close()
+        elif k == 2:    # partial head, client goes away
+            s.sendall(b"GET /healthz HT")
+            s.close()
+        elif k == 3:    # Connection: close, the server closes
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            s.recv(4096)
+            s.close()
+        else:           # left open: idle/head timeouts close them (a few hundred)
+            if len(pending) < 200:
+                pending.append(s)
+            else:
+                s.close()
+    time.sleep(0.2)
+    check(fd_count(pid) > before, "idle connections should hold descriptors for now")
+    deadline = time.time() + 6
+    while time.time() < deadline and fd_count(pid) != before:
+        time.sleep(0.1)
+    for s in pending:
+        s.close()
+    check(fd_count(pid) == before, "fds before %d, after %d" % (before, fd_count(pid)))
+    c = Conn(srv.port)
+    c.send(GET)
+    check(c.response()[0] == 200)
+
+
+if __name__ == "__main__":
+    run_tests(globals())
