@@ -177,7 +177,11 @@ static int parse_args(int argc, char **argv, struct opts *o)
             o->args.config_path = val;
             continue;
         }
-        const struct config_row *row = config_row_find(key);
+        /* Short spellings documented by the CLI. */
+        const char *lookup = strcmp(key, "root-keys") == 0 ? "root-keys-file"
+                             : strcmp(key, "policy") == 0  ? "policy-file"
+                                                           : key;
+        const struct config_row *row = config_row_find(lookup);
         if (row == NULL || strchr(key, '_') != NULL) {
             fprintf(stderr, "omnigate: unknown flag '--%s' (see --help)\n", key);
             return -1;

@@ -292,11 +292,19 @@ static void coalesce_unlink(struct ds_call *c)
 
 /* Deliver resp to c (and to calls coalesced on it), then free them. The
  * owner is wrapped so that every receiver can keep it independently. */
+void ds_cancel(struct ds_call *c);
+
 static void finish(struct ds_call *c, struct ds_resp *resp)
 {
     if (c->finished)
         return;
     c->finished = true;
+    if (c->twin) { /* our own attempt answered first: the hedge lost */
+        struct ds_call *t = c->twin;
+        c->twin = NULL;
+        SHARD_ADD(shard_of(c->w)->hedged[c->req.svc][1], 1);
+        ds_cancel(t);
+    }
     uv_timer_stop(&c->timer);
     if (c->in_attempt) {
         backends[c->req.svc]->abort(c);
@@ -394,6 +402,60 @@ static int build_wire_hdr(struct ds_call *c)
 }
 
 static void arm(struct ds_call *c);
+static void attempt(struct ds_call *c);
+static struct ds_call *call_new(struct worker *w, const struct ds_req *req, ds_cb cb, void *arg);
+
+/* The hop's live p95 on this worker, from its latency histogram: the upper
+ * bound of the bucket holding the 95th percentile (coarse, and cheap). */
+static uint64_t live_p95_ms(const struct ds_call *c)
+{
+    struct ds_shard *s = shard_of(c->w);
+    int svc = c->req.svc, op = op_index(c->req.op);
+    uint64_t total = 0, cum = 0;
+    for (int b = 0; b < DS_BUCKETS; b++)
+        total += s->lat[svc][op][b];
+    if (total < 20)
+        return 0; /* too few samples: rely on hedge_after alone */
+    for (int b = 0; b < DS_BUCKETS - 1; b++) {
+        cum += s->lat[svc][op][b];
+        if (cum * 100 >= total * 95)
+            return (uint64_t)(BUCKETS[b] * 1000.0 + 0.5);
+    }
+    return (uint64_t)(BUCKETS[DS_BUCKETS - 2] * 1000.0);
+}
+
+/* The hedge answered. A good answer wins for the parent; a failed one is
+ * dropped and the parent's own attempt goes on. */
+static void on_hedge(void *arg, struct ds_resp *r)
+{
+    struct ds_call *parent = arg;
+    parent->twin = NULL;
+    if (parent->finished || r->code == 0 || r->code >= 500)
+        return;
+    SHARD_ADD(shard_of(parent->w)->hedged[parent->req.svc][0], 1);
+    if (parent->in_attempt) {
+        backends[parent->req.svc]->abort(parent);
+        parent->in_attempt = false;
+    }
+    struct ds_resp won = *r;
+    if (won.owner) /* the twin's finish drops its own reference afterwards */
+        ((struct ds_owner *)won.owner)->refs++;
+    finish(parent, &won);
+}
+
+static void start_hedge(struct ds_call *c)
+{
+    if (!budget_take(c->req.svc))
+        return; /* hedges share the retry budget */
+    struct ds_req r = c->req;
+    r.coalesce_key = NULL;
+    struct ds_call *t = call_new(c->w, &r, on_hedge, c);
+    if (t == NULL)
+        return;
+    t->is_hedge = true;
+    c->twin = t;
+    attempt(t);
+}
 
 static void attempt(struct ds_call *c)
 {
@@ -404,6 +466,11 @@ static void attempt(struct ds_call *c)
         return;
     }
     c->in_attempt = true;
+    uint64_t hedge_ms = (uint64_t)c->w->cfg->ds_hedge_after_ms;
+    if (hedge_ms && c->req.idempotent && !c->is_hedge && c->attempts == 1) {
+        uint64_t p95 = live_p95_ms(c);
+        c->hedge_at_ms = uv_now(&c->w->loop) + (p95 > hedge_ms ? p95 : hedge_ms);
+    }
     if (backends[c->req.svc]->send(c) != 0) {
         c->in_attempt = false;
         /* No connection to send on: the downstream is unavailable. */
@@ -430,6 +497,11 @@ static void on_timer(uv_timer_t *t)
         attempt(c);
         return;
     }
+    if (c->hedge_at_ms && now >= c->hedge_at_ms) {
+        c->hedge_at_ms = 0;
+        if (c->in_attempt && !c->twin)
+            start_hedge(c);
+    }
     arm(c);
 }
 
@@ -439,6 +511,8 @@ static void arm(struct ds_call *c)
     uint64_t due = c->req.deadline_ms;
     if (c->backoff_until_ms && c->backoff_until_ms < due)
         due = c->backoff_until_ms;
+    if (c->hedge_at_ms && c->hedge_at_ms < due)
+        due = c->hedge_at_ms;
     uv_timer_start(&c->timer, on_timer, due > now ? due - now : 0, 0);
 }
 
@@ -469,7 +543,8 @@ void ds__attempt_done(struct ds_call *c, struct ds_resp *resp)
     finish(c, resp);
 }
 
-struct ds_call *ds_call(struct worker *w, const struct ds_req *req, ds_cb cb, void *arg)
+/* Allocate a call with private copies of the header and body. */
+static struct ds_call *call_new(struct worker *w, const struct ds_req *req, ds_cb cb, void *arg)
 {
     struct ds_call *c = calloc(1, sizeof(*c));
     if (c == NULL)
@@ -502,6 +577,14 @@ struct ds_call *ds_call(struct worker *w, const struct ds_req *req, ds_cb cb, vo
         memcpy(c->body_copy, req->body, req->body_len);
         c->req.body = c->body_copy;
     }
+    return c;
+}
+
+struct ds_call *ds_call(struct worker *w, const struct ds_req *req, ds_cb cb, void *arg)
+{
+    struct ds_call *c = call_new(w, req, cb, arg);
+    if (c == NULL)
+        return NULL;
     c->req.coalesce_key = NULL; /* borrowed: only read below, while req is alive */
 
     /* Coalescing: an identical read in flight on this worker answers both. */

@@ -35,6 +35,9 @@ struct ds_call {
     bool counted;           /* holds a slot of the per-downstream limit */
     bool in_attempt;        /* a backend attempt is outstanding */
     bool shed;              /* refused by the concurrency limit */
+    bool is_hedge;          /* a hedged twin attempt of another call */
+    uint64_t hedge_at_ms;   /* 0, or when to start a hedged twin */
+    struct ds_call *twin;   /* the hedged attempt in flight, if any */
     uv_timer_t timer;       /* deadline and retry backoff */
     struct ds_call *leader; /* coalesced: the call whose answer we share */
     struct ds_call *followers, *next_follower;

@@ -21,8 +21,8 @@ static void check_slice(struct slice s, const char *rbuf, size_t rlen)
         abort();
 }
 
-static void check_request(const struct http_req *r, const struct h1_limits *lim,
-                          const char *rbuf, size_t rlen)
+static void check_request(const struct http_req *r, const struct h1_limits *lim, const char *rbuf,
+                          size_t rlen)
 {
     if (r->head_bytes > lim->header_max || r->nhdrs > lim->header_count_max ||
         r->nhdrs > HTTP_HEADERS_MAX || r->body.n > lim->body_max)
@@ -54,8 +54,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1)
         return 0;
     size_t step = data[0] & 0x80 ? size : (size_t)(data[0] & 0x7f) + 1;
-    struct h1_limits lim = data[0] & 0x40 ? (struct h1_limits){64, 8, 16}
-                                          : (struct h1_limits){1024, 16, 4096};
+    struct h1_limits lim =
+        data[0] & 0x40 ? (struct h1_limits){64, 8, 16} : (struct h1_limits){1024, 16, 4096};
     const char *in = (const char *)data + 1;
     size_t n = size - 1, in_pos = 0;
 

@@ -174,8 +174,8 @@ Test(config, unknown_key_in_file)
     write_file("[limits]\nheader_max = 8KiB\nheader_maxx = 1\n");
     struct config_args a = args_with(path);
     cr_assert_eq(config_build(&c, &a, NULL, err, sizeof(err)), -1);
-    cr_assert(strstr(err, "unknown key") && strstr(err, "header_maxx") && strstr(err, path),
-              "%s", err);
+    cr_assert(strstr(err, "unknown key") && strstr(err, "header_maxx") && strstr(err, path), "%s",
+              err);
     cleanup();
     /* a real key in the wrong section, or in flag spelling, is unknown too */
     write_file("[server]\nheader_max = 8KiB\n");

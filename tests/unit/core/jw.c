@@ -47,11 +47,11 @@ Test(jw, utf8_kept_invalid_replaced)
     ESC("\xe2\x82\xac \xf0\x9f\x98\x80", "\"\xe2\x82\xac \xf0\x9f\x98\x80\"");
     ESC("\xff", "\"\\ufffd\"");
     ESC("a\x80z", "\"a\\ufffdz\"");
-    ESC("\xc3", "\"\\ufffd\"");                   /* truncated */
-    ESC("\xc3(", "\"\\ufffd(\"");                 /* bad continuation */
-    ESC("\xc0\xaf", "\"\\ufffd\\ufffd\"");        /* overlong */
-    ESC("\xe0\x80\xaf", "\"\\ufffd\\ufffd\\ufffd\""); /* overlong, 3 bytes */
-    ESC("\xed\xa0\x80", "\"\\ufffd\\ufffd\\ufffd\""); /* surrogate */
+    ESC("\xc3", "\"\\ufffd\"");                                  /* truncated */
+    ESC("\xc3(", "\"\\ufffd(\"");                                /* bad continuation */
+    ESC("\xc0\xaf", "\"\\ufffd\\ufffd\"");                       /* overlong */
+    ESC("\xe0\x80\xaf", "\"\\ufffd\\ufffd\\ufffd\"");            /* overlong, 3 bytes */
+    ESC("\xed\xa0\x80", "\"\\ufffd\\ufffd\\ufffd\"");            /* surrogate */
     ESC("\xf4\x90\x80\x80", "\"\\ufffd\\ufffd\\ufffd\\ufffd\""); /* > U+10FFFF */
     ESC("\xf5\x80", "\"\\ufffd\\ufffd\"");
 }

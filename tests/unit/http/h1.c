@@ -36,8 +36,8 @@ static void summarize(struct buf *out, const struct http_req *r, const char *rbu
         /* zero copy: every slice points into the read buffer */
         cr_assert(h->name.p >= rbuf && h->name.p + h->name.n <= rbuf + rcap);
         cr_assert(h->value.p >= rbuf && h->value.p + h->value.n <= rbuf + rcap);
-        n = snprintf(line, sizeof(line), " [%.*s=%.*s]", (int)h->name.n, h->name.p,
-                     (int)h->value.n, h->value.p);
+        n = snprintf(line, sizeof(line), " [%.*s=%.*s]", (int)h->name.n, h->name.p, (int)h->value.n,
+                     h->value.p);
         cr_assert(buf_append(out, line, (size_t)n) == 0);
     }
     n = snprintf(line, sizeof(line), " body=%zu:", r->body.n);
@@ -48,10 +48,10 @@ static void summarize(struct buf *out, const struct http_req *r, const char *rbu
 
 struct drive_opt {
     struct h1_limits lim;
-    size_t room;       /* read buffer = header_max + room (conn.c: 16 KiB) */
+    size_t room;        /* read buffer = header_max + room (conn.c: 16 KiB) */
     const size_t *cuts; /* read boundaries, ascending, or NULL */
     size_t ncuts;
-    size_t step;        /* else reads of this many bytes (0 = all at once) */
+    size_t step; /* else reads of this many bytes (0 = all at once) */
 };
 
 static const struct h1_limits LIM = {16 * 1024, 100, 1024 * 1024};
@@ -423,10 +423,10 @@ Test(h1, chunked_edge_cases)
         {"zz\r\nab\r\n0\r\n\r\n", "ERR bad_request "},
         {"5\r\nhelloXX\r\n0\r\n\r\n", "ERR bad_request "},
         {"-1\r\n", "ERR bad_request "},
-        {"1ffffffffffffffff\r\n", "ERR bad_request "},  /* 65-bit size */
+        {"1ffffffffffffffff\r\n", "ERR bad_request "}, /* 65-bit size */
         {"fffffffffffffffff\r\n", "ERR bad_request "},
-        {"5\r\nhello\r\n\r\n", "ERR bad_request "},   /* missing last chunk */
-        {"5\nhello\n0\n\n", "ERR bad_request "},      /* bare LF */
+        {"5\r\nhello\r\n\r\n", "ERR bad_request "}, /* missing last chunk */
+        {"5\nhello\n0\n\n", "ERR bad_request "},    /* bare LF */
     };
     struct h1_limits lim = {16384, 100, 1 << 20};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -466,7 +466,8 @@ Test(h1, invalid_requests_are_400)
         {"GET / HTTP/1.1\r\nHost: a\r\nX-A\t: b\r\n\r\n", "ERR bad_request "},
         {"GET / HTTP/1.1\r\n Host: a\r\n\r\n", "ERR bad_request "},
         {"GET / HTTP/1.1\r\n\r\n", "ERR bad_request missing Host\n"},
-        {"GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n", "ERR bad_request more than one Host header\n"},
+        {"GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n",
+         "ERR bad_request more than one Host header\n"},
         {"GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n",
          "ERR bad_request request target must be an absolute path\n"},
         {"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
@@ -482,8 +483,8 @@ Test(h1, invalid_requests_are_400)
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char *got = run(cases[i].in, &LIM);
-        cr_assert(strncmp(got, cases[i].want, strlen(cases[i].want)) == 0,
-                  "case %zu: %s\ngot: %s", i, cases[i].in, got);
+        cr_assert(strncmp(got, cases[i].want, strlen(cases[i].want)) == 0, "case %zu: %s\ngot: %s",
+                  i, cases[i].in, got);
         free(got);
     }
 }

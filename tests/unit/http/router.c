@@ -13,10 +13,8 @@ static void h_a(struct http_req *r)
 }
 
 static const struct route ROUTES[] = {
-    {"/healthz", M_GET | M_HEAD, h_a, 0},
-    {"/v1/view/{name}", M_GET, h_a, 0},
-    {"/v1/obj/{id}/meta", M_GET | M_PUT, h_a, 0},
-    {"/v1/put", M_POST, h_a, 0},
+    {"/healthz", M_GET | M_HEAD, h_a, 0},         {"/v1/view/{name}", M_GET, h_a, 0},
+    {"/v1/obj/{id}/meta", M_GET | M_PUT, h_a, 0}, {"/v1/put", M_POST, h_a, 0},
     {"/v1/view/{name}", M_DELETE, h_a, 1}, /* same template, later row */
 };
 static const struct router R = {ROUTES, sizeof(ROUTES) / sizeof(ROUTES[0]), {0}};
@@ -54,9 +52,20 @@ Test(router, not_found)
     const struct route *rt = ROUTES;
     struct slice p;
     static const char *const miss[] = {
-        "/",        "/healthz/",       "/healthzz",         "/HEALTHZ",        "/health",
-        "/v1/view", "/v1/view/",       "/v1/view/a/b",      "/v1/obj//meta",   "/v1/obj/a/b/meta",
-        "/v1/obj/a/met", "/v1/obj/a/metax", "/x/v1/view/a", "",
+        "/",
+        "/healthz/",
+        "/healthzz",
+        "/HEALTHZ",
+        "/health",
+        "/v1/view",
+        "/v1/view/",
+        "/v1/view/a/b",
+        "/v1/obj//meta",
+        "/v1/obj/a/b/meta",
+        "/v1/obj/a/met",
+        "/v1/obj/a/metax",
+        "/x/v1/view/a",
+        "",
     };
     for (size_t i = 0; i < sizeof(miss) / sizeof(miss[0]); i++) {
         cr_assert_eq(match(miss[i], HTTP_GET, &rt, &p), ROUTE_NOT_FOUND, "%s", miss[i]);

@@ -1,0 +1,95 @@
+"""The admin listener (/metrics passes promtool, /healthz, /readyz) and the
+command line: --help, --version, --check-config, exit code 2 on bad values."""
+import json
+import os
+import subprocess
+import tempfile
+
+from harness import *
+
+
+def run_cli(*args, env=None):
+    e = {k: v for k, v in os.environ.items() if not k.startswith("OMNIGATE_")}
+    e.update(env or {})
+    return subprocess.run([OMNIGATE] + list(args), capture_output=True, text=True, timeout=10,
+                          env=e)
+
+
+def test_metrics_pass_promtool_and_count():
+    srv = start_omnigate()
+    http("GET", srv.url + "/healthz")
+    http("GET", srv.url + "/nope")
+    http("POST", srv.url + "/healthz", body=b"x")
+    raw(srv.port, b"GET / HTTP/1.1\r\nHost : t\r\n\r\n")
+    st, h, body = http("GET", srv.admin_url + "/metrics")
+    check(st == 200 and h["content-type"].startswith("text/plain; version=0.0.4"), h)
+    p = subprocess.run(["/usr/bin/promtool", "check", "metrics"], input=body,
+                       capture_output=True, timeout=10)
+    check(p.returncode == 0, p.stdout + p.stderr)
+    text = body.decode()
+    check(metric_value(text, "http_requests_total",
+                       {"route": "/healthz", "method": "GET", "status": "200"}) == 1)
+    check(metric_value(text, "http_requests_total", {"route": "unmatched", "status": "404"}) == 1)
+    check(metric_value(text, "rejected_total", {"reason": "method_not_allowed"}) == 1)
+    check(metric_value(text, "rejected_total", {"reason": "bad_request"}) == 1)
+    check(metric_value(text, "request_latency_seconds_count", {"route": "/healthz"}) >= 1)
+    check(metric_value(text, "open_connections") is not None)
+    check(metric_value(text, "process_open_fds") > 0)
+
+
+def test_healthz_and_readyz():
+    srv = start_omnigate()
+    for base in (srv.url, srv.admin_url):
+        st, _, body = http("GET", base + "/healthz")
+        check(st == 200 and json.loads(body) == {"status": "ok"})
+        st, _, body = http("GET", base + "/readyz")
+        check(st == 200 and json.loads(body) == {"ready": True}, body)
+    st, h, body = http("HEAD", srv.url + "/healthz")
+    check(st == 200 and body == b"" and h["content-length"] == "15", h)
+
+
+def test_help_and_version():
+    r = run_cli("--help")
+    check(r.returncode == 0, r.stderr)
+    for flag in ("--header-max", "--body-max", "--head-timeout", "--body-min-rate",
+                 "--body-grace", "--request-timeout", "--idle-timeout", "--max-connections",
+                 "--inflight-max", "--write-timeout", "--drain-grace", "--config", "--bind",
+                 "OMNIGATE_HEADER_MAX"):
+        check(flag in r.stdout, "--help lacks %s" % flag)
+    r = run_cli("--version")
+    check(r.returncode == 0 and r.stdout.startswith("omnigate "), r.stdout)
+
+
+def test_check_config_and_exit_code_2():
+    d = tempfile.mkdtemp()
+    good = os.path.join(d, "good.ini")
+    with open(good, "w") as f:
+        f.write("[server]\nworkers = 2\n[limits]\nheader_max = 8KiB\nbody_max = 2MiB\n")
+    r = run_cli("--config", good, "--check-config")
+    check(r.returncode == 0, r.stderr)
+    cases = [
+        (["--header-max", "lots"], None, ["header_max", "lots", "flag --header-max", "size"]),
+        (["--idle-timeout", "5"], None, ["idle_timeout", "5", "duration"]),
+        (["--max-connections", "0"], None, ["max_connections", "0", "allowed 1 to"]),
+        ([], {"OMNIGATE_BODY_MAX": "1TB"}, ["body_max", "1TB", "env OMNIGATE_BODY_MAX"]),
+        ([], {"OMNIGATE_NOPE": "1"}, ["OMNIGATE_NOPE"]),
+        (["--no-such-flag", "1"], None, ["no-such-flag"]),
+    ]
+    bad = os.path.join(d, "bad.ini")
+    with open(bad, "w") as f:
+        f.write("[limits]\nhead_timeout = forever\n")
+    cases.append((["--config", bad], None, ["head_timeout", "forever", bad, "duration"]))
+    for args, env, words in cases:
+        r = run_cli(*(args + ["--check-config"]), env=env)
+        check(r.returncode == 2, (args, env, r.returncode, r.stderr))
+        lines = r.stderr.strip().splitlines()
+        check(len(lines) == 1, "one error line: %r" % r.stderr)
+        for w in words:
+            check(w in lines[0], "%r not in %r" % (w, lines[0]))
+    # the same error stops a real start, before anything listens
+    r = run_cli("--bind", "127.0.0.1:%d" % free_port(), "--header-max", "1")
+    check(r.returncode == 2 and "header_max" in r.stderr, r.stderr)
+
+
+if __name__ == "__main__":
+    run_tests(globals())
