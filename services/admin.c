@@ -113,8 +113,10 @@ static void admin_on_written(uv_write_t *w, int status)
 /* Send a whole response and close. body is copied. */
 static void respond(struct aconn *a, int status, const char *ctype, const char *body, size_t n)
 {
-    static const char *const reasons[] = {[200] = "OK",          [400] = "Bad Request",
-                                          [404] = "Not Found",   [405] = "Method Not Allowed",
+    static const char *const reasons[] = {[200] = "OK",
+                                          [400] = "Bad Request",
+                                          [404] = "Not Found",
+                                          [405] = "Method Not Allowed",
                                           [431] = "Request Header Fields Too Large",
                                           [500] = "Internal Server Error",
                                           [503] = "Service Unavailable"};
@@ -168,10 +170,9 @@ static void render_metrics(struct tbuf *t)
                           s->role, svc_op_name((enum svc_op)op), code,
                           (unsigned long long)s->requests[op][i]);
             else
-                tb_printf(t,
-                          "substrate_requests_total{role=\"%s\",op=\"%s\",code=\"other\"} %llu\n",
-                          s->role, svc_op_name((enum svc_op)op),
-                          (unsigned long long)s->requests[op][i]);
+                tb_printf(
+                    t, "substrate_requests_total{role=\"%s\",op=\"%s\",code=\"other\"} %llu\n",
+                    s->role, svc_op_name((enum svc_op)op), (unsigned long long)s->requests[op][i]);
         }
     tb_printf(t,
               "# HELP substrate_inflight Requests received and not yet fully answered.\n"
@@ -193,9 +194,8 @@ static void render_metrics(struct tbuf *t)
               "substrate_bytes_out_total{role=\"%s\"} %llu\n",
               s->role, (unsigned long long)s->inflight, s->role, (unsigned long long)s->conns,
               s->role, (unsigned long long)s->conns_total, s->role,
-              (unsigned long long)s->frame_errors, s->role, (unsigned long long)s->streams,
-              s->role, (unsigned long long)s->bytes_in, s->role,
-              (unsigned long long)s->bytes_out);
+              (unsigned long long)s->frame_errors, s->role, (unsigned long long)s->streams, s->role,
+              (unsigned long long)s->bytes_in, s->role, (unsigned long long)s->bytes_out);
     static const char *const kinds[FAULT__N] = {"latency", "error", "stall", "drop", "corrupt"};
     tb_printf(t, "# HELP substrate_faults_injected_total Faults injected, by kind.\n"
                  "# TYPE substrate_faults_injected_total counter\n");
@@ -311,8 +311,7 @@ static void route(struct aconn *a)
         if (method == HTTP_POST) {
             char err[128];
             if (q && faults_apply(q, err, sizeof(err)) != 0) {
-                snprintf(body, sizeof(body), "{\"error\":\"bad_request\",\"reason\":\"%s\"}",
-                         err);
+                snprintf(body, sizeof(body), "{\"error\":\"bad_request\",\"reason\":\"%s\"}", err);
                 respond_json(a, 400, body);
                 return;
             }

@@ -37,12 +37,12 @@
 struct sconn;
 
 enum sreq_state {
-    SR_UPLOAD,   /* request stream being assembled */
-    SR_DISCARD,  /* request stream refused: frames dropped until END */
-    SR_DELAYED,  /* answer waits for the latency timer */
-    SR_STREAM,   /* response stream: frames sent as credit allows */
-    SR_STALLED,  /* fault: never answered */
-    SR_DONE,     /* last frame queued; freed when its writes complete */
+    SR_UPLOAD,  /* request stream being assembled */
+    SR_DISCARD, /* request stream refused: frames dropped until END */
+    SR_DELAYED, /* answer waits for the latency timer */
+    SR_STREAM,  /* response stream: frames sent as credit allows */
+    SR_STALLED, /* fault: never answered */
+    SR_DONE,    /* last frame queued; freed when its writes complete */
 };
 
 struct sreq {
@@ -55,7 +55,7 @@ struct sreq {
     uint8_t tenant[OAP_TENANT_BYTES];
     struct proto_resp rs;
     struct oap_producer prod;
-    uint64_t sent; /* body bytes sent */
+    uint64_t sent;   /* body bytes sent */
     unsigned writes; /* uv_writes referencing rs.body */
     bool timer_on;
     uv_timer_t timer;
@@ -402,9 +402,8 @@ static void corrupt_body(struct sreq *r)
 
     if (!copy)
         return;
-    copy->bytes[svc_rand_below((uint32_t)(r->rs.body_len > UINT32_MAX ? UINT32_MAX
-                                                                        : r->rs.body_len))] ^=
-        0xff;
+    copy->bytes[svc_rand_below(
+        (uint32_t)(r->rs.body_len > UINT32_MAX ? UINT32_MAX : r->rs.body_len))] ^= 0xff;
     storage_blob_unref(r->rs.blob);
     r->rs.blob = NULL;
     eng_buf_unref(r->rs.buf);
@@ -442,8 +441,11 @@ static void req_execute(struct sreq *r, const uint8_t *p, size_t n)
         r->rs.hdr_len = (size_t)snprintf(r->rs.hdr, sizeof(r->rs.hdr),
                                          "{\"error\":\"injected\",\"reason\":\"fault injection\"}");
     } else {
-        struct proto_req rq = {.app = r->app, .hdr = d.hdr, .hdr_len = d.hdr_len,
-                               .body = d.body, .body_len = d.body_len,
+        struct proto_req rq = {.app = r->app,
+                               .hdr = d.hdr,
+                               .hdr_len = d.hdr_len,
+                               .body = d.body,
+                               .body_len = d.body_len,
                                .now_ms = uv_now(g_svc.loop)};
         proto_handle(&g_svc.eng, &rq, &r->rs);
         r->op = svc_op_of(r->rs.op);

@@ -45,8 +45,8 @@ void svc_log(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof(line), fmt, ap);
     va_end(ap);
-    fprintf(stderr, "{\"svc\":\"substrate\",\"role\":\"%s\",%s}\n",
-            g_svc.role ? g_svc.role : "?", line);
+    fprintf(stderr, "{\"svc\":\"substrate\",\"role\":\"%s\",%s}\n", g_svc.role ? g_svc.role : "?",
+            line);
 }
 
 /* xorshift64*: fault rolls need speed and spread, not secrecy. */
@@ -264,10 +264,23 @@ static int parse_size(const char *s, uint64_t *out)
     if (errno || end == s || s[0] == '-')
         return -1;
     switch (*end) {
-    case 'k': case 'K': mul = 1ull << 10; end++; break;
-    case 'm': case 'M': mul = 1ull << 20; end++; break;
-    case 'g': case 'G': mul = 1ull << 30; end++; break;
-    default: break;
+    case 'k':
+    case 'K':
+        mul = 1ull << 10;
+        end++;
+        break;
+    case 'm':
+    case 'M':
+        mul = 1ull << 20;
+        end++;
+        break;
+    case 'g':
+    case 'G':
+        mul = 1ull << 30;
+        end++;
+        break;
+    default:
+        break;
     }
     if ((*end == 'i' || *end == 'I') && mul > 1)
         end++;
@@ -355,8 +368,8 @@ int main(int argc, char **argv)
 
     cas_init();
     if (strcmp(g_svc.role, "storage") == 0) {
-        struct storage_opts o = {.mem_cap_bytes = mem_cap, .amnesia = amnesia,
-                                 .data_dir = data_dir};
+        struct storage_opts o = {
+            .mem_cap_bytes = mem_cap, .amnesia = amnesia, .data_dir = data_dir};
         if (mem_cap && mem_cap < STORAGE_DEFAULT_MAX_OBJECT_BYTES)
             o.max_object_bytes = mem_cap;
         g_svc.app = OAP_APP_STORAGE;

@@ -16,18 +16,18 @@
 
 #include "engines/proto/proto.h"
 
-#define SVC_MAX_FRAME_BYTES   1048576 /* announced in HELLO and enforced */
-#define SVC_MAX_INFLIGHT      64      /* requests in flight per connection */
-#define SVC_LISTEN_MAX        4
+#define SVC_MAX_FRAME_BYTES 1048576 /* announced in HELLO and enforced */
+#define SVC_MAX_INFLIGHT    64      /* requests in flight per connection */
+#define SVC_LISTEN_MAX      4
 /* Bytes queued for writing on a connection before we stop reading it: a
  * client that sends without reading stops being read (no unbounded queue). */
-#define SVC_WRITE_HIGH_BYTES  (8u << 20)
-#define SVC_WRITE_LOW_BYTES   (1u << 20)
+#define SVC_WRITE_HIGH_BYTES (8u << 20)
+#define SVC_WRITE_LOW_BYTES  (1u << 20)
 /* Largest body a request stream may assemble (storage PUT of a big object):
  * the storage engine's default object cap; index and mailbox bodies must
  * fit one frame anyway. */
-#define SVC_UPLOAD_MAX_BYTES  (64u << 20)
-#define SVC_FAULT_MAX_MS      60000
+#define SVC_UPLOAD_MAX_BYTES (64u << 20)
+#define SVC_FAULT_MAX_MS     60000
 
 /* Fault settings: changed by flags and POST /faults, read per request. */
 struct fault_cfg {

@@ -149,8 +149,8 @@ static int storage_op_get(struct engines *e, json_t *h, struct proto_resp *rs)
     /* A request naming a range is answered 206 even when the range covers
      * the whole object: the caller asked for a slice and gets slice fields. */
     rs->code = (r_off || r_len) ? 206 : 200;
-    resp_hdr(rs, "{\"obj\":\"%s\",\"size\":%zu,\"off\":%llu,\"len\":%zu}",
-             cas_addr_format(&a, hex), v.blob->size, (unsigned long long)off, v.n);
+    resp_hdr(rs, "{\"obj\":\"%s\",\"size\":%zu,\"off\":%llu,\"len\":%zu}", cas_addr_format(&a, hex),
+             v.blob->size, (unsigned long long)off, v.n);
     return rs->code;
 }
 
@@ -312,13 +312,12 @@ static int mailbox_op_send(struct engines *e, json_t *h, const struct proto_req 
      * key_len 0 as absent, which would silently drop idempotency. */
     if (get_str(h, "key", &key, &key_len) < 0 || (key && key_len == 0))
         return bad(rs, "key must be a string of 1..255 bytes");
-    st = mailbox_send(e->mailbox, ch, ch_len, rq->body, rq->body_len, key, key_len, rq->now_ms,
-                      &id, &dup);
+    st = mailbox_send(e->mailbox, ch, ch_len, rq->body, rq->body_len, key, key_len, rq->now_ms, &id,
+                      &dup);
     if (st != ENG_OK)
         return fail_eng(rs, st, st == ENG_E_INVALID ? "bad channel or key" : "send failed");
     rs->code = dup ? 200 : 201;
-    resp_hdr(rs, "{\"id\":%llu,\"duplicate\":%s}", (unsigned long long)id,
-             dup ? "true" : "false");
+    resp_hdr(rs, "{\"id\":%llu,\"duplicate\":%s}", (unsigned long long)id, dup ? "true" : "false");
     return rs->code;
 }
 
@@ -344,13 +343,14 @@ static struct eng_buf *messages_body(const struct mailbox_msg *m, size_t n)
     memcpy(p, head, sizeof(head) - 1);
     w = sizeof(head) - 1;
     for (size_t i = 0; i < n; i++) {
-        w += (size_t)snprintf(p + w, cap - w, "%s{\"id\":%llu,\"deliveries\":%u,\"sent_ms\":%llu,"
-                                              "\"body\":\"",
+        w += (size_t)snprintf(p + w, cap - w,
+                              "%s{\"id\":%llu,\"deliveries\":%u,\"sent_ms\":%llu,"
+                              "\"body\":\"",
                               i ? "," : "", (unsigned long long)m[i].id, m[i].deliveries,
                               (unsigned long long)m[i].sent_ms);
         /* EVP_EncodeBlock takes an int length: bodies are ≤ max_msg_bytes. */
-        w += (size_t)EVP_EncodeBlock((unsigned char *)p + w, m[i].body->bytes,
-                                     (int)m[i].body->size);
+        w +=
+            (size_t)EVP_EncodeBlock((unsigned char *)p + w, m[i].body->bytes, (int)m[i].body->size);
         p[w++] = '"';
         p[w++] = '}';
     }
@@ -481,8 +481,8 @@ static int dispatch(struct engines *e, json_t *h, const char *op, const struct p
  * whatever a peer sends. */
 static const char *op_label(const char *op)
 {
-    static const char *const ops[] = {"get",    "has",  "put",  "resolve", "search",
-                                      "send",   "recv", "peek", "ack"};
+    static const char *const ops[] = {"get",  "has",  "put",  "resolve", "search",
+                                      "send", "recv", "peek", "ack"};
 
     for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
         if (strcmp(op, ops[i]) == 0)

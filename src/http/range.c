@@ -12,15 +12,16 @@ static void skip_ows(const char **p, const char *end)
         (*p)++;
 }
 
-/* Digits → value; false on none or overflow. */
+/* Digits → value; false on none. The grammar puts no bound on the digits, so
+ * a value beyond uint64_t saturates to UINT64_MAX (larger than any object:
+ * a last-pos reaches the end, a first-pos is past it) instead of wrapping. */
 static bool digits(const char **p, const char *end, uint64_t *out)
 {
     const char *s = *p;
     uint64_t v = 0;
     while (*p < end && **p >= '0' && **p <= '9') {
-        if (v > (UINT64_MAX - 9) / 10)
-            return false;
-        v = v * 10 + (uint64_t)(**p - '0');
+        unsigned d = (unsigned)(**p - '0');
+        v = v > (UINT64_MAX - d) / 10 ? UINT64_MAX : v * 10 + d;
         (*p)++;
     }
     *out = v;
@@ -58,7 +59,7 @@ enum range_kind range_parse(struct slice v, uint64_t size, uint64_t *first, uint
         return RANGE_NONE;
     if (has_a && has_b && b < a)
         return RANGE_NONE; /* invalid: last < first */
-    if (!has_a) { /* suffix: the last b bytes */
+    if (!has_a) {          /* suffix: the last b bytes */
         if (b == 0 || size == 0)
             return RANGE_UNSAT;
         *first = b >= size ? 0 : size - b;

@@ -38,15 +38,18 @@ static void teardown(void)
 /* Run one request; the response header must always be a JSON object. */
 static int call(struct proto_resp *rs, uint16_t app, const char *hdr, const void *body, size_t n)
 {
-    struct proto_req rq = {.app = app, .hdr = hdr, .hdr_len = hdr ? strlen(hdr) : 0,
-                           .body = body, .body_len = n, .now_ms = 1000};
+    struct proto_req rq = {.app = app,
+                           .hdr = hdr,
+                           .hdr_len = hdr ? strlen(hdr) : 0,
+                           .body = body,
+                           .body_len = n,
+                           .now_ms = 1000};
     int code = proto_handle(&E, &rq, rs);
     json_t *h;
 
     cr_assert_eq(code, rs->code);
     h = json_loadb(rs->hdr, rs->hdr_len, JSON_REJECT_DUPLICATES, NULL);
-    cr_assert(json_is_object(h), "response header not an object: %.*s", (int)rs->hdr_len,
-              rs->hdr);
+    cr_assert(json_is_object(h), "response header not an object: %.*s", (int)rs->hdr_len, rs->hdr);
     json_decref(h);
     cr_assert(rs->op != NULL);
     return code;
@@ -304,8 +307,7 @@ Test(proto, index_ops, .init = setup, .fini = teardown)
     cr_assert_eq(memcmp(rs.body, m2, rs.body_len), 0);
     proto_resp_release(&rs);
 
-    cr_assert_eq(call(&rs, 2, "{\"op\":\"search\",\"prefix\":\"app/\",\"limit\":1}", NULL, 0),
-                 200);
+    cr_assert_eq(call(&rs, 2, "{\"op\":\"search\",\"prefix\":\"app/\",\"limit\":1}", NULL, 0), 200);
     cr_assert_str_eq(rs.op, "search");
     b = json_loadb((const char *)rs.body, rs.body_len, 0, NULL);
     cr_assert_eq(json_array_size(json_object_get(b, "names")), 1);
@@ -350,8 +352,7 @@ Test(proto, index_errors, .init = setup, .fini = teardown)
     expect_error(2, "{\"op\":\"search\",\"prefix\":\"a\",\"limit\":0}", 400, "bad_request");
     expect_error(2, "{\"op\":\"search\",\"prefix\":\"a\",\"limit\":101}", 400, "bad_request");
     expect_error(2, "{\"op\":\"search\",\"prefix\":\"a\",\"limit\":\"3\"}", 400, "bad_request");
-    expect_error(2, "{\"op\":\"search\",\"prefix\":\"\\u0001\",\"limit\":3}", 400,
-                 "bad_request");
+    expect_error(2, "{\"op\":\"search\",\"prefix\":\"\\u0001\",\"limit\":3}", 400, "bad_request");
 }
 
 /* ------------------------------------------------------------ mailbox */
@@ -415,9 +416,9 @@ Test(proto, mailbox_ops, .init = setup, .fini = teardown)
     proto_resp_release(&rs);
 
     /* Recv: oldest first, leased. */
-    cr_assert_eq(call(&rs, 3, "{\"op\":\"recv\",\"channel\":\"c\",\"max\":1,\"lease_ms\":5000}",
-                      NULL, 0),
-                 200);
+    cr_assert_eq(
+        call(&rs, 3, "{\"op\":\"recv\",\"channel\":\"c\",\"max\":1,\"lease_ms\":5000}", NULL, 0),
+        200);
     cr_assert_str_eq(rs.op, "recv");
     ms = messages(&rs, &doc);
     cr_assert_eq(json_array_size(ms), 1);
@@ -444,8 +445,7 @@ Test(proto, mailbox_ops, .init = setup, .fini = teardown)
     proto_resp_release(&rs);
 
     /* Ack. */
-    cr_assert_eq(call(&rs, 3, "{\"op\":\"ack\",\"channel\":\"c\",\"ids\":[1,2,99]}", NULL, 0),
-                 200);
+    cr_assert_eq(call(&rs, 3, "{\"op\":\"ack\",\"channel\":\"c\",\"ids\":[1,2,99]}", NULL, 0), 200);
     cr_assert_str_eq(rs.op, "ack");
     h = rhdr(&rs);
     cr_assert_eq(json_integer_value(json_object_get(h, "acked")), 2);
