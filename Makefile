@@ -104,7 +104,7 @@ asan:
 	$(MAKE) BUILD=build/asan SAN=address,undefined OPT='-O1 -g' all build/asan/test-unit
 
 valgrind: $(UNIT_BIN)
-	valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+	valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect --trace-children=yes \
 	    -q $(UNIT_BIN) --ascii -j1 --no-early-exit
 
 # libFuzzer targets: clang, ASan+UBSan, one binary per tests/fuzz/*.c.

@@ -13,6 +13,7 @@
 #include "net/server.h"
 #include "media/objects.h"
 #include "ops/health.h"
+#include "view/memo.h"
 #include "view/routes.h"
 #include "auth/authz.h"
 #include "auth/caveat.h"
@@ -73,6 +74,7 @@ static int on_start(void)
 {
     const struct og_config *cfg = atomic_load(&g_server.cfg);
     integrity_init();
+    memo_init();
     if (ds_start(cfg) != 0)
         return -1;
     if (authz_start(cfg, opt_demo, dev_token, sizeof(dev_token)) != 0)
@@ -82,6 +84,12 @@ static int on_start(void)
         return -1;
     print_banner(cfg);
     return 0;
+}
+
+static void on_worker_exit(void)
+{
+    proto_thread_release();
+    memo_thread_release();
 }
 
 static void on_stop(void)
@@ -94,6 +102,7 @@ static const struct server_hooks HOOKS = {
     .on_start = on_start,
     .on_worker = ds_worker_init,
     .on_stop = on_stop,
+    .on_worker_exit = on_worker_exit,
     .on_reload = authz_reload,
 };
 

@@ -490,6 +490,57 @@ static const char *op_label(const char *op)
     return "invalid";
 }
 
+/* Parsed request headers, memoised per thread by the BLAKE3 hash of their
+ * bytes. A header's meaning depends only on its bytes; for in-process calls
+ * the deadline travels beside the header (proto_req.has_deadline), so the
+ * same read of the same object or name is parsed once per thread, not once
+ * per request. The memo holds a reference; ops only read the object. */
+#define HDR_MEMO_SLOTS 4096
+#define HDR_MEMO_KEY_MAX 256
+struct hdr_memo {
+    uint8_t key[HDR_MEMO_KEY_MAX]; /* the header bytes themselves: exact match */
+    size_t key_len;
+    json_t *h;
+};
+static __thread struct hdr_memo *hdr_memo;
+static __thread uint8_t hdr_sipkey[16];
+
+void proto_thread_release(void)
+{
+    if (hdr_memo == NULL)
+        return;
+    for (size_t i = 0; i < HDR_MEMO_SLOTS; i++)
+        json_decref(hdr_memo[i].h);
+    free(hdr_memo);
+    hdr_memo = NULL;
+}
+
+static json_t *parse_hdr(const struct proto_req *rq, json_error_t *jerr)
+{
+    if (!rq->has_deadline)
+        return json_loadb(rq->hdr, rq->hdr_len, JSON_REJECT_DUPLICATES, jerr);
+    if (rq->hdr_len > HDR_MEMO_KEY_MAX)
+        return json_loadb(rq->hdr, rq->hdr_len, JSON_REJECT_DUPLICATES, jerr);
+    if (hdr_memo == NULL) {
+        if ((hdr_memo = calloc(HDR_MEMO_SLOTS, sizeof(*hdr_memo))) == NULL)
+            return json_loadb(rq->hdr, rq->hdr_len, JSON_REJECT_DUPLICATES, jerr);
+        eng_random_key(hdr_sipkey, sizeof(hdr_sipkey));
+    }
+    /* The slot is picked by a keyed hash; a hit compares the bytes. */
+    struct hdr_memo *m =
+        &hdr_memo[eng_siphash(hdr_sipkey, rq->hdr, rq->hdr_len) % HDR_MEMO_SLOTS];
+    if (m->h && m->key_len == rq->hdr_len && memcmp(m->key, rq->hdr, rq->hdr_len) == 0)
+        return json_incref(m->h);
+    json_t *h = json_loadb(rq->hdr, rq->hdr_len, JSON_REJECT_DUPLICATES, jerr);
+    if (h && json_is_object(h)) {
+        json_decref(m->h);
+        memcpy(m->key, rq->hdr, rq->hdr_len);
+        m->key_len = rq->hdr_len;
+        m->h = json_incref(h);
+    }
+    return h;
+}
+
 int proto_handle(struct engines *e, const struct proto_req *rq, struct proto_resp *rs)
 {
     json_t *h;
@@ -505,7 +556,7 @@ int proto_handle(struct engines *e, const struct proto_req *rq, struct proto_res
         return bad(rs, "missing header");
     if (rq->hdr_len > PROTO_REQ_HDR_MAX_BYTES)
         return fail(rs, 413, "too_large", "header over 8192 bytes");
-    h = json_loadb(rq->hdr, rq->hdr_len, JSON_REJECT_DUPLICATES, &jerr);
+    h = parse_hdr(rq, &jerr);
     if (!h)
         return bad(rs, "header is not valid JSON");
     if (!json_is_object(h)) {
@@ -517,6 +568,10 @@ int proto_handle(struct engines *e, const struct proto_req *rq, struct proto_res
         goto out;
     }
     rs->op = op_label(op);
+    if (rq->has_deadline && rq->deadline_ms <= 0) {
+        code = fail(rs, 504, "deadline_exceeded", "deadline passed before service");
+        goto out;
+    }
     if (json_object_get(h, "deadline_ms")) {
         json_t *v = json_object_get(h, "deadline_ms");
         if (!json_is_integer(v)) {

@@ -32,6 +32,7 @@
 #ifndef ENGINES_PROTO_PROTO_H
 #define ENGINES_PROTO_PROTO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -55,6 +56,11 @@ struct proto_req {
     const uint8_t *body;
     size_t body_len;
     uint64_t now_ms; /* engine clock (leases, idempotency windows) */
+    /* In-process callers pass the remaining deadline here instead of in the
+     * header, so that identical requests have identical header bytes and
+     * their parse can be memoised (see proto_handle). */
+    bool has_deadline;
+    int64_t deadline_ms;
 };
 
 /* A response. The body is a view kept alive by exactly one of blob / buf
@@ -77,5 +83,8 @@ struct proto_resp {
 int proto_handle(struct engines *e, const struct proto_req *rq, struct proto_resp *rs);
 
 void proto_resp_release(struct proto_resp *rs);
+
+/* Free this thread's memo of parsed request headers (at thread exit). */
+void proto_thread_release(void);
 
 #endif

@@ -158,6 +158,28 @@ void jw_uint(struct jw *w, uint64_t v)
     put(w, t, (size_t)n);
 }
 
+void jw_fixed3(struct jw *w, double v)
+{
+    /* Integer formatting: printf's floating-point path costs more than the
+     * rest of a small object's serialisation. */
+    char t[32];
+    int i = 31;
+    bool neg = v < 0;
+    uint64_t m = (uint64_t)((neg ? -v : v) * 1000.0 + 0.5);
+    t[i--] = '\0';
+    for (int d = 0; d < 3; d++, m /= 10)
+        t[i--] = (char)('0' + m % 10);
+    t[i--] = '.';
+    do {
+        t[i--] = (char)('0' + m % 10);
+        m /= 10;
+    } while (m && i > 0);
+    if (neg)
+        t[i--] = '-';
+    sep(w);
+    put(w, t + i + 1, (size_t)(30 - i));
+}
+
 void jw_double(struct jw *w, double v, int decimals)
 {
     char t[48];

@@ -36,6 +36,8 @@ void jw_strn(struct jw *w, const char *s, size_t n);
 void jw_int(struct jw *w, int64_t v);
 void jw_uint(struct jw *w, uint64_t v);
 void jw_double(struct jw *w, double v, int decimals);
+/* v with exactly three decimals ("1.250"), without printf. */
+void jw_fixed3(struct jw *w, double v);
 void jw_bool(struct jw *w, bool v);
 void jw_null(struct jw *w);
 /* Already-serialised JSON, appended verbatim (caller guarantees validity). */

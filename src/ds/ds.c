@@ -403,6 +403,7 @@ static int build_wire_hdr(struct ds_call *c)
 
 static void arm(struct ds_call *c);
 static void attempt(struct ds_call *c);
+static void on_timer(uv_timer_t *t);
 static struct ds_call *call_new(struct worker *w, const struct ds_req *req, ds_cb cb, void *arg);
 
 /* The hop's live p95 on this worker, from its latency histogram: the upper
@@ -461,7 +462,9 @@ static void attempt(struct ds_call *c)
 {
     c->backoff_until_ms = 0;
     c->attempts++;
-    if (build_wire_hdr(c) != 0) {
+    /* Only a remote backend sends header bytes; in process the deadline
+     * travels beside the header (engines/proto/proto.h). */
+    if (backends[c->req.svc] != &ds__local_backend && build_wire_hdr(c) != 0) {
         fail(c, OG_E_INTERNAL);
         return;
     }
@@ -473,9 +476,11 @@ static void attempt(struct ds_call *c)
     }
     if (backends[c->req.svc]->send(c) != 0) {
         c->in_attempt = false;
-        /* No connection to send on: the downstream is unavailable. */
-        struct ds_resp r = {.code = 0, .err = OG_E_BAD_GATEWAY};
-        ds__attempt_done(c, &r);
+        /* No connection to send on: the downstream is unavailable. The
+         * failure is taken up by the timer on a later turn, since this may
+         * run inside ds_call() and the callback must never (ds.h). */
+        c->send_failed = true;
+        uv_timer_start(&c->timer, on_timer, 0, 0);
         return;
     }
     arm(c);
@@ -485,6 +490,12 @@ static void on_timer(uv_timer_t *t)
 {
     struct ds_call *c = t->data;
     uint64_t now = uv_now(&c->w->loop);
+    if (c->send_failed) {
+        struct ds_resp r = {.code = 0, .err = OG_E_BAD_GATEWAY};
+        c->send_failed = false;
+        ds__attempt_done(c, &r);
+        return;
+    }
     if (c->shed) {
         fail(c, OG_E_BUSY);
         return;

@@ -35,6 +35,7 @@ struct ds_call {
     bool counted;           /* holds a slot of the per-downstream limit */
     bool in_attempt;        /* a backend attempt is outstanding */
     bool shed;              /* refused by the concurrency limit */
+    bool send_failed;       /* the backend could not start the attempt */
     bool is_hedge;          /* a hedged twin attempt of another call */
     uint64_t hedge_at_ms;   /* 0, or when to start a hedged twin */
     struct ds_call *twin;   /* the hedged attempt in flight, if any */

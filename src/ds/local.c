@@ -49,12 +49,17 @@ static void on_tick(uv_timer_t *t)
             r.code = 0;
             r.err = OG_E_INTERNAL;
         } else {
+            /* The deadline goes beside the header (not inside it) so the
+             * engines' dispatcher can reuse the parse of identical requests. */
+            uint64_t now = uv_now(&c->w->loop);
             struct proto_req rq = {.app = ds__app_id(c->req.svc),
-                                   .hdr = c->wire_hdr,
-                                   .hdr_len = c->wire_hdr_len,
+                                   .hdr = c->req.hdr,
+                                   .hdr_len = c->req.hdr_len,
                                    .body = c->req.body,
                                    .body_len = c->req.body_len,
-                                   .now_ms = wall_ms()};
+                                   .now_ms = wall_ms(),
+                                   .has_deadline = true,
+                                   .deadline_ms = (int64_t)c->req.deadline_ms - (int64_t)now};
             proto_handle(ds_local_engines(), &rq, rs);
             r.code = rs->code;
             r.hdr = rs->hdr;

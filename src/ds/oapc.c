@@ -269,8 +269,12 @@ static int send_request(struct oapc *c, uint16_t app, uint64_t corr, const char 
     size_t off = 0;
 
     *early = false;
-    if (oap_data_hdr_write(dh, sizeof(dh) + hdr_len, hdr, hdr_len) < 0)
+    /* Only the u16 length prefix goes in dh; the header JSON is sent from
+     * where it is (an iovec), so nothing is copied into this 2-byte buffer. */
+    if (hdr_len < 2 || hdr_len > OAP_DATA_HDR_MAX_BYTES)
         return fail(c, "request header of %zu bytes is not a valid DATA header", hdr_len);
+    dh[0] = (uint8_t)(hdr_len >> 8);
+    dh[1] = (uint8_t)hdr_len;
     if (OAP_HDR_BYTES + 2 + hdr_len + body_len <= c->max_frame) {
         struct iovec parts[3] = {{dh, 2}, {(void *)hdr, hdr_len}, {(void *)body, body_len}};
         return send_frame(c, OAP_FLAG_REQ, app, corr, parts, 3);

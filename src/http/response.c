@@ -51,11 +51,33 @@ void http_req_ids(struct http_req *req)
 
 void http_req_hop(struct http_req *req, const char *service, double ms)
 {
-    size_t room = sizeof(req->hops) - req->hops_len;
-    int n = snprintf(req->hops + req->hops_len, room, "%s%s:%.3f", req->hops_len ? "," : "",
-                     service, ms);
-    if (n > 0 && (size_t)n < room)
-        req->hops_len += (size_t)n;
+    /* "service:1.234", integer formatting (this runs per downstream call). */
+    char t[48];
+    size_t n = 0, sl = strlen(service);
+    uint64_t us = ms > 0 ? (uint64_t)(ms * 1000.0 + 0.5) : 0;
+    if (req->hops_len)
+        t[n++] = ',';
+    if (sl > 24)
+        sl = 24;
+    memcpy(t + n, service, sl);
+    n += sl;
+    t[n++] = ':';
+    char d[24];
+    int i = 23;
+    d[i--] = '\0';
+    for (int k = 0; k < 3; k++, us /= 10)
+        d[i--] = (char)('0' + us % 10);
+    d[i--] = '.';
+    do {
+        d[i--] = (char)('0' + us % 10);
+        us /= 10;
+    } while (us && i > 0);
+    memcpy(t + n, d + i + 1, (size_t)(22 - i));
+    n += (size_t)(22 - i);
+    if (req->hops_len + n < sizeof(req->hops)) {
+        memcpy(req->hops + req->hops_len, t, n);
+        req->hops_len += n;
+    }
 }
 
 int http_add_header(struct http_req *req, const char *name, const char *value, size_t vlen)
@@ -96,7 +118,7 @@ static void access_log(struct http_req *req, uint64_t latency_us)
     jw_key(&j, "status");
     jw_int(&j, req->status);
     jw_key(&j, "latency_ms");
-    jw_double(&j, (double)latency_us / 1000.0, 3);
+    jw_fixed3(&j, (double)latency_us / 1000.0);
     jw_key(&j, "corr_id");
     jw_str(&j, req->corr_id);
     jw_key(&j, "req_id");

@@ -180,6 +180,8 @@ int server_run(struct og_config *cfg, const struct config_args *args, char *cons
     ready_register("last_reload_ok", key_last_reload_ok);
     ready_register("not_draining", key_not_draining);
 
+    if (hooks)
+        g_server.worker_exit = hooks->on_worker_exit;
     if (hooks && hooks->on_start && hooks->on_start() != 0)
         return 1;
 

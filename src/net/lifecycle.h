@@ -20,6 +20,7 @@ struct server_hooks {
     int (*on_start)(void);                 /* 0 or -1 to abort start-up */
     void (*on_worker)(struct worker *w);   /* before the worker's thread starts */
     void (*on_stop)(void);
+    void (*on_worker_exit)(void); /* on each worker thread, after its loop */
     /* SIGHUP, admin thread, with the new configuration already validated:
      * 0 to accept, -1 (err set) to keep the running state. */
     int (*on_reload)(const struct og_config *nu, char *err, size_t errlen);

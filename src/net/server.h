@@ -82,6 +82,8 @@ struct server {
      * (capability and policy); answers and returns false to stop it. Set at
      * start-up, read-only afterwards. */
     bool (*gate)(struct http_req *req);
+    /* Runs on each worker thread after its loop ended (thread-local caches). */
+    void (*worker_exit)(void);
 
     int nworkers;
     struct worker *workers;

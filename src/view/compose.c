@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "media/integrity.h"
+#include "view/memo.h"
 
 enum og_err view_call_err(int code, enum og_err err)
 {
@@ -31,15 +32,16 @@ const char *view_part_error(const struct part_result *r)
 
 void view_jw_base64(struct jw *w, const uint8_t *p, size_t n)
 {
-    size_t cap = 4 * ((n + 2) / 3) + 1;
-    unsigned char *tmp = malloc(cap);
-    if (tmp == NULL) {
+    /* Base64 needs no JSON escaping: encode straight into the output. */
+    size_t enc = 4 * ((n + 2) / 3);
+    jw_raw(w, "\"", 1);
+    if (w->failed || buf_reserve(w->b, enc + 2) != 0) {
         w->failed = true;
         return;
     }
-    int len = EVP_EncodeBlock(tmp, p, (int)n);
-    jw_strn(w, (const char *)tmp, (size_t)len);
-    free(tmp);
+    int len = EVP_EncodeBlock((unsigned char *)w->b->p + w->b->n, p, (int)n);
+    w->b->n += (size_t)len;
+    w->b->p[w->b->n++] = '"';
 }
 
 long view_base64_decode(const char *s, size_t n, uint8_t *out)
@@ -57,7 +59,6 @@ long view_base64_decode(const char *s, size_t n, uint8_t *out)
     return len;
 }
 
-/* Inline bytes as JSON when they are valid JSON, else nothing (returns false). */
 static bool valid_json(const uint8_t *p, size_t n)
 {
     json_error_t e;
@@ -68,25 +69,25 @@ static bool valid_json(const uint8_t *p, size_t n)
     return true;
 }
 
-void view_object_part(struct jw *w, const struct view_part *p, struct part_result *r,
-                      uint64_t inline_max, const char *corr_id)
+/* Whether bytes are valid JSON depends on the bytes alone: memoised by their
+ * hash (view/memo.h), cheaper than parsing them again. */
+static bool valid_json_memo(const uint8_t *p, size_t n)
+{
+    size_t len;
+    const uint8_t *m = memo_get(MEMO_JSON, p, n, NULL, &len);
+    if (m && len == 1)
+        return m[0] == 1;
+    bool ok = valid_json(p, n);
+    uint8_t v = ok ? 1 : 2;
+    memo_put(MEMO_JSON, p, n, NULL, &v, 1);
+    return ok;
+}
+
+static void render_object(struct jw *w, const struct view_part *p, const struct part_result *r,
+                          bool verified, uint64_t inline_max)
 {
     char addr[CAS_ADDR_CHARS + 1];
     cas_addr_format(&p->addr, addr);
-    /* A whole object is verified before anything of it is shown; a range can
-     * only be vouched for by the storage service that read it. */
-    bool verified = false;
-    if (!p->ranged) {
-        if (!integrity_check(&p->addr, r->body, r->body_len, "view", corr_id)) {
-            r->integrity_failed = true;
-            jw_obj_open(w);
-            jw_key(w, "error");
-            jw_str(w, "integrity");
-            jw_obj_close(w);
-            return;
-        }
-        verified = true;
-    }
     jw_obj_open(w);
     jw_key(w, "status");
     jw_int(w, r->code);
@@ -121,6 +122,46 @@ void view_object_part(struct jw *w, const struct view_part *p, struct part_resul
     jw_obj_close(w);
 }
 
+void view_object_part(struct jw *w, const struct view_part *p, struct part_result *r,
+                      uint64_t inline_max, const char *corr_id)
+{
+    /* A whole object is verified before anything of it is shown; a range can
+     * only be vouched for by the storage service that read it. */
+    if (p->ranged) {
+        render_object(w, p, r, false, inline_max);
+        return;
+    }
+    if (!integrity_check(&p->addr, r->body, r->body_len, "view", corr_id)) {
+        r->integrity_failed = true;
+        jw_obj_open(w);
+        jw_key(w, "error");
+        jw_str(w, "integrity");
+        jw_obj_close(w);
+        return;
+    }
+    /* Verified bytes: their rendering depends only on (address, media type,
+     * inline limit), so it is memoised. */
+    char extra[128];
+    snprintf(extra, sizeof(extra), "%s|%llu", p->media_type, (unsigned long long)inline_max);
+    size_t len;
+    const char *m = memo_get(MEMO_OBJECT, p->addr.b, sizeof(p->addr.b), extra, &len);
+    if (m) {
+        jw_raw(w, m, len);
+        return;
+    }
+    struct buf tmp = {0};
+    struct jw tw;
+    jw_init(&tw, &tmp);
+    render_object(&tw, p, r, true, inline_max);
+    if (!jw_failed(&tw)) {
+        memo_put(MEMO_OBJECT, p->addr.b, sizeof(p->addr.b), extra, tmp.p, tmp.n);
+        jw_raw(w, tmp.p, tmp.n);
+    } else {
+        w->failed = true;
+    }
+    buf_release(&tmp);
+}
+
 static void link_part(struct jw *w, const struct view_part *p)
 {
     char addr[CAS_ADDR_CHARS + 1], link[CAS_ADDR_CHARS + 8];
@@ -141,7 +182,32 @@ static void link_part(struct jw *w, const struct view_part *p)
 
 /* Mailbox messages: {"messages":[{"id","deliveries","sent_ms","body":b64}]}
  * from the service; bodies that are JSON are inlined as JSON. */
+static int render_messages(struct jw *w, const uint8_t *p, size_t n);
+
 int view_messages(struct jw *w, const uint8_t *p, size_t n)
+{
+    /* The same mailbox answer always renders the same: memoised by its hash. */
+    size_t len;
+    const char *m = memo_get(MEMO_MESSAGES, p, n, NULL, &len);
+    if (m) {
+        jw_raw(w, m, len);
+        return 0;
+    }
+    struct buf tmp = {0};
+    struct jw tw;
+    jw_init(&tw, &tmp);
+    int rc = render_messages(&tw, p, n);
+    if (rc == 0 && !jw_failed(&tw)) {
+        memo_put(MEMO_MESSAGES, p, n, NULL, tmp.p, tmp.n);
+        jw_raw(w, tmp.p, tmp.n);
+    } else if (rc == 0) {
+        w->failed = true;
+    }
+    buf_release(&tmp);
+    return rc;
+}
+
+static int render_messages(struct jw *w, const uint8_t *p, size_t n)
 {
     json_error_t e;
     json_t *doc = json_loadb((const char *)p, n, JSON_REJECT_DUPLICATES, &e);
@@ -166,7 +232,7 @@ int view_messages(struct jw *w, const uint8_t *p, size_t n)
         jw_key(w, "sent_ms");
         jw_int(w, json_integer_value(json_object_get(m, "sent_ms")));
         jw_key(w, "body");
-        if (rl >= 0 && valid_json(raw, (size_t)rl))
+        if (rl >= 0 && valid_json_memo(raw, (size_t)rl))
             jw_raw(w, (const char *)raw, (size_t)rl);
         else if (rl >= 0)
             view_jw_base64(w, raw, (size_t)rl);
@@ -180,17 +246,13 @@ int view_messages(struct jw *w, const uint8_t *p, size_t n)
     return 0;
 }
 
-int view_compose(struct jw *w, const char *name, json_t *manifest, const struct view_plan *plan,
-                 struct part_result *res, double resolve_ms, double total_ms, uint64_t inline_max,
-                 const char *corr_id, struct compose_out *out)
+int view_manifest_fields(json_t *manifest, struct buf *out)
 {
-    out->complete = true;
-    out->required_failed = false;
-    jw_obj_open(w);
-    jw_key(w, "name");
-    jw_str(w, name);
     const char *k;
     json_t *v;
+    struct jw w;
+    jw_init(&w, out);
+    w.need_comma = true; /* the fragment follows "name" */
     json_object_foreach(manifest, k, v)
     {
         if (strcmp(k, "parts") == 0 || strcmp(k, "name") == 0 || strcmp(k, "complete") == 0 ||
@@ -199,10 +261,25 @@ int view_compose(struct jw *w, const char *name, json_t *manifest, const struct 
         char *dump = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
         if (dump == NULL)
             return -1;
-        jw_key(w, k);
-        jw_raw(w, dump, strlen(dump));
+        jw_key(&w, k);
+        jw_raw(&w, dump, strlen(dump));
         free(dump);
     }
+    return jw_failed(&w) ? -1 : 0;
+}
+
+int view_compose(struct jw *w, const char *name, const char *fields, size_t fields_len,
+                 const struct view_plan *plan, struct part_result *res, double resolve_ms,
+                 double total_ms, uint64_t inline_max, const char *corr_id,
+                 struct compose_out *out)
+{
+    out->complete = true;
+    out->required_failed = false;
+    jw_obj_open(w);
+    jw_key(w, "name");
+    jw_str(w, name);
+    if (fields_len && !w->failed && buf_append(w->b, fields, fields_len) != 0)
+        w->failed = true;
     jw_key(w, "parts");
     jw_obj_open(w);
     for (unsigned i = 0; i < plan->nparts; i++) {
@@ -235,7 +312,7 @@ int view_compose(struct jw *w, const char *name, json_t *manifest, const struct 
                 jw_obj_close(w);
             }
         } else if (ok && p->kind == PART_INDEX) {
-            if (valid_json(r->body, r->body_len)) {
+            if (valid_json_memo(r->body, r->body_len)) {
                 jw_obj_open(w);
                 jw_key(w, "status");
                 jw_int(w, r->code);
@@ -273,16 +350,16 @@ int view_compose(struct jw *w, const char *name, json_t *manifest, const struct 
     jw_key(w, "timing");
     jw_obj_open(w);
     jw_key(w, "resolve_ms");
-    jw_double(w, resolve_ms, 3);
+    jw_fixed3(w, resolve_ms);
     jw_key(w, "parts_ms");
     jw_obj_open(w);
     for (unsigned i = 0; i < plan->nparts; i++) {
         jw_key(w, plan->parts[i].key);
-        jw_double(w, res[i].ms, 3);
+        jw_fixed3(w, res[i].ms);
     }
     jw_obj_close(w);
     jw_key(w, "total_ms");
-    jw_double(w, total_ms, 3);
+    jw_fixed3(w, total_ms);
     jw_obj_close(w);
     jw_obj_close(w);
     return jw_failed(w) ? -1 : 0;

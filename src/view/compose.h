@@ -30,12 +30,17 @@ struct compose_out {
     const char *fail_key;
 };
 
-/* Write the view. manifest's fields other than "parts" are copied; each part
+/* Write the view. The manifest's fields (view_manifest_fields) are copied; each part
  * goes under its key, with "status" or {"error":code}; then "complete" and
  * "timing". Returns 0 or -1 when memory ran out. */
-int view_compose(struct jw *w, const char *name, json_t *manifest, const struct view_plan *plan,
-                 struct part_result *res, double resolve_ms, double total_ms, uint64_t inline_max,
-                 const char *corr_id, struct compose_out *out);
+int view_compose(struct jw *w, const char *name, const char *fields, size_t fields_len,
+                 const struct view_plan *plan, struct part_result *res, double resolve_ms,
+                 double total_ms, uint64_t inline_max, const char *corr_id,
+                 struct compose_out *out);
+
+/* The manifest's own fields (all but "parts" and the names the composer
+ * writes) as a JSON fragment `,"k":v...` to pass to view_compose. */
+int view_manifest_fields(json_t *manifest, struct buf *out);
 
 /* The error code of a failed part ("downstream_timeout", "not_found", ...). */
 const char *view_part_error(const struct part_result *r);

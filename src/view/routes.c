@@ -18,6 +18,7 @@
 #include "http/query.h"
 #include "http/response.h"
 #include "view/compose.h"
+#include "view/memo.h"
 #include "view/plan.h"
 
 #define SEARCH_LIMIT_MAX 10
@@ -53,6 +54,17 @@ static int hdr_kv(struct buf *b, const char *op, const char *key, const char *va
     return jw_failed(&j) ? -1 : 0;
 }
 
+/* The hop deadline sits inside the request budget: a tenth of it (2 to
+ * 100 ms) is kept back so that a late part ends as that part's timeout and
+ * the partial view is still composed and sent before the request timeout
+ * would answer 504 for the whole request (DESIGN §6). */
+static uint64_t hop_deadline(const struct http_req *req)
+{
+    uint64_t reserve = (uint64_t)req->conn->w->cfg->request_timeout_ms / 10;
+    reserve = reserve < 2 ? 2 : reserve > 100 ? 100 : reserve;
+    return req->deadline_ms > reserve ? req->deadline_ms - reserve : 0;
+}
+
 static struct ds_call *start(struct http_req *req, enum ds_service svc, const char *op,
                              const struct buf *hdr, bool idem, ds_cb cb, void *arg)
 {
@@ -60,7 +72,7 @@ static struct ds_call *start(struct http_req *req, enum ds_service svc, const ch
                         .op = op,
                         .hdr = hdr->p,
                         .hdr_len = hdr->n,
-                        .deadline_ms = req->deadline_ms,
+                        .deadline_ms = hop_deadline(req),
                         .idempotent = idem,
                         .coalesce_key = svc == DS_STORAGE && idem ? hdr->p : NULL,
                         .coalesce_key_len = hdr->n};
@@ -181,25 +193,41 @@ struct part_arg {
     unsigned i;
 };
 
+/* Per-part state, sized to the plan once it is known. */
+struct part_state {
+    struct part_result res;
+    struct ds_resp *kept;
+    struct ds_call *call;
+    struct part_arg arg;
+};
+
 struct view_ctx {
     struct http_req *req;
-    json_t *manifest;
     struct ds_call *resolve;
     uint64_t t0_ns;
     double resolve_ms;
     unsigned pending;
-    struct view_plan plan;
-    struct part_result res[VIEW_PARTS_MAX];
-    struct ds_resp *kept[VIEW_PARTS_MAX];
-    struct ds_call *calls[VIEW_PARTS_MAX];
-    struct part_arg args[VIEW_PARTS_MAX];
+    struct buf fields;      /* the manifest's own fields, pre-rendered */
+    struct view_plan *plan; /* parts[0..nparts) valid */
+    struct part_state *ps;
+    struct part_result *res; /* contiguous copy for the composer */
+};
+
+/* Plan memo value: the plan's parts, then the fields fragment. */
+struct plan_memo_hdr {
+    uint32_t nparts;
+    uint32_t fields_len;
 };
 
 static void view_free(struct view_ctx *v)
 {
-    for (unsigned i = 0; i < v->plan.nparts; i++)
-        ds_resp_free(v->kept[i]);
-    json_decref(v->manifest);
+    if (v->ps)
+        for (unsigned i = 0; i < v->plan->nparts; i++)
+            ds_resp_free(v->ps[i].kept);
+    free(v->ps);
+    free(v->res);
+    free(v->plan);
+    buf_release(&v->fields);
     free(v);
 }
 
@@ -207,9 +235,10 @@ static void view_cancel(struct http_req *req)
 {
     struct view_ctx *v = req->hdata;
     ds_cancel(v->resolve);
-    for (unsigned i = 0; i < v->plan.nparts; i++)
-        if (v->calls[i])
-            ds_cancel(v->calls[i]);
+    if (v->ps)
+        for (unsigned i = 0; i < v->plan->nparts; i++)
+            if (v->ps[i].call)
+                ds_cancel(v->ps[i].call);
     view_free(v);
 }
 
@@ -226,8 +255,10 @@ static void view_finish(struct view_ctx *v)
     char name[VIEW_NAME_MAX + 1];
     memcpy(name, req->param.p, req->param.n);
     name[req->param.n] = '\0';
-    int rc = view_compose(&j, name, v->manifest, &v->plan, v->res, v->resolve_ms, total,
-                          (uint64_t)cfg->view_inline_max, req->corr_id, &co);
+    for (unsigned i = 0; i < v->plan->nparts; i++)
+        v->res[i] = v->ps[i].res;
+    int rc = view_compose(&j, name, v->fields.p, v->fields.n, v->plan, v->res, v->resolve_ms,
+                          total, (uint64_t)cfg->view_inline_max, req->corr_id, &co);
     if (rc != 0) {
         buf_release(&out);
         view_free(v);
@@ -252,23 +283,23 @@ static void part_on_resp(void *arg, struct ds_resp *r)
 {
     struct part_arg *a = arg;
     struct view_ctx *v = a->v;
-    struct part_result *res = &v->res[a->i];
-    v->calls[a->i] = NULL;
-    res->code = r->code;
-    res->err = r->err;
-    res->ms = r->latency_ms;
+    struct part_state *ps = &v->ps[a->i];
+    ps->call = NULL;
+    ps->res.code = r->code;
+    ps->res.err = r->err;
+    ps->res.ms = r->latency_ms;
     if (r->code == 200 || r->code == 206) {
-        v->kept[a->i] = ds_resp_keep(r);
-        if (v->kept[a->i] == NULL) {
-            res->code = 0;
-            res->err = OG_E_INTERNAL;
+        ps->kept = ds_resp_keep(r);
+        if (ps->kept == NULL) {
+            ps->res.code = 0;
+            ps->res.err = OG_E_INTERNAL;
         } else {
-            res->body = v->kept[a->i]->body;
-            res->body_len = v->kept[a->i]->body_len;
+            ps->res.body = ps->kept->body;
+            ps->res.body_len = ps->kept->body_len;
         }
     }
     static const char *const HOP[] = {"index", "storage", "mailbox"};
-    enum part_kind k = v->plan.parts[a->i].kind;
+    enum part_kind k = v->plan->parts[a->i].kind;
     http_req_hop(v->req, HOP[k == PART_MAILBOX ? 2 : k == PART_INDEX ? 0 : 1], r->latency_ms);
     if (--v->pending == 0)
         view_finish(v);
@@ -276,7 +307,7 @@ static void part_on_resp(void *arg, struct ds_resp *r)
 
 static int part_start(struct view_ctx *v, unsigned i)
 {
-    const struct view_part *p = &v->plan.parts[i];
+    const struct view_part *p = &v->plan->parts[i];
     struct buf hdr = {0};
     struct jw j;
     char addr[CAS_ADDR_CHARS + 1];
@@ -326,10 +357,71 @@ static int part_start(struct view_ctx *v, unsigned i)
         buf_release(&hdr);
         return -1;
     }
-    v->args[i] = (struct part_arg){v, i};
-    v->calls[i] = start(v->req, svc, op, &hdr, true, part_on_resp, &v->args[i]);
+    v->ps[i].arg = (struct part_arg){v, i};
+    v->ps[i].call = start(v->req, svc, op, &hdr, true, part_on_resp, &v->ps[i].arg);
     buf_release(&hdr);
-    return v->calls[i] ? 0 : -1;
+    return v->ps[i].call ? 0 : -1;
+}
+
+/* Manifest bytes → plan and fields, through the plan memo (a manifest's
+ * plan depends only on its bytes and the two limits). Returns 0, or -1 with
+ * *why (and *not_view for a name that is not a view). */
+static int plan_for(struct view_ctx *v, const uint8_t *m, size_t n, const char **why,
+                    bool *not_view)
+{
+    const struct og_config *cfg = v->req->conn->w->cfg;
+    char extra[64];
+    size_t len;
+    snprintf(extra, sizeof(extra), "%lld|%lld", (long long)cfg->view_max_parts,
+             (long long)cfg->view_inline_max);
+    *not_view = false;
+    v->plan = malloc(sizeof(*v->plan));
+    if (v->plan == NULL) {
+        *why = "out of memory";
+        return -1;
+    }
+    const uint8_t *hit = memo_get(MEMO_PLAN, m, n, extra, &len);
+    if (hit) {
+        struct plan_memo_hdr h;
+        memcpy(&h, hit, sizeof(h));
+        v->plan->nparts = h.nparts;
+        memcpy(v->plan->parts, hit + sizeof(h), h.nparts * sizeof(struct view_part));
+        if (buf_append(&v->fields, hit + sizeof(h) + h.nparts * sizeof(struct view_part),
+                       h.fields_len) != 0) {
+            *why = "out of memory";
+            return -1;
+        }
+        return 0;
+    }
+    json_error_t e;
+    json_t *man = json_loadb((const char *)m, n, JSON_REJECT_DUPLICATES, &e);
+    *why = "manifest is not valid JSON";
+    if (man == NULL)
+        return -1;
+    int rc = view_plan_build(man, (unsigned)cfg->view_max_parts, (uint64_t)cfg->view_inline_max,
+                             v->plan, why);
+    if (rc == 0 && view_manifest_fields(man, &v->fields) != 0) {
+        *why = "out of memory";
+        rc = -1;
+    }
+    json_decref(man);
+    if (rc != 0) {
+        *not_view = strcmp(*why, "not a view manifest") == 0;
+        v->plan->nparts = 0;
+        return -1;
+    }
+    size_t parts_len = v->plan->nparts * sizeof(struct view_part);
+    size_t total = sizeof(struct plan_memo_hdr) + parts_len + v->fields.n;
+    uint8_t *val = malloc(total);
+    if (val) {
+        struct plan_memo_hdr h = {v->plan->nparts, (uint32_t)v->fields.n};
+        memcpy(val, &h, sizeof(h));
+        memcpy(val + sizeof(h), v->plan->parts, parts_len);
+        memcpy(val + sizeof(h) + parts_len, v->fields.p, v->fields.n);
+        memo_put(MEMO_PLAN, m, n, extra, val, total);
+        free(val);
+    }
+    return 0;
 }
 
 static void resolve_on_resp(void *arg, struct ds_resp *r)
@@ -345,34 +437,38 @@ static void resolve_on_resp(void *arg, struct ds_resp *r)
         respond_failed(req, r, "resolving the view's manifest");
         return;
     }
-    json_error_t e;
-    v->manifest = json_loadb((const char *)r->body, r->body_len, JSON_REJECT_DUPLICATES, &e);
-    const char *why = "manifest is not valid JSON";
-    const struct og_config *cfg = req->conn->w->cfg;
-    if (v->manifest == NULL ||
-        view_plan_build(v->manifest, (unsigned)cfg->view_max_parts, (uint64_t)cfg->view_inline_max,
-                        &v->plan, &why) != 0) {
+    const char *why;
+    bool not_view;
+    if (plan_for(v, r->body, r->body_len, &why, &not_view) != 0) {
         req->on_cancel = NULL;
-        v->plan.nparts = 0;
         view_free(v);
         /* A name that is not a view is a missing view; a broken one is a bad
          * downstream answer. */
-        if (strcmp(why, "not a view manifest") == 0)
+        if (not_view)
             http_respond_error(req, OG_E_NOT_FOUND, "no view by this name");
         else
             http_respond_error(req, OG_E_BAD_GATEWAY, why);
         return;
     }
+    unsigned n = v->plan->nparts;
+    v->ps = calloc(n ? n : 1, sizeof(*v->ps));
+    v->res = calloc(n ? n : 1, sizeof(*v->res));
+    if (v->ps == NULL || v->res == NULL) {
+        req->on_cancel = NULL;
+        view_free(v);
+        http_respond_error(req, OG_E_INTERNAL, NULL);
+        return;
+    }
     /* Fan out: every part in parallel. pending counts one extra until all
      * are started, so a part answering early cannot finish the view. */
     v->pending = 1;
-    for (unsigned i = 0; i < v->plan.nparts; i++) {
+    for (unsigned i = 0; i < n; i++) {
         int rc = part_start(v, i);
         if (rc == 0) {
             v->pending++;
         } else if (rc < 0) {
-            v->res[i].code = 0;
-            v->res[i].err = OG_E_INTERNAL;
+            v->ps[i].res.code = 0;
+            v->ps[i].res.err = OG_E_INTERNAL;
         }
     }
     if (--v->pending == 0)
@@ -499,9 +595,9 @@ static void feed_finish(struct feed_ctx *f)
     jw_key(&j, "timing");
     jw_obj_open(&j);
     jw_key(&j, "peek_ms");
-    jw_double(&j, f->peek_ms, 3);
+    jw_fixed3(&j, f->peek_ms);
     jw_key(&j, "total_ms");
-    jw_double(&j, (double)(uv_hrtime() - f->t0_ns) / 1e6, 3);
+    jw_fixed3(&j, (double)(uv_hrtime() - f->t0_ns) / 1e6);
     jw_obj_close(&j);
     jw_obj_close(&j);
     feed_free(f);

@@ -552,8 +552,8 @@ Test(policy, errors_rule)
     bad(B("{\"id\":\"12345678901234567890123456789012345678901234567890123456789012345\","
           "\"action\":\"deny\"}"),
         "rules[0].id: an id is 1..64 characters of [A-Za-z0-9._-]");
-    ok(B("{\"id\":\"1234567890123456789012345678901234567890123456789012345678901234\","
-         "\"action\":\"deny\"}"));
+    policy_free(ok(B("{\"id\":\"1234567890123456789012345678901234567890123456789012345678901234\","
+                     "\"action\":\"deny\"}")));
     bad(B("{\"id\":\"a\"}"), "rules[0].action: missing");
     bad(B("{\"id\":\"a\",\"action\":\"Allow\"}"),
         "rules[0].action: unknown action \"Allow\" (allow or deny)");

