@@ -1,7 +1,8 @@
 -- Hydration mix for wrk: ~80 % composed views (users and articles), ~20 %
 -- feeds with a mailbox peek joined with storage objects. Names come from the
 -- demo data set (src/demo/demo.c). Seeded, so runs are comparable.
--- TOKEN (env) is sent as the capability; MIX=healthz sends /healthz only.
+-- TOKEN (env) is sent as the capability (none when empty); MIX=healthz sends
+-- /healthz only, MIX=views sends only composed views.
 local token = os.getenv("TOKEN") or ""
 local mix = os.getenv("MIX") or "hydration"
 local hdrs = {}
@@ -22,6 +23,7 @@ request = function()
     return wrk.format("GET", "/healthz", hdrs)
   end
   local r = math.random(100)
+  if mix == "views" then r = math.random(80) end
   local path
   if r <= 40 then
     path = string.format("/v1/view/user-%03d", math.random(0, 199))
