@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "services/substrate.h"
+#include "core/hex.h"
 
 #define ADMIN_REQ_MAX_BYTES 8192
 #define ADMIN_URL_MAX_BYTES 1024
@@ -228,17 +229,6 @@ static void render_metrics(struct tbuf *t)
 
 /* --------------------------------------------------------------- routing */
 
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decode s in place ('+' is a space). Returns -1 on a bad escape. */
 static int url_decode(char *s)
 {
@@ -246,7 +236,7 @@ static int url_decode(char *s)
 
     for (; *s; s++) {
         if (*s == '%') {
-            int hi = hexval(s[1]), lo = hi >= 0 ? hexval(s[2]) : -1;
+            int hi = hex_digit(s[1]), lo = hi >= 0 ? hex_digit(s[2]) : -1;
             if (lo < 0)
                 return -1;
             *w++ = (char)(hi << 4 | lo);

@@ -2,6 +2,7 @@
  * keys — root key set and key file loader; contract in keys.h.
  */
 #include "auth/keys.h"
+#include "core/hex.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -104,17 +105,6 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
-}
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
 }
 
 static bool is_blank(char c)
@@ -232,7 +222,7 @@ static int parse_line(struct cap_keys *tmp, const char *path, int lineno, const 
         return -1;
     }
     for (size_t i = 0; i < hex_len / 2; i++) {
-        int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+        int hi = hex_digit(hex[2 * i]), lo = hex_digit(hex[2 * i + 1]);
         if (hi < 0 || lo < 0) {
             set_err(err, errlen, "root keys file %s:%d: secret of key '%.*s' is not hex", path,
                     lineno, (int)id_len, id);

@@ -8,6 +8,7 @@
  * plus "k \n" is refused, which is the libmacaroons infinite loop).
  */
 #include "auth/macaroon.h"
+#include "core/hex.h"
 
 #include <string.h>
 
@@ -124,17 +125,6 @@ static int b64url_encode(char *out, size_t cap, const uint8_t *in, size_t n)
 
 /* ------------------------------------------------------------------------ */
 /* v1                                                                       */
-
-static int hex_digit(uint8_t c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 static bool key_is(const uint8_t *k, size_t n, const char *want)
 {

@@ -2,19 +2,9 @@
  * query.c — query string parameters.
  */
 #include "http/query.h"
+#include "core/hex.h"
 
 #include <string.h>
-
-static int hexv(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 static int decode(const char *p, size_t n, char *out, size_t cap)
 {
@@ -26,7 +16,7 @@ static int decode(const char *p, size_t n, char *out, size_t cap)
         } else if (ch == '%') {
             if (i + 2 >= n)
                 return -2;
-            int hi = hexv(p[i + 1]), lo = hexv(p[i + 2]);
+            int hi = hex_digit(p[i + 1]), lo = hex_digit(p[i + 2]);
             if (hi < 0 || lo < 0)
                 return -2;
             ch = (char)(hi << 4 | lo);
