@@ -16,7 +16,7 @@ import traceback
 import urllib.request
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-BUILD = os.environ.get("OMNIGATE_BUILD", os.path.join(ROOT, "build"))
+BUILD = os.path.abspath(os.environ.get("OMNIGATE_BUILD", os.path.join(ROOT, "build")))
 OMNIGATE = os.path.join(BUILD, "omnigate")
 SUBSTRATE = os.path.join(BUILD, "omnigate-substrate")
 
