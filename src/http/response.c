@@ -166,7 +166,9 @@ void http_req_abandon(struct http_req *req, int status, const char *why)
         req->on_cancel = NULL;
         fn(req);
     }
-    req->status = status;
+    /* A stream cut off mid-body keeps the status it sent. */
+    if (!req->responded)
+        req->status = status;
     req->err_code = why;
     req->responded = true;
     account(req);

@@ -45,8 +45,9 @@ int http_stream_send(struct http_req *req, const void *p, size_t n, conn_write_c
                      void *arg);
 void http_stream_end(struct http_req *req, bool ok);
 
-/* The connection went away (or timed out) while a handler owned req: run the
- * handler's cancel hook and account for the request. */
+/* The connection went away (or timed out) while a handler owned req —
+ * before its response, or while streaming one: run the handler's cancel hook
+ * and account for the request (a started stream keeps its status). */
 void http_req_abandon(struct http_req *req, int status, const char *why);
 
 /* Ids: generated on first use; X-Corr-ID is echoed when the client's value is

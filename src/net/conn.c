@@ -70,7 +70,10 @@ void conn_close(struct conn *c)
     if (c->closing)
         return;
     c->closing = true;
-    if (c->req_active && !c->req.responded)
+    /* A request still in service — waiting for downstreams, or streaming a
+     * body — is told through its cancel hook, so nothing refers to this
+     * connection after it is freed. */
+    if (c->req_active)
         http_req_abandon(&c->req, 499, "client_closed");
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
