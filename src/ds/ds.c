@@ -294,10 +294,16 @@ static void coalesce_unlink(struct ds_call *c)
  * owner is wrapped so that every receiver can keep it independently. */
 void ds_cancel(struct ds_call *c);
 
+static void stream_finish(struct ds_call *c, struct ds_resp *resp);
+
 static void finish(struct ds_call *c, struct ds_resp *resp)
 {
     if (c->finished)
         return;
+    if (c->stream) {
+        stream_finish(c, resp);
+        return;
+    }
     c->finished = true;
     if (c->twin) { /* our own attempt answered first: the hedge lost */
         struct ds_call *t = c->twin;
@@ -500,6 +506,10 @@ static void on_timer(uv_timer_t *t)
         fail(c, OG_E_BUSY);
         return;
     }
+    if (c->stream && c->head_done) { /* armed only while the producer owes us */
+        fail(c, OG_E_DOWNSTREAM_TIMEOUT);
+        return;
+    }
     if (now >= c->req.deadline_ms) {
         fail(c, OG_E_DOWNSTREAM_TIMEOUT);
         return;
@@ -591,6 +601,8 @@ static struct ds_call *call_new(struct worker *w, const struct ds_req *req, ds_c
     return c;
 }
 
+static bool admit(struct ds_call *c);
+
 struct ds_call *ds_call(struct worker *w, const struct ds_req *req, ds_cb cb, void *arg)
 {
     struct ds_call *c = call_new(w, req, cb, arg);
@@ -614,23 +626,232 @@ struct ds_call *ds_call(struct worker *w, const struct ds_req *req, ds_cb cb, vo
         }
     }
 
-    budget_deposit(req->svc, (int)w->cfg->ds_retry_budget_pct);
-    long n = atomic_fetch_add(&inflight[req->svc], 1) + 1;
-    c->counted = true;
-    if (n > w->cfg->ds_concurrency[req->svc]) {
-        /* Over the per-downstream limit: shed, answered on the next turn. */
-        atomic_fetch_sub(&inflight[req->svc], 1);
-        c->counted = false;
-        c->shed = true;
-        uv_timer_start(&c->timer, on_timer, 0, 0);
+    if (!admit(c))
         return c;
-    }
     if (dw && req->idempotent && req->coalesce_key) {
         c->cnext = dw->coalesce_head;
         dw->coalesce_head = c;
     }
     attempt(c);
     return c;
+}
+
+/* Take a slot of the per-downstream limit, or mark c shed (answered on the
+ * next turn). Returns whether c was admitted. */
+static bool admit(struct ds_call *c)
+{
+    enum ds_service svc = c->req.svc;
+    budget_deposit(svc, (int)c->w->cfg->ds_retry_budget_pct);
+    long n = atomic_fetch_add(&inflight[svc], 1) + 1;
+    c->counted = true;
+    if (n > c->w->cfg->ds_concurrency[svc]) {
+        atomic_fetch_sub(&inflight[svc], 1);
+        c->counted = false;
+        c->shed = true;
+        uv_timer_start(&c->timer, on_timer, 0, 0);
+        return false;
+    }
+    return true;
+}
+
+/* ---- streams ------------------------------------------------------------ */
+
+struct ds_call *ds_call_stream(struct worker *w, const struct ds_req *req,
+                               const struct ds_stream_cbs *cbs, void *arg)
+{
+    if (cbs == NULL || !cbs->on_head || !cbs->on_chunk || !cbs->on_end)
+        return NULL;
+    struct ds_call *c = call_new(w, req, NULL, arg);
+    if (c == NULL)
+        return NULL;
+    c->stream = true;
+    c->scbs = *cbs;
+    /* No retry, hedge or coalescing (ds.h says why). */
+    c->req.idempotent = false;
+    c->req.coalesce_key = NULL;
+    c->req.coalesce_key_len = 0;
+    unsigned win = req->stream_window ? req->stream_window : DS_STREAM_WINDOW_DEF;
+    c->window = win < DS_STREAM_WINDOW_MIN   ? DS_STREAM_WINDOW_MIN
+                : win > DS_STREAM_WINDOW_MAX ? DS_STREAM_WINDOW_MAX
+                                             : win;
+    uint64_t now = uv_now(&w->loop);
+    c->stall_ms = req->deadline_ms > now ? req->deadline_ms - now : 1;
+    if (admit(c))
+        attempt(c);
+    return c;
+}
+
+/* After the head, the timer watches the producer: it runs while the
+ * consumer has room for another chunk (so the producer is the one to move)
+ * and restarts on every chunk in either direction. */
+static void stream_progress(struct ds_call *c)
+{
+    if (c->finished || !c->head_done)
+        return;
+    if (c->held < c->window)
+        uv_timer_start(&c->timer, on_timer, c->stall_ms, 0);
+    else
+        uv_timer_stop(&c->timer);
+}
+
+/* A stream is over: let the backend go, give back the limit's slot and cut
+ * the chunks the consumer still holds loose from c. */
+static void stream_teardown(struct ds_call *c)
+{
+    c->finished = true;
+    uv_timer_stop(&c->timer);
+    if (c->in_attempt) {
+        backends[c->req.svc]->abort(c);
+        c->in_attempt = false;
+    }
+    if (c->counted) {
+        atomic_fetch_sub(&inflight[c->req.svc], 1);
+        c->counted = false;
+    }
+    for (struct ds_chunk *ch = c->chunks; ch; ch = ch->next)
+        ch->c = NULL;
+    c->chunks = NULL;
+    c->held = 0;
+}
+
+/* End a stream after its head; the consumer hears status unless it
+ * cancelled. */
+static void stream_end(struct ds_call *c, int status)
+{
+    stream_teardown(c);
+    if (!c->cancelled)
+        c->scbs.on_end(c->arg, status);
+    call_free(c);
+}
+
+struct whole_chunk {
+    struct ds_chunk ch;
+    void *owner;
+    void (*release)(void *owner);
+};
+
+static void whole_chunk_release(struct ds_chunk *ch)
+{
+    struct whole_chunk *k = (struct whole_chunk *)ch;
+    if (k->release)
+        k->release(k->owner);
+    free(k);
+}
+
+/* finish() of a stream: a failure, or a whole answer from the backend. */
+static void stream_finish(struct ds_call *c, struct ds_resp *resp)
+{
+    if (resp->code != 0 && !c->head_done) {
+        /* One answer: head, the body as one chunk (its owner's bytes), end. */
+        struct ds_resp r = *resp;
+        struct whole_chunk *k = NULL;
+        bool more = ds__stream_head(c, r.code, r.hdr, r.hdr_len);
+        if (more && r.body_len > 0 && (k = malloc(sizeof(*k))) != NULL) {
+            *k = (struct whole_chunk){.ch.release = whole_chunk_release,
+                                      .owner = r.owner,
+                                      .release = r.release};
+            r.release = NULL; /* the chunk has it now */
+            more = ds__stream_chunk(c, &k->ch, r.body, r.body_len);
+        }
+        if (r.release)
+            r.release(r.owner);
+        if (more)
+            ds__stream_end(c, r.body_len > 0 && k == NULL ? DS_STREAM_NOMEM : DS_STREAM_OK);
+        return;
+    }
+    if (resp->release)
+        resp->release(resp->owner);
+    if (c->head_done) {
+        stream_end(c, resp->code != 0                           ? DS_STREAM_TRUNCATED
+                      : resp->err == OG_E_DOWNSTREAM_TIMEOUT ? DS_STREAM_DEADLINE
+                                                             : DS_STREAM_LOST);
+        return;
+    }
+    /* No answer at all: the head says so, and nothing follows. */
+    stream_teardown(c);
+    struct ds_resp r = {.code = 0, .err = resp->err, .attempts = c->attempts};
+    r.latency_ms = (double)(uv_hrtime() - c->t0_ns) / 1e6;
+    observe(c, &r);
+    if (!c->cancelled)
+        c->scbs.on_head(c->arg, &r);
+    call_free(c);
+}
+
+bool ds__stream_head(struct ds_call *c, int code, const char *hdr, size_t hdr_len)
+{
+    if (c->finished)
+        return false;
+    /* The header is copied behind a ds_owner so that ds_resp_keep works on
+     * the head as on any answer (the backend's bytes are a read buffer). */
+    struct ds_owner *o = code != 0 ? malloc(sizeof(*o) + hdr_len + 1) : NULL;
+    if (o == NULL) {
+        fail(c, code != 0 ? OG_E_INTERNAL : OG_E_BAD_GATEWAY);
+        return false;
+    }
+    char *h = (char *)(o + 1);
+    if (hdr_len)
+        memcpy(h, hdr, hdr_len);
+    h[hdr_len] = '\0';
+    *o = (struct ds_owner){.refs = 1};
+    struct ds_resp r = {.code = code,
+                        .hdr = h,
+                        .hdr_len = hdr_len,
+                        .attempts = c->attempts,
+                        .owner = o,
+                        .release = owner_release};
+    r.latency_ms = (double)(uv_hrtime() - c->t0_ns) / 1e6;
+    c->head_done = true;
+    observe(c, &r);
+    stream_progress(c);
+    c->scbs.on_head(c->arg, &r);
+    owner_release(o);
+    return !c->finished;
+}
+
+bool ds__stream_chunk(struct ds_call *c, struct ds_chunk *ch, const uint8_t *p, size_t n)
+{
+    if (c->finished || n == 0) {
+        ch->c = NULL;
+        ch->release(ch);
+        return !c->finished;
+    }
+    ch->c = c;
+    ch->next = c->chunks;
+    c->chunks = ch;
+    c->held++;
+    stream_progress(c);
+    c->scbs.on_chunk(c->arg, p, n, ch);
+    return !c->finished;
+}
+
+void ds__stream_end(struct ds_call *c, int status)
+{
+    if (c->finished)
+        return;
+    c->in_attempt = false; /* the backend has let go (internal.h) */
+    stream_end(c, status);
+}
+
+void ds_chunk_done(void *chunk_owner)
+{
+    struct ds_chunk *ch = chunk_owner;
+    if (ch == NULL)
+        return;
+    struct ds_call *c = ch->c;
+    if (c) {
+        /* Held chunks number at most DS_STREAM_WINDOW_MAX: a list walk. */
+        for (struct ds_chunk **pp = &c->chunks; *pp; pp = &(*pp)->next)
+            if (*pp == ch) {
+                *pp = ch->next;
+                break;
+            }
+        c->held--;
+        ch->c = NULL;
+        if (c->in_attempt && backends[c->req.svc]->consumed)
+            backends[c->req.svc]->consumed(c);
+        stream_progress(c);
+    }
+    ch->release(ch);
 }
 
 void ds_cancel(struct ds_call *c)

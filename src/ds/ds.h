@@ -56,6 +56,9 @@ struct ds_req {
     /* For coalescing storage reads: address + range key, or NULL. */
     const char *coalesce_key;
     size_t coalesce_key_len;
+    /* ds_call_stream only: chunks the consumer may hold before the producer
+     * is paused (DS_STREAM_WINDOW_MIN..MAX; 0 = DS_STREAM_WINDOW_DEF). */
+    unsigned stream_window;
 };
 
 struct ds_call;
@@ -65,8 +68,71 @@ struct ds_call;
  * unless the call is cancelled first. */
 struct ds_call *ds_call(struct worker *w, const struct ds_req *req, ds_cb cb, void *arg);
 
-/* The caller no longer wants the answer: cb will not run. */
+/* The caller no longer wants the answer: cb (or a stream's callbacks) will
+ * not run. NULL is a no-op; a handle must not be used once its call ended. */
 void ds_cancel(struct ds_call *c);
+
+/*
+ * Streams: the body of an answer is handed over as it arrives, in chunks
+ * (about 64 KiB each), so that memory per call stays bounded whatever the
+ * object's size. A chunk stays valid until the consumer passes its owner to
+ * ds_chunk_done(); that release is what lets the producer go on: remote
+ * (OAP/1) streams grant credit to the service, in-process ones hand out the
+ * next slice. At most about stream_window chunks are held at once, so a
+ * consumer that stops releasing chunks stops the producer.
+ *
+ * Order of callbacks, all on the calling worker's loop and never inside
+ * ds_call_stream() itself:
+ *   on_head  exactly once, first. head->code 0 means the call failed before
+ *            any answer (head->err: BUSY when shed by the concurrency limit,
+ *            DOWNSTREAM_TIMEOUT, BAD_GATEWAY, INTERNAL): nothing follows.
+ *            Otherwise head carries the status and header JSON (body empty);
+ *            it is valid during the callback, or beyond it via ds_resp_keep.
+ *   on_chunk zero or more times, n > 0, in order.
+ *   on_end   exactly once after a head with code != 0: status
+ *            DS_STREAM_OK, or a negative enum ds_stream_status.
+ * ds_cancel() (allowed inside any of the callbacks) stops the stream: no
+ * callback runs after it. Chunks already delivered stay owned by the
+ * consumer, which releases each of them with ds_chunk_done(), also after
+ * the end or a cancel.
+ *
+ * Streams are never retried, hedged or coalesced: their answer is consumed
+ * while it arrives, so a second attempt could not take back what a client
+ * has already been sent, and a shared answer would tie one client's pace to
+ * another's. The per-downstream concurrency limit applies for the whole
+ * stream. req->deadline_ms bounds the time to the head; after it, the
+ * stream fails with DS_STREAM_DEADLINE when the producer makes no progress
+ * for that same budget while the consumer has room for more (a consumer
+ * that holds the whole window is never timed out here: the client's write
+ * timeout is its bound).
+ */
+#define DS_STREAM_WINDOW_MIN 1
+#define DS_STREAM_WINDOW_DEF 4
+#define DS_STREAM_WINDOW_MAX 16
+#define DS_STREAM_CHUNK_BYTES 65536 /* in-process slices; remote chunks are OAP/1 frames */
+
+enum ds_stream_status {
+    DS_STREAM_OK = 0,
+    DS_STREAM_TRUNCATED = -1, /* the answer broke off or was malformed mid-body */
+    DS_STREAM_LOST = -2,      /* the connection to the service was lost */
+    DS_STREAM_DEADLINE = -3,  /* no progress from the producer within the budget */
+    DS_STREAM_NOMEM = -4,     /* no memory for the next chunk */
+};
+
+struct ds_stream_cbs {
+    void (*on_head)(void *arg, struct ds_resp *head);
+    void (*on_chunk)(void *arg, const uint8_t *p, size_t n, void *chunk_owner);
+    void (*on_end)(void *arg, int status);
+};
+
+/* Start a streamed call (see above); req->idempotent and coalesce_key are
+ * ignored. cbs is copied. Returns a handle for ds_cancel, or NULL when the
+ * call could not be created (no callback will run). */
+struct ds_call *ds_call_stream(struct worker *w, const struct ds_req *req,
+                               const struct ds_stream_cbs *cbs, void *arg);
+
+/* The consumer is done with a chunk's bytes. NULL is a no-op. */
+void ds_chunk_done(void *chunk_owner);
 
 /* Take ownership of resp beyond the callback (copies the struct). */
 struct ds_resp *ds_resp_keep(const struct ds_resp *resp);

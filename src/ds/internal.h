@@ -18,6 +18,19 @@ struct ds_owner {
     void (*release)(void *p);
 };
 
+/*
+ * A chunk of a stream held by the consumer (the chunk_owner of on_chunk).
+ * The backend allocates it with its bytes and sets release, which frees
+ * both; ds core links it to its call while the call runs (so a release can
+ * give credit back) and cuts the link when the call ends (so a release
+ * after the end touches only the chunk).
+ */
+struct ds_chunk {
+    struct ds_call *c; /* NULL once the call ended */
+    struct ds_chunk *next;
+    void (*release)(struct ds_chunk *ch);
+};
+
 struct ds_call {
     struct worker *w;
     struct ds_req req;      /* copy; req.hdr points at hdr_copy */
@@ -45,6 +58,15 @@ struct ds_call {
     struct ds_call *qnext;  /* backend queue link (the backend's to use) */
     struct ds_call *cnext;  /* coalescing list link (ds core) */
     void *bstate;           /* backend's per-attempt state */
+    /* Streams (ds_call_stream). */
+    bool stream;
+    bool head_done;         /* on_head ran with an answer */
+    struct ds_stream_cbs scbs;
+    unsigned window;        /* chunks the consumer may hold */
+    unsigned held;          /* chunks the consumer holds now */
+    struct ds_chunk *chunks; /* those chunks */
+    uint64_t stall_ms;      /* producer progress budget after the head */
+    void *bstream;          /* backend's stream state */
 };
 
 /* A backend starts one attempt of c (c->wire_hdr, c->req.body) and later
@@ -56,6 +78,10 @@ struct ds_backend {
     int (*send)(struct ds_call *c);
     void (*abort)(struct ds_call *c);
     void (*worker_init)(struct worker *w, enum ds_service svc);
+    /* A stream's consumer released one chunk of c, which is still running:
+     * the backend may let the producer send one more. Never delivers a
+     * chunk from inside (the consumer may be in its own callback). */
+    void (*consumed)(struct ds_call *c);
     bool (*healthy)(enum ds_service svc); /* for /readyz; any thread */
 };
 
@@ -63,6 +89,25 @@ struct ds_backend {
  * transport failure is code 0 with err set (BAD_GATEWAY: connection lost or
  * malformed answer; BUSY: no capacity). */
 void ds__attempt_done(struct ds_call *c, struct ds_resp *resp);
+
+/*
+ * Streams. A backend sees c->stream and, instead of one whole answer,
+ * delivers a head, then chunks, then an end, each at most once per call and
+ * in that order. ds__attempt_done stays the way to fail a stream (code 0):
+ * before the head the consumer gets on_head with the error; after it,
+ * on_end(DS_STREAM_LOST, or DEADLINE for DOWNSTREAM_TIMEOUT). A whole
+ * answer passed to ds__attempt_done is delivered as head, one chunk (the
+ * body, zero copy) and end: the way a one-frame answer of a small object
+ * reaches a stream.
+ *
+ * ds__stream_head: the answer's status and header JSON (copied). Returns
+ * whether the call still wants its body (false: it was cancelled or ended).
+ * ds__stream_chunk: takes ch in every case (n > 0); returns as above.
+ * ds__stream_end: the last callback; the backend must have let go of c.
+ */
+bool ds__stream_head(struct ds_call *c, int code, const char *hdr, size_t hdr_len);
+bool ds__stream_chunk(struct ds_call *c, struct ds_chunk *ch, const uint8_t *p, size_t n);
+void ds__stream_end(struct ds_call *c, int status);
 
 /* App protocol id of a service (OAP_APP_*). */
 uint16_t ds__app_id(enum ds_service s);

@@ -29,6 +29,21 @@
  * to ds__attempt_done is one malloc'd block (header JSON + body) released by
  * free: frames are views into the read buffer, which the next read reuses.
  *
+ * Streams (ds_call_stream). The START frame's header is the head; the body
+ * bytes of every frame are copied once into a chunk of their own (the read
+ * buffer is reused by the next read) and handed to the consumer. A frame
+ * stays "buffered" in the stream's oap_consumer until the consumer releases
+ * its chunk (backend hook consumed), and only then is credit granted, so the
+ * service runs at most the credit window ahead of the client's socket:
+ * window = the call's stream_window, raised to OAP_STREAM_INITIAL_CREDIT
+ * (4) because the protocol lets a producer send that many frames unasked.
+ * There is no size ceiling: memory is bounded by the window, not the object.
+ * A one-frame answer reaches the consumer as head + one chunk + end through
+ * ds__attempt_done. A stream whose call is cancelled forgets the frames the
+ * consumer held and is drained like any orphan. Memory per stream: at most
+ * max(window, 4) chunks of one frame's body each (64 KiB from the reference
+ * services), besides the connection's shared read buffer.
+ *
  * Failures and their mapping (ds_resp.code 0, err):
  *   - connection lost, refused, decode error, HELLO failure, unknown
  *     corr_id, stream without credit, COMP payload (we announce no COMP):
@@ -99,6 +114,7 @@ struct rslot {
     struct oap_producer prod;
     size_t sent; /* body bytes handed to uv_write */
     bool resp_stream;
+    bool chunked; /* a ds_call_stream answer: frames go to the consumer as chunks */
     int code;
     struct oap_consumer cons;
     char *acc; /* streamed answer: header JSON, then body */
@@ -282,6 +298,44 @@ static int send_grant(struct rconn *rc, uint16_t app, uint64_t corr, uint32_t n)
 }
 
 /* ------------------------------------------------------------------ slots */
+
+/* A stream chunk: one frame's body bytes, copied out of the read buffer. */
+struct rchunk {
+    struct ds_chunk ch;
+    uint8_t data[];
+};
+
+static void rchunk_release(struct ds_chunk *ch)
+{
+    free(ch);
+}
+
+/* Grant the credit s's window allows now (batched by oap_consumer). */
+static int slot_grant(struct rconn *rc, struct rslot *s)
+{
+    uint32_t g;
+
+    if (rc->st != RC_READY || !s->resp_stream)
+        return 0;
+    g = oap_consumer_grant(&s->cons);
+    if (g && send_grant(rc, ds__app_id(rc->pool->svc), s->corr, g) != 0)
+        return -1;
+    return 0;
+}
+
+/* The call of s no longer wants the answer: the slot stays until the
+ * answer is over (its corr_id must not be reused before), and the frames
+ * its consumer held are forgotten so that the rest drains under credit. */
+static void slot_orphan(struct rconn *rc, struct rslot *s)
+{
+    s->c = NULL;
+    s->orphan_ms = now_ms(rc) | 1;
+    rc->orphans++;
+    free(s->acc); /* a stream in progress is drained, not kept */
+    s->acc = NULL;
+    if (s->chunked)
+        s->cons.buffered = 0;
+}
 
 static struct rslot *slot_of(struct rconn *rc, uint64_t corr)
 {
@@ -619,11 +673,7 @@ static int conn_on_stream(struct rconn *rc, struct rslot *s, const struct oap_fr
         size_t body = s->acc_len - s->acc_hdr;
         if (body + part_len > REMOTE_STREAM_MAX_BYTES) {
             struct ds_call *c = s->c;
-            s->c = NULL; /* refuse it, keep draining the stream */
-            s->orphan_ms = now_ms(rc) | 1;
-            rc->orphans++;
-            free(s->acc);
-            s->acc = NULL;
+            slot_orphan(rc, s); /* refuse it, keep draining the stream */
             call_fail(c);
             if (rc->st != RC_READY)
                 return 0;
@@ -654,6 +704,59 @@ static int conn_on_stream(struct rconn *rc, struct rslot *s, const struct oap_fr
     if (g && send_grant(rc, f->h.app_proto_id, s->corr, g) != 0)
         return -1;
     return 0;
+}
+
+/* The last frame of a chunked answer was taken: the slot is done. */
+static void stream_slot_end(struct rconn *rc, struct rslot *s)
+{
+    struct ds_call *c = s->c;
+    bool unsafe = slot_unsafe(rc, s);
+    struct rpool *p = rc->pool;
+
+    slot_free(rc, s);
+    if (unsafe)
+        conn_fail(rc, "answer before the request was sent");
+    if (c) {
+        c->bstate = NULL;
+        ds__stream_end(c, DS_STREAM_OK);
+    }
+    if (rc->st == RC_READY)
+        pool_dispatch(p);
+}
+
+/*
+ * A frame of a chunked answer, already counted by the consumer state: its
+ * body part goes to the call as a chunk, which keeps the frame "buffered"
+ * until the consumer releases it (remote_consumed). Without a call (cancelled,
+ * or no memory) the frame is consumed at once. Returns 0 or -1 (protocol).
+ */
+static int stream_take(struct rconn *rc, struct rslot *s, const struct oap_frame *f,
+                       const uint8_t *part, size_t part_len)
+{
+    struct ds_call *c = s->c;
+    bool held = false;
+
+    if (c && part_len > 0) {
+        struct rchunk *k = malloc(sizeof(*k) + part_len);
+        if (k == NULL) {
+            slot_orphan(rc, s);
+            c->bstate = NULL;
+            ds__stream_end(c, DS_STREAM_NOMEM);
+        } else {
+            memcpy(k->data, part, part_len);
+            k->ch.release = rchunk_release;
+            held = true;
+            /* The consumer may cancel in there: s is then an orphan. */
+            ds__stream_chunk(c, &k->ch, k->data, part_len);
+        }
+    }
+    if (!held)
+        oap_consumer_on_consumed(&s->cons, 1);
+    if (f->h.flags & OAP_FLAG_END) {
+        stream_slot_end(rc, s);
+        return 0;
+    }
+    return slot_grant(rc, s);
 }
 
 /* One frame on a READY connection. Returns 0, or -1 for a protocol error
@@ -688,6 +791,15 @@ static int conn_on_frame(struct rconn *rc, const struct oap_frame *f)
             return -1;
         s->resp_stream = true;
         s->code = f->h.code;
+        if (s->c && s->c->stream) {
+            s->chunked = true;
+            oap_consumer_init(&s->cons, s->c->window);
+            if (oap_consumer_on_frame(&s->cons, f->h.flags) != 0)
+                return -1;
+            /* A cancel or failure in there leaves s an orphan to drain. */
+            ds__stream_head(s->c, f->h.code, d.hdr, d.hdr_len);
+            return stream_take(rc, s, f, d.body, d.body_len);
+        }
         oap_consumer_init(&s->cons, REMOTE_STREAM_WINDOW);
         if (s->c) {
             s->acc_cap = d.hdr_len + d.body_len + 4 * OAP_STREAM_CHUNK_DEF_BYTES;
@@ -698,6 +810,11 @@ static int conn_on_frame(struct rconn *rc, const struct oap_frame *f)
             s->acc_len = s->acc_hdr = d.hdr_len;
         }
         return conn_on_stream(rc, s, f, d.body, d.body_len);
+    }
+    if (s->resp_stream && s->chunked) {
+        if (oap_consumer_on_frame(&s->cons, f->h.flags) != 0)
+            return -1; /* no credit for it, or after END */
+        return stream_take(rc, s, f, f->payload, f->payload_len);
     }
     if (s->resp_stream)
         return conn_on_stream(rc, s, f, f->payload, f->payload_len);
@@ -973,13 +1090,24 @@ static void remote_abort(struct ds_call *c)
         return;
     }
     struct rconn *rc = s->rc;
-    s->c = NULL;
-    s->orphan_ms = now_ms(rc) | 1;
-    rc->orphans++;
-    free(s->acc); /* a stream in progress is drained, not kept */
-    s->acc = NULL;
+    slot_orphan(rc, s);
     if (slot_unsafe(rc, s))
         conn_fail(rc, "abandoned request still being written");
+    else if (slot_grant(rc, s) != 0)
+        conn_fail(rc, "cannot grant credit");
+}
+
+/* The consumer of a chunked answer released one chunk: one frame less is
+ * buffered, which may open the window for a grant. */
+static void remote_consumed(struct ds_call *c)
+{
+    struct rslot *s = c->bstate;
+
+    if (s == NULL || s->c != c || !s->chunked)
+        return;
+    oap_consumer_on_consumed(&s->cons, 1);
+    if (slot_grant(s->rc, s) != 0)
+        conn_fail(s->rc, "cannot grant credit");
 }
 
 static bool remote_healthy(enum ds_service svc)
@@ -992,5 +1120,6 @@ const struct ds_backend ds__remote_backend = {
     .send = remote_send,
     .abort = remote_abort,
     .worker_init = remote_worker_init,
+    .consumed = remote_consumed,
     .healthy = remote_healthy,
 };

@@ -450,20 +450,17 @@ static void free_handle(uv_handle_t *h)
     free(h);
 }
 
+/* A write: libuv's request, or a record of one that finished at once. */
 struct wreq {
     uv_write_t w;
     struct conn *c;
     conn_write_cb cb;
     void *arg;
+    struct wreq *next; /* worker's completed list */
 };
 
-static void on_write(uv_write_t *w, int status)
+static void write_finished(struct conn *c, conn_write_cb cb, void *arg, int status)
 {
-    struct wreq *wr = (struct wreq *)w;
-    struct conn *c = wr->c;
-    conn_write_cb cb = wr->cb;
-    void *arg = wr->arg;
-    free(wr);
     c->writes_pending--;
     c->write_progress_ms = conn_now(c);
     if (cb)
@@ -487,6 +484,52 @@ static void on_write(uv_write_t *w, int status)
     conn_rearm(c);
 }
 
+static void on_write(uv_write_t *w, int status)
+{
+    struct wreq *wr = (struct wreq *)w;
+    struct conn *c = wr->c;
+    conn_write_cb cb = wr->cb;
+    void *arg = wr->arg;
+    free(wr);
+    write_finished(c, cb, arg, status);
+}
+
+void conn_flush_completions(struct worker *w)
+{
+    /* Callbacks may write again (a stream pump): take the list, run it, and
+     * repeat until nothing new finished. */
+    while (w->done_head) {
+        struct wreq *wr = w->done_head;
+        w->done_head = w->done_tail = NULL;
+        while (wr) {
+            struct wreq *next = wr->next;
+            struct conn *c = wr->c;
+            conn_write_cb cb = wr->cb;
+            void *arg = wr->arg;
+            free(wr);
+            write_finished(c, cb, arg, 0);
+            wr = next;
+        }
+    }
+    uv_idle_stop(&w->spin);
+}
+
+static void on_spin(uv_idle_t *h)
+{
+    /* Only here so that poll does not block; the check phase runs next. */
+}
+
+/* Try to write everything now. libuv's uv_write re-arms the poll set after
+ * every completed write (one epoll_ctl per response); a write the kernel
+ * takes whole needs no poll at all. Returns bytes written, or < 0. */
+static ssize_t write_now(struct conn *c, const uv_buf_t *bufs, unsigned nbufs)
+{
+    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) != 0)
+        return 0; /* keep order behind queued bytes */
+    int n = uv_try_write((uv_stream_t *)&c->tcp, bufs, nbufs);
+    return n == UV_EAGAIN ? 0 : n;
+}
+
 int conn_write(struct conn *c, const uv_buf_t *bufs, unsigned nbufs, conn_write_cb on_done,
                void *arg)
 {
@@ -498,18 +541,51 @@ int conn_write(struct conn *c, const uv_buf_t *bufs, unsigned nbufs, conn_write_
     wr->c = c;
     wr->cb = on_done;
     wr->arg = arg;
+    wr->next = NULL;
     if (c->writes_pending == 0)
         c->write_progress_ms = conn_now(c);
-    int rc = uv_write(&wr->w, (uv_stream_t *)&c->tcp, bufs, nbufs, on_write);
-    if (rc != 0) {
+    size_t total = 0;
+    for (unsigned i = 0; i < nbufs; i++)
+        total += bufs[i].len;
+    ssize_t done = write_now(c, bufs, nbufs);
+    if (done < 0) {
         free(wr);
-        return rc;
+        return (int)done;
+    }
+    if ((size_t)done == total) {
+        /* Finished: the callback still runs later, from the check phase. */
+        struct worker *w = c->w;
+        if (w->done_tail)
+            w->done_tail->next = wr;
+        else
+            w->done_head = wr;
+        w->done_tail = wr;
+        uv_idle_start(&w->spin, on_spin);
+    } else {
+        /* Queue what is left; the caller's buffers stay valid until on_done. */
+        uv_buf_t rest[8];
+        unsigned k = 0;
+        size_t skip = (size_t)done;
+        if (nbufs > 8) {
+            free(wr);
+            return UV_EINVAL;
+        }
+        for (unsigned i = 0; i < nbufs; i++) {
+            if (skip >= bufs[i].len) {
+                skip -= bufs[i].len;
+                continue;
+            }
+            rest[k++] = uv_buf_init(bufs[i].base + skip, (unsigned)(bufs[i].len - skip));
+            skip = 0;
+        }
+        int rc = uv_write(&wr->w, (uv_stream_t *)&c->tcp, rest, k, on_write);
+        if (rc != 0) {
+            free(wr);
+            return rc;
+        }
     }
     c->writes_pending++;
-    size_t n = 0;
-    for (unsigned i = 0; i < nbufs; i++)
-        n += bufs[i].len;
-    SHARD_ADD(c->w->m->bytes_out, n);
+    SHARD_ADD(c->w->m->bytes_out, total);
     return 0;
 }
 

@@ -60,6 +60,10 @@ typedef void (*conn_write_cb)(void *arg, int status);
 int conn_write(struct conn *c, const uv_buf_t *bufs, unsigned nbufs, conn_write_cb on_done,
                void *arg);
 
+/* Run the callbacks of writes that finished synchronously (from the
+ * worker's check phase: never inside the conn_write that queued them). */
+void conn_flush_completions(struct worker *w);
+
 /* Close the connection now (pending writes are dropped). */
 void conn_close(struct conn *c);
 

@@ -23,6 +23,7 @@
 
 struct conn;
 struct http_req;
+struct wreq;
 
 /* Slots for per-worker state owned by other modules (downstream pools...). */
 enum {
@@ -41,6 +42,8 @@ struct worker {
     uv_tcp_t listener;
     uv_async_t wake; /* drain / reload notifications from the main thread */
     uv_check_t flush; /* writes buffered log lines once per loop turn */
+    uv_idle_t spin;   /* keeps poll from blocking while completions wait */
+    struct wreq *done_head, *done_tail; /* writes finished synchronously */
     const struct router *router;
     struct metrics_shard *m;
     struct conn *conns; /* intrusive list head */

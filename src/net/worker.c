@@ -90,6 +90,7 @@ int worker_listen(struct worker *w, const char *addr)
 static void on_flush(uv_check_t *h)
 {
     struct worker *w = h->data;
+    conn_flush_completions(w);
     if (w->logbuf.n)
         log_flush(&w->logbuf);
 }
@@ -114,6 +115,8 @@ int worker_init(struct worker *w, int id, bool is_admin, const struct router *ro
     w->flush.data = w;
     uv_check_start(&w->flush, on_flush);
     uv_unref((uv_handle_t *)&w->flush);
+    uv_idle_init(&w->loop, &w->spin);
+    w->spin.data = w;
     return 0;
 }
 
