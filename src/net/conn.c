@@ -110,12 +110,17 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
 }
 
 static void start_reading(struct conn *c);
+static void stop_reading(struct conn *c);
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 {
     struct conn *c = s->data;
     if (nread == 0 || c->closing)
         return;
+    if (nread == UV_ENOBUFS) { /* buffer full behind a request in service */
+        stop_reading(c);
+        return;
+    }
     if (c->phase == PHASE_CLOSING) { /* lingering close: discard */
         if (nread < 0)
             conn_close(c);
@@ -330,9 +335,12 @@ static void conn_process(struct conn *c)
     c->in_process = false;
     if (c->closing)
         return;
-    if (c->req_active || c->phase == PHASE_CLOSING)
+    /* Reading goes on while a request is served (pipelined bytes wait in
+     * the buffer), so the poll set is not touched per request; a full buffer
+     * stops it (on_read, UV_ENOBUFS) until the request is done. */
+    if (c->phase == PHASE_CLOSING || c->close_after_write)
         stop_reading(c);
-    else if (!c->close_after_write)
+    else if (c->rlen < c->rcap)
         start_reading(c);
     if (c->phase == PHASE_CLOSING && c->writes_pending == 0)
         start_reading(c); /* lingering close */
