@@ -490,8 +490,8 @@ static const char *op_label(const char *op)
     return "invalid";
 }
 
-/* Parsed request headers, memoised per thread by the BLAKE3 hash of their
- * bytes. A header's meaning depends only on its bytes; for in-process calls
+/* Parsed request headers, memoised per thread and matched on their exact
+ * bytes (a keyed SipHash only picks the slot). A header's meaning depends only on its bytes; for in-process calls
  * the deadline travels beside the header (proto_req.has_deadline), so the
  * same read of the same object or name is parsed once per thread, not once
  * per request. The memo holds a reference; ops only read the object. */

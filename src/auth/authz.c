@@ -2,9 +2,9 @@
  * authz.c — the per-request capability and policy check.
  *
  * Keys and policy live in one immutable snapshot swapped atomically on
- * reload. A snapshot retired by a reload is freed (keys wiped) at the next
- * reload: a check holds a snapshot only for the microseconds of one
- * synchronous call, far shorter than any interval between two reloads.
+ * reload. A retired snapshot is freed (keys wiped) two seconds later by a
+ * timer on the admin loop: a check holds a snapshot only for the
+ * microseconds of one synchronous call.
  */
 #include "auth/authz.h"
 
@@ -40,7 +40,12 @@ struct auth_state {
 };
 
 static _Atomic(struct auth_state *) current;
-static struct auth_state *retired; /* admin thread only */
+#define AUTH_RETIRE_MS 2000
+#define AUTH_RETIRED_MAX 16
+static struct auth_state *retired[AUTH_RETIRED_MAX]; /* admin thread only */
+static unsigned nretired;
+static uv_timer_t retire_timer;
+static bool retire_timer_ready;
 static atomic_bool keys_ok = true, policy_ok = true;
 static bool demo_keys; /* the key set is the in-memory demo key */
 
@@ -178,6 +183,20 @@ int authz_start(const struct og_config *cfg, bool demo, char *dev_token, size_t 
     return 0;
 }
 
+/* Free the n oldest retired snapshots. */
+static void free_retired_upto(unsigned n)
+{
+    for (unsigned i = 0; i < n && i < nretired; i++)
+        state_free(retired[i]);
+    memmove(retired, retired + n, (nretired - n) * sizeof(retired[0]));
+    nretired -= n;
+}
+
+static void on_retire(uv_timer_t *t)
+{
+    free_retired_upto(nretired);
+}
+
 int authz_reload(const struct og_config *nu, char *err, size_t errlen)
 {
     struct auth_state *s = state_build(nu, demo_keys, err, errlen);
@@ -199,15 +218,24 @@ int authz_reload(const struct og_config *nu, char *err, size_t errlen)
     }
     atomic_store(&keys_ok, true);
     atomic_store(&policy_ok, true);
-    state_free(retired);
-    retired = atomic_exchange(&current, s);
+    struct auth_state *old = atomic_exchange(&current, s);
+    if (nretired == AUTH_RETIRED_MAX) /* a reload storm: free the oldest now */
+        free_retired_upto(1);
+    retired[nretired++] = old;
+    if (!retire_timer_ready) {
+        uv_timer_init(&g_server.admin.loop, &retire_timer);
+        uv_unref((uv_handle_t *)&retire_timer);
+        retire_timer_ready = true;
+    }
+    uv_timer_start(&retire_timer, on_retire, AUTH_RETIRE_MS, 0);
     return 0;
 }
 
 void authz_stop(void)
 {
-    state_free(retired);
-    retired = NULL;
+    free_retired_upto(nretired);
+    if (retire_timer_ready && !uv_is_closing((uv_handle_t *)&retire_timer))
+        uv_close((uv_handle_t *)&retire_timer, NULL);
     state_free(atomic_exchange(&current, NULL));
 }
 

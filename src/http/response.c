@@ -106,7 +106,8 @@ static const char *method_label(const struct http_req *req)
 
 static void access_log(struct http_req *req, uint64_t latency_us)
 {
-    if (log_min_level > LOG_INFO)
+    /* 5xx lines are warnings: they stay visible at log_level = warn. */
+    if (log_min_level > (req->status >= 500 ? LOG_WARN : LOG_INFO))
         return;
     struct worker *w = req->conn->w;
     struct jw j;

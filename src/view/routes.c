@@ -508,7 +508,9 @@ struct feed_ctx;
 struct feed_item {
     struct feed_ctx *f;
     uint64_t id, sent_ms;
-    json_t *body; /* the message, parsed */
+    json_t *body; /* the message, parsed, when it is JSON */
+    uint8_t *raw; /* the message bytes otherwise */
+    size_t raw_len;
     bool has_obj;
     struct view_part part;
     struct part_result res;
@@ -529,6 +531,7 @@ static void feed_free(struct feed_ctx *f)
 {
     for (unsigned i = 0; i < f->n; i++) {
         json_decref(f->items[i].body);
+        free(f->items[i].raw);
         ds_resp_free(f->items[i].kept);
     }
     free(f);
@@ -569,6 +572,8 @@ static void feed_finish(struct feed_ctx *f)
         char *dump = it->body ? json_dumps(it->body, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
         if (dump)
             jw_raw(&j, dump, strlen(dump));
+        else if (it->raw)
+            view_jw_base64(&j, it->raw, it->raw_len); /* not JSON: as in views */
         else
             jw_null(&j);
         free(dump);
@@ -641,7 +646,7 @@ static void peek_on_resp(void *arg, struct ds_resp *r)
     if (r->code != 200) {
         req->on_cancel = NULL;
         feed_free(f);
-        if (r->code == 404) /* an unknown channel is an empty feed */
+        if (r->code == 404) /* the mailbox answers 404 only for a malformed channel name */
             http_respond_error(req, OG_E_NOT_FOUND, "no such channel");
         else
             respond_failed(req, r, "mailbox peek");
@@ -676,7 +681,12 @@ static void peek_on_resp(void *arg, struct ds_resp *r)
             if (rl >= 0)
                 it->body = json_loadb((const char *)raw, (size_t)rl,
                                       JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &e);
-            free(raw);
+            if (rl >= 0 && it->body == NULL) {
+                it->raw = raw;
+                it->raw_len = (size_t)rl;
+            } else {
+                free(raw);
+            }
         }
         /* Pull-on-read join: a message naming an object gets it attached. */
         json_t *obj = it->body ? json_object_get(it->body, "obj") : NULL;
