@@ -202,6 +202,8 @@ static size_t build_head(struct http_req *req, char *out, int status, const char
                          int64_t content_length)
 {
     struct worker *w = req->conn->w;
+    if (req->t_start_ns) /* parse errors answered before dispatch have none */
+        metrics_observe_ttfb(w->m, req->route_id, (uv_hrtime() - req->t_start_ns) / 1000);
     char *p = out;
     p = PUTS(p, "HTTP/1.1 ");
     p = put_u64(p, (uint64_t)status);

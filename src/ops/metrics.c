@@ -93,6 +93,15 @@ void metrics_observe_request(struct metrics_shard *m, int route_id, int llhttp_m
     SHARD_ADD(m->lat_sum_us[route_id][mi], latency_us);
 }
 
+void metrics_observe_ttfb(struct metrics_shard *m, int route_id, uint64_t latency_us)
+{
+    int b = 0;
+    while (b < METRICS_BUCKETS - 1 && (double)latency_us > BUCKETS[b] * 1e6)
+        b++;
+    SHARD_ADD(m->ttfb_bucket[route_id][b], 1);
+    SHARD_ADD(m->ttfb_sum_us[route_id], latency_us);
+}
+
 void metrics_register(metrics_render_fn fn)
 {
     if (nrenderers < (int)(sizeof(renderers) / sizeof(renderers[0])))
@@ -170,6 +179,26 @@ static void render_http(struct buf *out)
             metrics_sample(out, "request_latency_seconds_sum", lab, (double)SUM(lat_sum_us[r][m]) / 1e6);
             metrics_sample(out, "request_latency_seconds_count", lab, (double)total);
         }
+    metrics_family(out, "response_first_byte_seconds", "histogram",
+                   "Time from dispatch to the response head on the socket (range start for objects).");
+    for (int r = 0; r < nroutes; r++) {
+        uint64_t counts[METRICS_BUCKETS], total = 0, cum = 0;
+        for (int b = 0; b < METRICS_BUCKETS; b++)
+            total += counts[b] = SUM(ttfb_bucket[r][b]);
+        if (!total)
+            continue;
+        for (int b = 0; b < METRICS_BUCKETS; b++) {
+            cum += counts[b];
+            if (b < METRICS_BUCKETS - 1)
+                snprintf(lab, sizeof(lab), "route=\"%s\",le=\"%g\"", route_labels[r], BUCKETS[b]);
+            else
+                snprintf(lab, sizeof(lab), "route=\"%s\",le=\"+Inf\"", route_labels[r]);
+            metrics_sample(out, "response_first_byte_seconds_bucket", lab, (double)cum);
+        }
+        snprintf(lab, sizeof(lab), "route=\"%s\"", route_labels[r]);
+        metrics_sample(out, "response_first_byte_seconds_sum", lab, (double)SUM(ttfb_sum_us[r]) / 1e6);
+        metrics_sample(out, "response_first_byte_seconds_count", lab, (double)total);
+    }
     metrics_family(out, "rejected_total", "counter", "Non-2xx answers by error code.");
     for (int e = 0; e < OG_E__COUNT; e++) {
         snprintf(lab, sizeof(lab), "reason=\"%s\"", og_err_code((enum og_err)e));

@@ -24,6 +24,8 @@ struct metrics_shard {
     uint64_t req[METRICS_ROUTES_MAX][METRICS_METHODS][METRICS_STATUSES];
     uint64_t lat_bucket[METRICS_ROUTES_MAX][METRICS_METHODS][METRICS_BUCKETS];
     uint64_t lat_sum_us[METRICS_ROUTES_MAX][METRICS_METHODS];
+    uint64_t ttfb_bucket[METRICS_ROUTES_MAX][METRICS_BUCKETS]; /* time to first byte */
+    uint64_t ttfb_sum_us[METRICS_ROUTES_MAX];
     uint64_t rejected[OG_E__COUNT];
     uint64_t bytes_in, bytes_out;
     uint64_t conns_accepted, conns_refused;
@@ -44,6 +46,10 @@ int metrics_route_unmatched(void);
 
 void metrics_observe_request(struct metrics_shard *m, int route_id, int llhttp_method, int status,
                              uint64_t latency_us);
+/* Time from dispatch to the response head being handed to the socket: for
+ * streamed objects this is the range start latency. */
+void metrics_observe_ttfb(struct metrics_shard *m, int route_id, uint64_t latency_us);
+
 static inline void metrics_rejected(struct metrics_shard *m, enum og_err e)
 {
     SHARD_ADD(m->rejected[e], 1);
