@@ -283,6 +283,34 @@ def test_storage_errors_retry_then_fail__macronode():
     check(st == 200 and d["complete"] is True, "no recovery %d" % st)
 
 
+def test_hedged_reads_visible__macronode():
+    # Hedging is off by default; with hedge_after on, a slow storage read
+    # gets a second attempt from the shared budget and the faster one wins.
+    p = start_profile("macronode", "--hedge-after", "20ms")
+    p.faults("storage", latency_ms=0, jitter_ms=150)
+    for i in range(30):
+        st, _, d = view(p, "user-%03d" % (i % 10))
+        check(st == 200, (st, d))
+    won = p.metric("hedged_requests_total", {"service": "storage", "outcome": "won"}) or 0
+    lost = p.metric("hedged_requests_total", {"service": "storage", "outcome": "lost"}) or 0
+    check(won + lost > 0, "no hedges visible (won %r lost %r)" % (won, lost))
+    # Hedges draw on the retry budget: never more than the budget allows.
+    check(won + lost <= 30 * 2 * 0.1 + 20, "hedges exceed the budget: %r" % (won + lost))
+    p.faults("storage", jitter_ms=0)
+
+
+def test_no_hedges_by_default__macronode():
+    p = start_profile("macronode")
+    p.faults("storage", latency_ms=0, jitter_ms=100)
+    for i in range(10):
+        st, _, _ = view(p, "user-%03d" % i)
+        check(st == 200)
+    total = (p.metric("hedged_requests_total", {"service": "storage", "outcome": "won"}) or 0) + \
+        (p.metric("hedged_requests_total", {"service": "storage", "outcome": "lost"}) or 0)
+    check(total == 0, "hedged while off: %r" % total)
+    p.faults("storage", jitter_ms=0)
+
+
 def test_corrupt_bytes_are_integrity_errors__macronode():
     p = start_profile("macronode")
     st, _, good = view(p, "user-007")
