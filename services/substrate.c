@@ -279,8 +279,7 @@ static int parse_size(const char *s, uint64_t *out)
         mul = 1ull << 30;
         end++;
         break;
-    default:
-        break;
+    default: break;
     }
     if ((*end == 'i' || *end == 'I') && mul > 1)
         end++;

@@ -123,12 +123,11 @@ static const struct subcommand SUBCOMMANDS[] = {
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: omnigate [--config FILE] [--bind HOST:PORT] [--admin HOST:PORT]\n"
-            "                [--workers N] [--<limit> VALUE]... [--demo] [--check-config]\n"
-            "       omnigate --help | --version\n"
-            "       omnigate <subcommand> [args]\n\n"
-            "Subcommands:\n");
+    fprintf(f, "usage: omnigate [--config FILE] [--bind HOST:PORT] [--admin HOST:PORT]\n"
+               "                [--workers N] [--<limit> VALUE]... [--demo] [--check-config]\n"
+               "       omnigate --help | --version\n"
+               "       omnigate <subcommand> [args]\n\n"
+               "Subcommands:\n");
     for (const struct subcommand *s = SUBCOMMANDS; s->name; s++)
         fprintf(f, "  %-10s %s\n", s->name, s->help);
     fprintf(f, "\nSettings (flag, [section] key = default, environment):\n");
@@ -212,8 +211,8 @@ static void print_banner(const struct og_config *cfg)
     printf("omnigate %s (%s%s)\n"
            "  service  http://%s\n"
            "  admin    http://%s  (/metrics, /healthz, /readyz)\n",
-           OMNIGATE_VERSION, micro ? "micronode" : "macronode",
-           opt_demo ? ", demo data" : "", cfg->bind, cfg->admin);
+           OMNIGATE_VERSION, micro ? "micronode" : "macronode", opt_demo ? ", demo data" : "",
+           cfg->bind, cfg->admin);
     if (dev_token[0])
         printf("\nDev capability (tenant demo, every scope, 24 h; in memory only):\n"
                "  export TOKEN='%s'\n",
@@ -224,9 +223,11 @@ static void print_banner(const struct og_config *cfg)
            cfg->bind, cfg->admin);
     if (opt_demo)
         printf("  curl -s -H \"Authorization: Bearer $TOKEN\" http://%s/v1/view/user-007\n"
-               "  curl -s -H \"Authorization: Bearer $TOKEN\" 'http://%s/v1/search?q=article-01&limit=5'\n"
+               "  curl -s -H \"Authorization: Bearer $TOKEN\" "
+               "'http://%s/v1/search?q=article-01&limit=5'\n"
                "  curl -s -H \"Authorization: Bearer $TOKEN\" 'http://%s/v1/feed/news?limit=3'\n"
-               "  curl -s -H \"Authorization: Bearer $TOKEN\" -r 0-99 http://%s/v1/media/clip-1 | wc -c\n",
+               "  curl -s -H \"Authorization: Bearer $TOKEN\" -r 0-99 http://%s/v1/media/clip-1 | "
+               "wc -c\n",
                cfg->bind, cfg->bind, cfg->bind, cfg->bind);
     fflush(stdout);
 }

@@ -470,8 +470,7 @@ static int dispatch(struct engines *e, json_t *h, const char *op, const struct p
         if (OP("ack"))
             return mailbox_op_ack(e, h, rs);
         break;
-    default:
-        return bad(rs, "unknown app protocol");
+    default: return bad(rs, "unknown app protocol");
     }
 #undef OP
     return bad(rs, "unknown op");
@@ -491,11 +490,11 @@ static const char *op_label(const char *op)
 }
 
 /* Parsed request headers, memoised per thread and matched on their exact
- * bytes (a keyed SipHash only picks the slot). A header's meaning depends only on its bytes; for in-process calls
- * the deadline travels beside the header (proto_req.has_deadline), so the
- * same read of the same object or name is parsed once per thread, not once
- * per request. The memo holds a reference; ops only read the object. */
-#define HDR_MEMO_SLOTS 4096
+ * bytes (a keyed SipHash only picks the slot). A header's meaning depends only on its bytes; for
+ * in-process calls the deadline travels beside the header (proto_req.has_deadline), so the same
+ * read of the same object or name is parsed once per thread, not once per request. The memo holds a
+ * reference; ops only read the object. */
+#define HDR_MEMO_SLOTS   4096
 #define HDR_MEMO_KEY_MAX 256
 struct hdr_memo {
     uint8_t key[HDR_MEMO_KEY_MAX]; /* the header bytes themselves: exact match */
@@ -527,8 +526,7 @@ static json_t *parse_hdr(const struct proto_req *rq, json_error_t *jerr)
         eng_random_key(hdr_sipkey, sizeof(hdr_sipkey));
     }
     /* The slot is picked by a keyed hash; a hit compares the bytes. */
-    struct hdr_memo *m =
-        &hdr_memo[eng_siphash(hdr_sipkey, rq->hdr, rq->hdr_len) % HDR_MEMO_SLOTS];
+    struct hdr_memo *m = &hdr_memo[eng_siphash(hdr_sipkey, rq->hdr, rq->hdr_len) % HDR_MEMO_SLOTS];
     if (m->h && m->key_len == rq->hdr_len && memcmp(m->key, rq->hdr, rq->hdr_len) == 0)
         return json_incref(m->h);
     json_t *h = json_loadb(rq->hdr, rq->hdr_len, JSON_REJECT_DUPLICATES, jerr);

@@ -16,7 +16,7 @@
 #include "blake3.h"
 
 #define CAS_HASH_BYTES 32
-#define CAS_HEX_CHARS 64
+#define CAS_HEX_CHARS  64
 /* "b3:" + 64 hex digits, without a terminating NUL. */
 #define CAS_ADDR_CHARS (3 + CAS_HEX_CHARS)
 

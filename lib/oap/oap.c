@@ -17,11 +17,9 @@
 const char *oap_status_name(int status)
 {
     switch (status) {
-    case OAP_OK:
-        return "ok";
+    case OAP_OK: return "ok";
 #define X(n, v, s, d)                                                                              \
-    case OAP_E_##n:                                                                                \
-        return s;
+    case OAP_E_##n: return s;
         OAP_STATUS_MAP(X)
 #undef X
     }
@@ -31,11 +29,9 @@ const char *oap_status_name(int status)
 const char *oap_strerror(int status)
 {
     switch (status) {
-    case OAP_OK:
-        return "success";
+    case OAP_OK: return "success";
 #define X(n, v, s, d)                                                                              \
-    case OAP_E_##n:                                                                                \
-        return d;
+    case OAP_E_##n: return d;
         OAP_STATUS_MAP(X)
 #undef X
     }

@@ -28,7 +28,7 @@
 #include "ops/metrics.h"
 
 #define AUTH_CACHE_ENTRIES 1024
-#define INTERNAL_IDS_MAX 16
+#define INTERNAL_IDS_MAX   16
 
 struct auth_state {
     struct cap_keys *keys;
@@ -40,7 +40,7 @@ struct auth_state {
 };
 
 static _Atomic(struct auth_state *) current;
-#define AUTH_RETIRE_MS 2000
+#define AUTH_RETIRE_MS   2000
 #define AUTH_RETIRED_MAX 16
 static struct auth_state *retired[AUTH_RETIRED_MAX]; /* admin thread only */
 static unsigned nretired;
@@ -107,8 +107,8 @@ static int parse_internal(struct auth_state *s, const struct og_config *cfg, cha
             p++;
     }
     if (cfg->internal_scopes[0] &&
-        cap_scope_parse(cfg->internal_scopes, strlen(cfg->internal_scopes),
-                        &s->internal_scopes) != 0) {
+        cap_scope_parse(cfg->internal_scopes, strlen(cfg->internal_scopes), &s->internal_scopes) !=
+            0) {
         snprintf(err, errlen, "auth: internal_scopes: unknown scope in \"%s\"",
                  cfg->internal_scopes);
         return -1;

@@ -18,7 +18,7 @@
 
 #include "http/request-t.h"
 
-#define ROUTE_F_AUTH 1u
+#define ROUTE_F_AUTH            1u
 #define ROUTE_NEEDS(scope_bits) (ROUTE_F_AUTH | ((unsigned)(scope_bits) << 8))
 
 struct og_config;

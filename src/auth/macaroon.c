@@ -20,8 +20,7 @@ const char *macaroon_strerror(int err)
 {
     switch (err) {
 #define MACAROON_TEXT(name, val, text)                                                             \
-    case name:                                                                                     \
-        return text;
+    case name: return text;
         MACAROON_ERR_MAP(MACAROON_TEXT)
 #undef MACAROON_TEXT
     }

@@ -8,26 +8,26 @@
 #ifndef CORE_STATUS_H
 #define CORE_STATUS_H
 
-#define OG_ERRORS(X)                                                                   \
-    X(BAD_REQUEST, 400, "bad_request", "malformed request")                            \
-    X(UNAUTH, 401, "unauth", "missing or invalid capability")                          \
-    X(FORBIDDEN, 403, "forbidden", "capability does not allow this request")           \
-    X(NOT_FOUND, 404, "not_found", "no such resource")                                 \
-    X(METHOD, 405, "method_not_allowed", "method not allowed on this route")           \
-    X(TIMEOUT, 408, "timeout", "client too slow")                                      \
-    X(BODY_CAP, 413, "body_cap", "request body over the cap")                          \
-    X(DECOMPRESS_CAP, 413, "decompress_cap", "inflated body over the cap")             \
-    X(RATIO_CAP, 413, "ratio_cap", "compression ratio over the cap")                   \
-    X(UNSUPPORTED_MEDIA, 415, "unsupported_media_type", "unsupported content type")    \
-    X(RANGE, 416, "range_not_satisfiable", "range not satisfiable")                    \
-    X(QUOTA, 429, "quota", "rate limit exceeded")                                      \
-    X(HEADER_TOO_LARGE, 431, "header_too_large", "request header block over the cap") \
-    X(INTERNAL, 500, "internal", "internal error")                                     \
-    X(NOT_IMPLEMENTED, 501, "not_implemented", "not implemented")                      \
-    X(BAD_GATEWAY, 502, "bad_gateway", "bad answer from a downstream")                 \
-    X(BUSY, 503, "busy", "too many requests in flight")                                \
-    X(DEGRADED, 503, "degraded", "service degraded")                                   \
-    X(STORAGE_FULL, 507, "storage_full", "storage is full")                            \
+#define OG_ERRORS(X)                                                                               \
+    X(BAD_REQUEST, 400, "bad_request", "malformed request")                                        \
+    X(UNAUTH, 401, "unauth", "missing or invalid capability")                                      \
+    X(FORBIDDEN, 403, "forbidden", "capability does not allow this request")                       \
+    X(NOT_FOUND, 404, "not_found", "no such resource")                                             \
+    X(METHOD, 405, "method_not_allowed", "method not allowed on this route")                       \
+    X(TIMEOUT, 408, "timeout", "client too slow")                                                  \
+    X(BODY_CAP, 413, "body_cap", "request body over the cap")                                      \
+    X(DECOMPRESS_CAP, 413, "decompress_cap", "inflated body over the cap")                         \
+    X(RATIO_CAP, 413, "ratio_cap", "compression ratio over the cap")                               \
+    X(UNSUPPORTED_MEDIA, 415, "unsupported_media_type", "unsupported content type")                \
+    X(RANGE, 416, "range_not_satisfiable", "range not satisfiable")                                \
+    X(QUOTA, 429, "quota", "rate limit exceeded")                                                  \
+    X(HEADER_TOO_LARGE, 431, "header_too_large", "request header block over the cap")              \
+    X(INTERNAL, 500, "internal", "internal error")                                                 \
+    X(NOT_IMPLEMENTED, 501, "not_implemented", "not implemented")                                  \
+    X(BAD_GATEWAY, 502, "bad_gateway", "bad answer from a downstream")                             \
+    X(BUSY, 503, "busy", "too many requests in flight")                                            \
+    X(DEGRADED, 503, "degraded", "service degraded")                                               \
+    X(STORAGE_FULL, 507, "storage_full", "storage is full")                                        \
     X(DOWNSTREAM_TIMEOUT, 504, "downstream_timeout", "deadline exceeded")
 
 enum og_err {

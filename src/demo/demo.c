@@ -52,8 +52,8 @@ static int put_name(struct ctx *c, const char *name, const char *manifest)
 
 static int send_msg(struct ctx *c, const char *channel, const char *body, const char *key)
 {
-    snprintf(c->hdr, sizeof(c->hdr), "{\"op\":\"send\",\"channel\":\"%s\",\"key\":\"%s\"}",
-             channel, key);
+    snprintf(c->hdr, sizeof(c->hdr), "{\"op\":\"send\",\"channel\":\"%s\",\"key\":\"%s\"}", channel,
+             key);
     return c->emit(c->arg, OAP_APP_MAILBOX, c->hdr, (const uint8_t *)body, strlen(body));
 }
 
@@ -66,10 +66,11 @@ static size_t fake_png(uint8_t *buf, size_t n, uint64_t seed)
     return n;
 }
 
-static const char *const FIRST[] = {"Ada", "Grace", "Linus", "Barbara", "Ken", "Margaret",
-                                    "Dennis", "Frances", "Edsger", "Radia"};
-static const char *const TOPICS[] = {"caching", "hashing", "queues", "streams", "backpressure",
-                                     "deadlines", "retries", "ranges", "capabilities", "policy"};
+static const char *const FIRST[] = {"Ada",      "Grace",  "Linus",   "Barbara", "Ken",
+                                    "Margaret", "Dennis", "Frances", "Edsger",  "Radia"};
+static const char *const TOPICS[] = {"caching",      "hashing",   "queues",  "streams",
+                                     "backpressure", "deadlines", "retries", "ranges",
+                                     "capabilities", "policy"};
 
 int demo_generate(demo_emit_fn emit, void *arg)
 {
@@ -150,13 +151,14 @@ int demo_generate(demo_emit_fn emit, void *arg)
         if ((rc = put_obj(&c, img, n, avatar)))
             return rc;
         snprintf(name, sizeof(name), "user-%03d", i);
-        snprintf(man, sizeof(man),
-                 "{\"kind\":\"view\",\"title\":\"%s %03d\",\"parts\":{"
-                 "\"profile\":{\"type\":\"object\",\"obj\":\"%s\",\"media_type\":\"application/json\","
-                 "\"required\":true},"
-                 "\"avatar\":{\"type\":\"object\",\"obj\":\"%s\",\"media_type\":\"image/png\"},"
-                 "\"inbox\":{\"type\":\"mailbox\",\"channel\":\"user-%03d\",\"limit\":3}}}",
-                 FIRST[i % 10], i, prof, avatar, i);
+        snprintf(
+            man, sizeof(man),
+            "{\"kind\":\"view\",\"title\":\"%s %03d\",\"parts\":{"
+            "\"profile\":{\"type\":\"object\",\"obj\":\"%s\",\"media_type\":\"application/json\","
+            "\"required\":true},"
+            "\"avatar\":{\"type\":\"object\",\"obj\":\"%s\",\"media_type\":\"image/png\"},"
+            "\"inbox\":{\"type\":\"mailbox\",\"channel\":\"user-%03d\",\"limit\":3}}}",
+            FIRST[i % 10], i, prof, avatar, i);
         if ((rc = put_name(&c, name, man)))
             return rc;
         snprintf(ch, sizeof(ch), "user-%03d", i);

@@ -14,9 +14,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DEMO_USERS 200
+#define DEMO_USERS    200
 #define DEMO_ARTICLES 100
-#define DEMO_CLIPS 4
+#define DEMO_CLIPS    4
 
 /* emit is called once per operation, in order: app is OAP_APP_STORAGE /
  * OAP_APP_INDEX / OAP_APP_MAILBOX, hdr is the request header JSON

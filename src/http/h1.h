@@ -32,8 +32,8 @@ struct h1 {
     llhttp_t p;
     struct http_req *req;
     struct h1_limits lim;
-    const char *base; /* start of the caller's buffer, for offsets */
-    size_t head_start;  /* offset of the request's first byte */
+    const char *base;  /* start of the caller's buffer, for offsets */
+    size_t head_start; /* offset of the request's first byte */
     bool in_head, in_body;
     bool last_was_value;
     size_t trailer_bytes; /* chunked trailer fields seen (dropped, capped) */

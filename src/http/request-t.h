@@ -62,12 +62,12 @@ struct http_req {
     int status;
     const char *err_code; /* error code for the log line, or NULL */
     uint64_t bytes_out;
-    bool responded;     /* head (or whole response) handed to the writer */
-    bool close_after;   /* Connection: close on the response */
+    bool responded;        /* head (or whole response) handed to the writer */
+    bool close_after;      /* Connection: close on the response */
     bool counted_inflight; /* holds a slot of the global inflight cap */
-    bool chunked_out;   /* streaming with Transfer-Encoding: chunked */
-    bool head_only;     /* HEAD: headers are sent, body bytes are not */
-    struct buf resp_hdrs; /* extra response header lines, "Name: value\r\n" */
+    bool chunked_out;      /* streaming with Transfer-Encoding: chunked */
+    bool head_only;        /* HEAD: headers are sent, body bytes are not */
+    struct buf resp_hdrs;  /* extra response header lines, "Name: value\r\n" */
 
     /* Who is asking (set by the capability check). */
     const char *klass; /* "anon", "authed", "internal", or NULL before the check */

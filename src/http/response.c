@@ -306,8 +306,7 @@ static void respond(struct http_req *req, int status, const char *ctype, const v
     conn_request_finished(c);
 }
 
-void http_respond(struct http_req *req, int status, const char *ctype, const void *body,
-                  size_t len)
+void http_respond(struct http_req *req, int status, const char *ctype, const void *body, size_t len)
 {
     respond(req, status, ctype, body, len, NULL);
 }
@@ -378,8 +377,7 @@ static void chunk_done(void *arg, int status)
     free(f);
 }
 
-int http_stream_begin(struct http_req *req, int status, const char *ctype,
-                      int64_t content_length)
+int http_stream_begin(struct http_req *req, int status, const char *ctype, int64_t content_length)
 {
     struct conn *c = req->conn;
     if (req->responded)

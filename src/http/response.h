@@ -39,10 +39,8 @@ void http_respond_error(struct http_req *req, enum og_err e, const char *reason)
  * done callback. http_stream_end(req, false) aborts: the connection closes
  * before the declared length, so the client cannot mistake a partial body
  * for a whole one. */
-int http_stream_begin(struct http_req *req, int status, const char *ctype,
-                      int64_t content_length);
-int http_stream_send(struct http_req *req, const void *p, size_t n, conn_write_cb done,
-                     void *arg);
+int http_stream_begin(struct http_req *req, int status, const char *ctype, int64_t content_length);
+int http_stream_send(struct http_req *req, const void *p, size_t n, conn_write_cb done, void *arg);
 void http_stream_end(struct http_req *req, bool ok);
 
 /* The connection went away (or timed out) while a handler owned req —

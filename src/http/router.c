@@ -75,8 +75,7 @@ unsigned router_allowed(const struct router *r, struct slice path)
 
 size_t router_allow(unsigned methods, char *out, size_t cap)
 {
-    static const char *const names[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS",
-                                        "PATCH"};
+    static const char *const names[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"};
     size_t n = 0;
     out[0] = '\0';
     for (int i = 0; i < 7; i++) {

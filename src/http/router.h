@@ -27,10 +27,10 @@ enum {
 };
 
 struct route {
-    const char *tmpl;   /* "/v1/view/{name}" */
-    unsigned methods;   /* M_* bits */
+    const char *tmpl; /* "/v1/view/{name}" */
+    unsigned methods; /* M_* bits */
     http_handler_fn fn;
-    unsigned flags;     /* route-specific, e.g. needs a capability */
+    unsigned flags; /* route-specific, e.g. needs a capability */
 };
 
 #define ROUTER_ROUTES_MAX 48

@@ -356,8 +356,7 @@ static void on_timer(uv_timer_t *t)
     uint64_t now = conn_now(c);
     if (c->closing)
         return;
-    if (c->writes_pending > 0 &&
-        now >= c->write_progress_ms + (uint64_t)cfg->write_timeout_ms) {
+    if (c->writes_pending > 0 && now >= c->write_progress_ms + (uint64_t)cfg->write_timeout_ms) {
         log_event(LOG_WARN, "write_timeout", "client stopped reading; connection closed");
         conn_close(c);
         return;

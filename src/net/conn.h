@@ -40,8 +40,8 @@ struct conn {
     size_t write_queue_seen;
     unsigned writes_pending;
     unsigned handles_open;
-    bool in_process;  /* conn_process is on the stack */
-    bool req_active;  /* a request was dispatched and is not finished */
+    bool in_process; /* conn_process is on the stack */
+    bool req_active; /* a request was dispatched and is not finished */
     bool reading;
     bool closing;
     bool close_after_write;

@@ -173,7 +173,8 @@ int server_run(struct og_config *cfg, const struct config_args *args, char *cons
     g_server.workers = xcalloc((size_t)n, sizeof(struct worker));
     metrics_init(n + 1);
     setup_router(&g_server.router, routes, nroutes);
-    setup_router(&g_server.admin_router, ADMIN_ROUTES, sizeof(ADMIN_ROUTES) / sizeof(ADMIN_ROUTES[0]));
+    setup_router(&g_server.admin_router, ADMIN_ROUTES,
+                 sizeof(ADMIN_ROUTES) / sizeof(ADMIN_ROUTES[0]));
     metrics_register(render_gauges);
     ready_register("listener_bound", key_listener_bound);
     ready_register("config_loaded", key_config_loaded);

@@ -17,8 +17,8 @@ struct worker;
 
 /* Hooks modules run at start-up (after config, before workers) and per worker. */
 struct server_hooks {
-    int (*on_start)(void);                 /* 0 or -1 to abort start-up */
-    void (*on_worker)(struct worker *w);   /* before the worker's thread starts */
+    int (*on_start)(void);               /* 0 or -1 to abort start-up */
+    void (*on_worker)(struct worker *w); /* before the worker's thread starts */
     void (*on_stop)(void);
     void (*on_worker_exit)(void); /* on each worker thread, after its loop */
     /* SIGHUP, admin thread, with the new configuration already validated:

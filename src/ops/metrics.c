@@ -28,8 +28,7 @@ static const int STATUSES[METRICS_STATUSES] = {0,   200, 201, 202, 204, 206, 304
                                                431, 499, 500, 501, 502, 503, 504, 507};
 static const char *const METHODS[METRICS_METHODS] = {"GET",    "HEAD",    "POST",  "PUT",
                                                      "DELETE", "OPTIONS", "PATCH", "OTHER"};
-static const double BUCKETS[METRICS_BUCKETS - 1] = {0.005, 0.01, 0.025, 0.05, 0.1,
-                                                    0.25,  0.5,  1,     2};
+static const double BUCKETS[METRICS_BUCKETS - 1] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2};
 
 void metrics_init(int n)
 {
@@ -145,7 +144,8 @@ static uint64_t sum(size_t off)
 static void render_http(struct buf *out)
 {
     char lab[256];
-    metrics_family(out, "http_requests_total", "counter", "HTTP requests by route template, method and status.");
+    metrics_family(out, "http_requests_total", "counter",
+                   "HTTP requests by route template, method and status.");
     for (int r = 0; r < nroutes; r++)
         for (int m = 0; m < METRICS_METHODS; m++)
             for (int s = 0; s < METRICS_STATUSES; s++) {
@@ -156,7 +156,8 @@ static void render_http(struct buf *out)
                          route_labels[r], METHODS[m], STATUSES[s]);
                 metrics_sample(out, "http_requests_total", lab, (double)v);
             }
-    metrics_family(out, "request_latency_seconds", "histogram", "Time from a request's dispatch to its response.");
+    metrics_family(out, "request_latency_seconds", "histogram",
+                   "Time from a request's dispatch to its response.");
     for (int r = 0; r < nroutes; r++)
         for (int m = 0; m < METRICS_METHODS; m++) {
             uint64_t counts[METRICS_BUCKETS], total = 0;
@@ -176,11 +177,13 @@ static void render_http(struct buf *out)
                 metrics_sample(out, "request_latency_seconds_bucket", lab, (double)cum);
             }
             snprintf(lab, sizeof(lab), "route=\"%s\",method=\"%s\"", route_labels[r], METHODS[m]);
-            metrics_sample(out, "request_latency_seconds_sum", lab, (double)SUM(lat_sum_us[r][m]) / 1e6);
+            metrics_sample(out, "request_latency_seconds_sum", lab,
+                           (double)SUM(lat_sum_us[r][m]) / 1e6);
             metrics_sample(out, "request_latency_seconds_count", lab, (double)total);
         }
-    metrics_family(out, "response_first_byte_seconds", "histogram",
-                   "Time from dispatch to the response head on the socket (range start for objects).");
+    metrics_family(
+        out, "response_first_byte_seconds", "histogram",
+        "Time from dispatch to the response head on the socket (range start for objects).");
     for (int r = 0; r < nroutes; r++) {
         uint64_t counts[METRICS_BUCKETS], total = 0, cum = 0;
         for (int b = 0; b < METRICS_BUCKETS; b++)
@@ -196,7 +199,8 @@ static void render_http(struct buf *out)
             metrics_sample(out, "response_first_byte_seconds_bucket", lab, (double)cum);
         }
         snprintf(lab, sizeof(lab), "route=\"%s\"", route_labels[r]);
-        metrics_sample(out, "response_first_byte_seconds_sum", lab, (double)SUM(ttfb_sum_us[r]) / 1e6);
+        metrics_sample(out, "response_first_byte_seconds_sum", lab,
+                       (double)SUM(ttfb_sum_us[r]) / 1e6);
         metrics_sample(out, "response_first_byte_seconds_count", lab, (double)total);
     }
     metrics_family(out, "rejected_total", "counter", "Non-2xx answers by error code.");
@@ -210,7 +214,8 @@ static void render_http(struct buf *out)
     metrics_sample(out, "bytes_out_total", NULL, (double)SUM(bytes_out));
     metrics_family(out, "connections_accepted_total", "counter", "Client connections accepted.");
     metrics_sample(out, "connections_accepted_total", NULL, (double)SUM(conns_accepted));
-    metrics_family(out, "connections_refused_total", "counter", "Client connections refused over max_connections.");
+    metrics_family(out, "connections_refused_total", "counter",
+                   "Client connections refused over max_connections.");
     metrics_sample(out, "connections_refused_total", NULL, (double)SUM(conns_refused));
 }
 

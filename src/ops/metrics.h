@@ -16,9 +16,9 @@
 #include "core/status.h"
 
 #define METRICS_ROUTES_MAX 48
-#define METRICS_METHODS 8
-#define METRICS_STATUSES 28
-#define METRICS_BUCKETS 10 /* 0.005 … 2 s, then +Inf */
+#define METRICS_METHODS    8
+#define METRICS_STATUSES   28
+#define METRICS_BUCKETS    10 /* 0.005 … 2 s, then +Inf */
 
 struct metrics_shard {
     uint64_t req[METRICS_ROUTES_MAX][METRICS_METHODS][METRICS_STATUSES];
@@ -33,7 +33,7 @@ struct metrics_shard {
 
 /* Owner-thread increment visible to the scraper without tearing. */
 #define SHARD_ADD(field, v) __atomic_store_n(&(field), (field) + (v), __ATOMIC_RELAXED)
-#define SHARD_GET(field) __atomic_load_n(&(field), __ATOMIC_RELAXED)
+#define SHARD_GET(field)    __atomic_load_n(&(field), __ATOMIC_RELAXED)
 
 /* Start-up: allocate n shards. */
 void metrics_init(int nshards);

@@ -74,20 +74,11 @@ static int64_t parse_duration(const char *s)
         return -1;
     switch (*end) {
     case '\0':
-    case 's':
-        mul = 1;
-        break;
-    case 'm':
-        mul = 60;
-        break;
-    case 'h':
-        mul = 3600;
-        break;
-    case 'd':
-        mul = 86400;
-        break;
-    default:
-        return -1;
+    case 's': mul = 1; break;
+    case 'm': mul = 60; break;
+    case 'h': mul = 3600; break;
+    case 'd': mul = 86400; break;
+    default: return -1;
     }
     if (*end != '\0' && end[1] != '\0')
         return -1;

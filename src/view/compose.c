@@ -270,8 +270,7 @@ int view_manifest_fields(json_t *manifest, struct buf *out)
 
 int view_compose(struct jw *w, const char *name, const char *fields, size_t fields_len,
                  const struct view_plan *plan, struct part_result *res, double resolve_ms,
-                 double total_ms, uint64_t inline_max, const char *corr_id,
-                 struct compose_out *out)
+                 double total_ms, uint64_t inline_max, const char *corr_id, struct compose_out *out)
 {
     out->complete = true;
     out->required_failed = false;
@@ -336,8 +335,8 @@ int view_compose(struct jw *w, const char *name, const char *fields, size_t fiel
             out->complete = false;
             if (p->required && !out->required_failed) {
                 out->required_failed = true;
-                out->fail_err = r->integrity_failed ? OG_E_BAD_GATEWAY
-                                                    : view_call_err(r->code, r->err);
+                out->fail_err =
+                    r->integrity_failed ? OG_E_BAD_GATEWAY : view_call_err(r->code, r->err);
                 if (out->fail_err == OG_E_NOT_FOUND)
                     out->fail_err = OG_E_BAD_GATEWAY; /* the manifest names a missing part */
                 out->fail_key = p->key;

@@ -15,8 +15,8 @@
 #include "view/plan.h"
 
 struct part_result {
-    int code;           /* app status of the call, 0 = transport failure */
-    enum og_err err;    /* transport failure cause */
+    int code;        /* app status of the call, 0 = transport failure */
+    enum og_err err; /* transport failure cause */
     const uint8_t *body;
     size_t body_len;
     double ms;
@@ -24,8 +24,8 @@ struct part_result {
 };
 
 struct compose_out {
-    bool complete;           /* every part answered well */
-    bool required_failed;    /* a required part failed: answer with fail_err */
+    bool complete;        /* every part answered well */
+    bool required_failed; /* a required part failed: answer with fail_err */
     enum og_err fail_err;
     const char *fail_key;
 };

@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MEMO_SLOTS 16384
+#define MEMO_SLOTS     16384
 #define MEMO_BYTES_MAX (16u << 20) /* keys + values, per worker */
 #define MEMO_ENTRY_MAX (64u << 10)
 

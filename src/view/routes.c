@@ -22,7 +22,7 @@
 #include "view/plan.h"
 
 #define SEARCH_LIMIT_MAX 10
-#define FEED_LIMIT_MAX 50
+#define FEED_LIMIT_MAX   50
 
 bool view_name_ok(struct slice s)
 {
@@ -158,7 +158,8 @@ void view_on_search(struct http_req *req)
     uint64_t limit;
     int qn = query_get(req->query, "q", q, sizeof(q));
     if (qn < 0) {
-        http_respond_error(req, OG_E_BAD_REQUEST, "q (a name prefix of at most 255 bytes) is required");
+        http_respond_error(req, OG_E_BAD_REQUEST,
+                           "q (a name prefix of at most 255 bytes) is required");
         return;
     }
     if (query_get_uint(req->query, "limit", 1, SEARCH_LIMIT_MAX, SEARCH_LIMIT_MAX, &limit) != 0) {
@@ -257,8 +258,8 @@ static void view_finish(struct view_ctx *v)
     name[req->param.n] = '\0';
     for (unsigned i = 0; i < v->plan->nparts; i++)
         v->res[i] = v->ps[i].res;
-    int rc = view_compose(&j, name, v->fields.p, v->fields.n, v->plan, v->res, v->resolve_ms,
-                          total, (uint64_t)cfg->view_inline_max, req->corr_id, &co);
+    int rc = view_compose(&j, name, v->fields.p, v->fields.n, v->plan, v->res, v->resolve_ms, total,
+                          (uint64_t)cfg->view_inline_max, req->corr_id, &co);
     if (rc != 0) {
         buf_release(&out);
         view_free(v);
@@ -348,9 +349,7 @@ static int part_start(struct view_ctx *v, unsigned i)
         jw_key(&j, "name");
         jw_str(&j, p->name);
         break;
-    default:
-        buf_release(&hdr);
-        return 1; /* links need no call */
+    default: buf_release(&hdr); return 1; /* links need no call */
     }
     jw_obj_close(&j);
     if (jw_failed(&j)) {
@@ -699,8 +698,8 @@ static void peek_on_resp(void *arg, struct ds_resp *r)
                 strcpy(it->part.media_type, json_string_value(mt));
             struct buf hdr = {0};
             char addr[CAS_ADDR_CHARS + 1];
-            if (hdr_kv(&hdr, "get", "obj", cas_addr_format(&it->part.addr, addr),
-                       CAS_ADDR_CHARS) == 0)
+            if (hdr_kv(&hdr, "get", "obj", cas_addr_format(&it->part.addr, addr), CAS_ADDR_CHARS) ==
+                0)
                 it->call = start(req, DS_STORAGE, "get", &hdr, true, item_on_resp, it);
             buf_release(&hdr);
             if (it->call)

@@ -31,7 +31,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (k == RANGE_OK && (a > b || b >= objsize))
         abort(); /* a satisfiable range must lie inside the object */
 
-    static const char ETAG[] = "\"b3:0000000000000000000000000000000000000000000000000000000000000000\"";
+    static const char ETAG[] =
+        "\"b3:0000000000000000000000000000000000000000000000000000000000000000\"";
     (void)etag_list_matches(s, ETAG, sizeof(ETAG) - 1);
     (void)if_range_matches(s, ETAG, sizeof(ETAG) - 1);
 

@@ -16,8 +16,8 @@ static struct engines engines;
 static void setup(void)
 {
     int st;
-    struct storage_opts so = {.mem_cap_bytes = 8u << 20, .max_object_bytes = 1u << 20,
-                              .amnesia = true};
+    struct storage_opts so = {
+        .mem_cap_bytes = 8u << 20, .max_object_bytes = 1u << 20, .amnesia = true};
     struct index_opts io = {.max_names = 4096};
     struct mailbox_opts mo = {.max_channels = 64, .max_depth = 64};
     engines.storage = storage_new(&so, &st);
