@@ -14,9 +14,9 @@
 
 #include "core/log.h"
 
-#define KiB 1024LL
-#define MiB (1024LL * 1024)
-#define GiB (1024LL * 1024 * 1024)
+#define KiB      1024LL
+#define MiB      (1024LL * 1024)
+#define GiB      (1024LL * 1024 * 1024)
 #define F(field) offsetof(struct og_config, field)
 
 /* The table. Bounds come from what the server can honour: e.g. the head cap
@@ -77,12 +77,14 @@ const struct config_row config_rows[] = {
      "send a hedged second read after this long (0 = hedging off)"},
     {"micronode", "storage_mem_cap", CFG_SIZE, F(storage_mem_cap), 1 * MiB, 64 * GiB, "512MiB",
      false, "RAM for in-process storage objects"},
-    {"micronode", "storage_max_object", CFG_SIZE, F(storage_max_object), 1 * KiB, 4 * GiB,
-     "128MiB", false, "largest object in-process storage accepts"},
+    {"micronode", "storage_max_object", CFG_SIZE, F(storage_max_object), 1 * KiB, 4 * GiB, "128MiB",
+     false, "largest object in-process storage accepts"},
     {"view", "max_parts", CFG_INT, F(view_max_parts), 1, 64, "16", true,
      "parts a view manifest may name (more: 502 bad manifest)"},
     {"view", "inline_max", CFG_SIZE, F(view_inline_max), 0, 1 * MiB, "64KiB", true,
      "objects up to this size are inlined in a view; larger ones become links"},
+    {"media", "stream_window", CFG_INT, F(media_stream_window), 1, 16, "4", true,
+     "64 KiB storage chunks an object stream may hold while its client reads (remote: at least 4)"},
     {"auth", "root_keys_file", CFG_STR, F(root_keys_file), 0, 0, "", true,
      "capability root keys, lines `id = <hex secret>`, file mode 0600 (reloaded on SIGHUP)"},
     {"auth", "auth_header", CFG_STR, F(auth_header), 0, 0, "authorization", false,
@@ -126,8 +128,8 @@ static int parse_i64(const char *s, size_t n, int64_t *out)
     return 0;
 }
 
-static int parse_unit(const char *s, int64_t *out, const char *const units[],
-                      const int64_t mult[], size_t nunits)
+static int parse_unit(const char *s, int64_t *out, const char *const units[], const int64_t mult[],
+                      size_t nunits)
 {
     size_t d = 0;
     while (isdigit((unsigned char)s[d]))
@@ -429,8 +431,7 @@ int config_reload_check(const struct og_config *old, const struct og_config *nu,
                         ? CONFIG_STR_MAX
                         : sizeof(int64_t);
         if (memcmp((const char *)old + r->offset, (const char *)nu + r->offset, sz) != 0) {
-            snprintf(err, errlen, "config: %s cannot change on reload (restart instead)",
-                     r->key);
+            snprintf(err, errlen, "config: %s cannot change on reload (restart instead)", r->key);
             return -1;
         }
     }

@@ -25,11 +25,11 @@ struct og_config {
     int64_t workers;
     char log_level[CONFIG_STR_MAX];
 
-    int64_t header_max;         /* bytes */
-    int64_t header_count_max;   /* header lines */
-    int64_t body_max;           /* bytes */
-    int64_t head_timeout_ms;    /* whole request head must arrive within */
-    int64_t body_min_rate;      /* bytes per second, after body_grace_ms */
+    int64_t header_max;       /* bytes */
+    int64_t header_count_max; /* header lines */
+    int64_t body_max;         /* bytes */
+    int64_t head_timeout_ms;  /* whole request head must arrive within */
+    int64_t body_min_rate;    /* bytes per second, after body_grace_ms */
     int64_t body_grace_ms;
     int64_t request_timeout_ms; /* dispatch to response */
     int64_t idle_timeout_ms;    /* keep-alive idle */
@@ -52,6 +52,9 @@ struct og_config {
     /* Views. */
     int64_t view_max_parts;
     int64_t view_inline_max;
+
+    /* Media. */
+    int64_t media_stream_window; /* storage chunks held per object stream */
 
     /* Capabilities and policy. */
     char root_keys_file[CONFIG_STR_MAX];

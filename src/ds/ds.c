@@ -25,21 +25,21 @@
 #include "ops/health.h"
 #include "ops/metrics.h"
 
-#define DS_BUDGET_SCALE 1000    /* milli-tokens */
-#define DS_BUDGET_CAP (20 * DS_BUDGET_SCALE)
+#define DS_BUDGET_SCALE    1000 /* milli-tokens */
+#define DS_BUDGET_CAP      (20 * DS_BUDGET_SCALE)
 #define DS_BACKOFF_BASE_MS 10
-#define DS_OPS 10
-#define DS_CODES 16
-#define DS_BUCKETS 10
+#define DS_OPS             10
+#define DS_CODES           16
+#define DS_BUCKETS         10
 
 static const char *const SERVICE_NAMES[DS__COUNT] = {"index", "storage", "mailbox"};
 static const char *const OPS[DS_OPS] = {"get",  "has",  "put",  "resolve", "search",
                                         "send", "recv", "peek", "ack",     "other"};
 /* Status labels: app codes, then transport outcomes. */
 static const int CODES[DS_CODES] = {200, 201, 206, 400, 404, 413, 416, 429,
-                                    500, 502, 503, 504, 507, -1, -2, -3};
-#define CODE_TIMEOUT 13
-#define CODE_SHED 14
+                                    500, 502, 503, 504, 507, -1,  -2,  -3};
+#define CODE_TIMEOUT     13
+#define CODE_SHED        14
 #define CODE_BAD_GATEWAY 15
 static const double BUCKETS[DS_BUCKETS - 1] = {0.001, 0.0025, 0.005, 0.01, 0.025,
                                                0.05,  0.1,    0.25,  1};
@@ -54,7 +54,7 @@ struct ds_shard {
 };
 
 static const struct ds_backend *backends[DS__COUNT]; /* read-only after start */
-static struct ds_shard *shards;                       /* one per worker */
+static struct ds_shard *shards;                      /* one per worker */
 static int nshards;
 static atomic_long inflight[DS__COUNT];
 static atomic_long budget[DS__COUNT];
@@ -614,8 +614,7 @@ struct ds_call *ds_call(struct worker *w, const struct ds_req *req, ds_cb cb, vo
     struct ds_worker *dw = w->ext[WORKER_EXT_DSCORE];
     if (req->idempotent && req->coalesce_key && dw) {
         for (struct ds_call *l = dw->coalesce_head; l; l = l->cnext) {
-            if (l->req.svc == req->svc && strcmp(l->hdr_copy, c->hdr_copy) == 0 &&
-                !l->finished) {
+            if (l->req.svc == req->svc && strcmp(l->hdr_copy, c->hdr_copy) == 0 && !l->finished) {
                 c->leader = l;
                 c->next_follower = l->followers;
                 l->followers = c;
@@ -747,9 +746,8 @@ static void stream_finish(struct ds_call *c, struct ds_resp *resp)
         struct whole_chunk *k = NULL;
         bool more = ds__stream_head(c, r.code, r.hdr, r.hdr_len);
         if (more && r.body_len > 0 && (k = malloc(sizeof(*k))) != NULL) {
-            *k = (struct whole_chunk){.ch.release = whole_chunk_release,
-                                      .owner = r.owner,
-                                      .release = r.release};
+            *k = (struct whole_chunk){
+                .ch.release = whole_chunk_release, .owner = r.owner, .release = r.release};
             r.release = NULL; /* the chunk has it now */
             more = ds__stream_chunk(c, &k->ch, r.body, r.body_len);
         }
@@ -762,7 +760,7 @@ static void stream_finish(struct ds_call *c, struct ds_resp *resp)
     if (resp->release)
         resp->release(resp->owner);
     if (c->head_done) {
-        stream_end(c, resp->code != 0                           ? DS_STREAM_TRUNCATED
+        stream_end(c, resp->code != 0                        ? DS_STREAM_TRUNCATED
                       : resp->err == OG_E_DOWNSTREAM_TIMEOUT ? DS_STREAM_DEADLINE
                                                              : DS_STREAM_LOST);
         return;

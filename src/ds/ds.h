@@ -28,15 +28,15 @@ enum ds_service { DS_INDEX, DS_STORAGE, DS_MAILBOX, DS__COUNT };
 /* A finished call. Valid only during the callback unless ds_resp_keep() was
  * called; then the caller owns it and frees it with ds_resp_free(). */
 struct ds_resp {
-    int code;          /* app status (200, 206, 404, ...), or 0 on transport failure */
-    enum og_err err;   /* when code == 0: DOWNSTREAM_TIMEOUT, BUSY (shed), BAD_GATEWAY */
-    const char *hdr;   /* response header JSON (not NUL-terminated) */
+    int code;        /* app status (200, 206, 404, ...), or 0 on transport failure */
+    enum og_err err; /* when code == 0: DOWNSTREAM_TIMEOUT, BUSY (shed), BAD_GATEWAY */
+    const char *hdr; /* response header JSON (not NUL-terminated) */
     size_t hdr_len;
     const uint8_t *body;
     size_t body_len;
     double latency_ms; /* this hop, all attempts */
     int attempts;
-    bool coalesced;    /* served by another caller's identical read */
+    bool coalesced; /* served by another caller's identical read */
     /* owner of hdr/body: opaque, released by ds_resp_free */
     void *owner;
     void (*release)(void *owner);
@@ -46,13 +46,13 @@ typedef void (*ds_cb)(void *arg, struct ds_resp *resp);
 
 struct ds_req {
     enum ds_service svc;
-    const char *op;      /* metric label: "get", "resolve", ... (static string) */
-    const char *hdr;     /* header JSON object, without deadline_ms */
+    const char *op;  /* metric label: "get", "resolve", ... (static string) */
+    const char *hdr; /* header JSON object, without deadline_ms */
     size_t hdr_len;
-    const void *body;    /* borrowed until the callback */
+    const void *body; /* borrowed until the callback */
     size_t body_len;
     uint64_t deadline_ms; /* loop time (uv_now) at which the caller gives up */
-    bool idempotent;     /* reads: may be retried, hedged and coalesced */
+    bool idempotent;      /* reads: may be retried, hedged and coalesced */
     /* For coalescing storage reads: address + range key, or NULL. */
     const char *coalesce_key;
     size_t coalesce_key_len;
@@ -106,9 +106,9 @@ void ds_cancel(struct ds_call *c);
  * that holds the whole window is never timed out here: the client's write
  * timeout is its bound).
  */
-#define DS_STREAM_WINDOW_MIN 1
-#define DS_STREAM_WINDOW_DEF 4
-#define DS_STREAM_WINDOW_MAX 16
+#define DS_STREAM_WINDOW_MIN  1
+#define DS_STREAM_WINDOW_DEF  4
+#define DS_STREAM_WINDOW_MAX  16
 #define DS_STREAM_CHUNK_BYTES 65536 /* in-process slices; remote chunks are OAP/1 frames */
 
 enum ds_stream_status {

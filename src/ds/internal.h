@@ -33,10 +33,10 @@ struct ds_chunk {
 
 struct ds_call {
     struct worker *w;
-    struct ds_req req;      /* copy; req.hdr points at hdr_copy */
-    char *hdr_copy;         /* the caller's header JSON, owned */
-    void *body_copy;        /* the caller's body, owned */
-    char *wire_hdr;         /* header JSON as sent: deadline_ms first, owned */
+    struct ds_req req; /* copy; req.hdr points at hdr_copy */
+    char *hdr_copy;    /* the caller's header JSON, owned */
+    void *body_copy;   /* the caller's body, owned */
+    char *wire_hdr;    /* header JSON as sent: deadline_ms first, owned */
     size_t wire_hdr_len;
     ds_cb cb;
     void *arg;
@@ -55,18 +55,18 @@ struct ds_call {
     uv_timer_t timer;       /* deadline and retry backoff */
     struct ds_call *leader; /* coalesced: the call whose answer we share */
     struct ds_call *followers, *next_follower;
-    struct ds_call *qnext;  /* backend queue link (the backend's to use) */
-    struct ds_call *cnext;  /* coalescing list link (ds core) */
-    void *bstate;           /* backend's per-attempt state */
+    struct ds_call *qnext; /* backend queue link (the backend's to use) */
+    struct ds_call *cnext; /* coalescing list link (ds core) */
+    void *bstate;          /* backend's per-attempt state */
     /* Streams (ds_call_stream). */
     bool stream;
-    bool head_done;         /* on_head ran with an answer */
+    bool head_done; /* on_head ran with an answer */
     struct ds_stream_cbs scbs;
-    unsigned window;        /* chunks the consumer may hold */
-    unsigned held;          /* chunks the consumer holds now */
+    unsigned window;         /* chunks the consumer may hold */
+    unsigned held;           /* chunks the consumer holds now */
     struct ds_chunk *chunks; /* those chunks */
-    uint64_t stall_ms;      /* producer progress budget after the head */
-    void *bstream;          /* backend's stream state */
+    uint64_t stall_ms;       /* producer progress budget after the head */
+    void *bstream;           /* backend's stream state */
 };
 
 /* A backend starts one attempt of c (c->wire_hdr, c->req.body) and later

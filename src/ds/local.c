@@ -6,6 +6,13 @@
  * ordering in both profiles. The engines lock internally only for a lookup or
  * an insert; stored objects come back as ref-counted blobs, so the answer
  * holds no lock while its bytes are used.
+ *
+ * Streams (ds_call_stream) get the same answer, then its body in slices of
+ * DS_STREAM_CHUNK_BYTES that point into the one blob (zero copy): at most
+ * the call's window of slices is out at once, and a released slice lets the
+ * next go out on a later turn (never inside ds_chunk_done), so a slow
+ * client paces micronode exactly as it paces a remote service. The answer
+ * (and the blob's reference) lives as long as the stream or any slice.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +23,31 @@
 struct local_worker {
     uv_timer_t tick;
     struct ds_call *head, *tail;
+    struct lstream *ready; /* streams with room for more slices */
 };
+
+struct lstream;
+
+/* A slice of a stream's body handed to the consumer. */
+struct lslice {
+    struct ds_chunk ch;
+    struct lstream *ls;
+};
+
+/* A stream in progress: its answer and the slices out. */
+struct lstream {
+    int refs;          /* the call's, plus one per slice out */
+    struct ds_call *c; /* NULL once the call ended */
+    struct local_worker *lw;
+    struct proto_resp *rs;
+    size_t off;                   /* body bytes handed out */
+    bool queued;                  /* on lw->ready */
+    struct lstream *next, *bnext; /* lw->ready link; on_tick's batch link */
+    uint32_t free_slices;         /* bit i set: slices[i] is free */
+    struct lslice slices[DS_STREAM_WINDOW_MAX];
+};
+
+static void on_tick(uv_timer_t *t);
 
 static void resp_release(void *p)
 {
@@ -33,10 +64,130 @@ static uint64_t wall_ms(void)
     return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
 }
 
+/* ---- streams ------------------------------------------------------------ */
+
+static void ls_unref(struct lstream *ls)
+{
+    if (--ls->refs > 0)
+        return;
+    resp_release(ls->rs);
+    free(ls);
+}
+
+static void lslice_release(struct ds_chunk *ch)
+{
+    struct lslice *sl = (struct lslice *)ch;
+    struct lstream *ls = sl->ls;
+    ls->free_slices |= 1u << (sl - ls->slices);
+    ls_unref(ls);
+}
+
+static void ls_unqueue(struct lstream *ls)
+{
+    for (struct lstream **pp = &ls->lw->ready; *pp; pp = &(*pp)->next)
+        if (*pp == ls) {
+            *pp = ls->next;
+            break;
+        }
+    ls->queued = false;
+    ls->next = NULL;
+}
+
+/* Let go of c (it ended or was aborted); slices out keep ls alive. */
+static void ls_detach(struct lstream *ls)
+{
+    if (ls->queued)
+        ls_unqueue(ls);
+    ls->c->bstream = NULL;
+    ls->c = NULL;
+    ls_unref(ls);
+}
+
+static void ls_queue(struct lstream *ls)
+{
+    if (ls->queued)
+        return;
+    ls->queued = true;
+    ls->next = ls->lw->ready;
+    ls->lw->ready = ls;
+    if (!uv_is_active((uv_handle_t *)&ls->lw->tick))
+        uv_timer_start(&ls->lw->tick, on_tick, 0, 0);
+}
+
+/* Hand out slices while the consumer has room; end after the last. */
+static void ls_pump(struct lstream *ls)
+{
+    struct ds_call *c = ls->c;
+    size_t len = ls->rs->body_len;
+
+    /* The consumer may release slices and cancel inside its callback: our
+     * own reference keeps ls until we are done with it. */
+    ls->refs++;
+    while (ls->c && ls->off < len && c->held < c->window && ls->free_slices) {
+        int i = __builtin_ctz(ls->free_slices);
+        struct lslice *sl = &ls->slices[i];
+        size_t n = len - ls->off < DS_STREAM_CHUNK_BYTES ? len - ls->off : DS_STREAM_CHUNK_BYTES;
+        const uint8_t *p = ls->rs->body + ls->off;
+        ls->free_slices &= ~(1u << i);
+        ls->refs++;
+        ls->off += n;
+        sl->ls = ls;
+        sl->ch.release = lslice_release;
+        /* The consumer may cancel in there: ls->c is then NULL. */
+        ds__stream_chunk(c, &sl->ch, p, n);
+    }
+    if (ls->c && ls->off == len) {
+        ls_detach(ls);
+        ds__stream_end(c, DS_STREAM_OK);
+    }
+    ls_unref(ls);
+}
+
+/* Start streaming c's answer rs (taken over). */
+static void ls_start(struct local_worker *lw, struct ds_call *c, struct proto_resp *rs)
+{
+    struct lstream *ls = calloc(1, sizeof(*ls));
+    if (ls == NULL) {
+        struct ds_resp r = {.code = 0, .err = OG_E_INTERNAL};
+        resp_release(rs);
+        ds__attempt_done(c, &r);
+        return;
+    }
+    ls->refs = 2; /* the call's, and ours until the head is out */
+    ls->c = c;
+    ls->lw = lw;
+    ls->rs = rs;
+    ls->free_slices = (1u << DS_STREAM_WINDOW_MAX) - 1;
+    c->bstream = ls;
+    if (ds__stream_head(c, rs->code, rs->hdr, rs->hdr_len))
+        ls_pump(ls);
+    /* else: the call ended in there, and local_abort detached ls */
+    ls_unref(ls);
+}
+
 static void on_tick(uv_timer_t *t)
 {
     struct local_worker *lw = t->data;
-    /* Serve what is queued now; calls queued by callbacks wait a turn. */
+    /* Streams whose consumer made room, then what is queued now; calls and
+     * releases from callbacks wait a turn. */
+    struct lstream *batch = NULL, *ls, *lnext;
+    /* Take the ready list apart first (its link is reused by any re-queue)
+     * and hold each stream, since a callback may end another one. */
+    for (ls = lw->ready; ls; ls = lnext) {
+        lnext = ls->next;
+        ls->next = NULL;
+        ls->queued = false;
+        ls->refs++;
+        ls->bnext = batch;
+        batch = ls;
+    }
+    lw->ready = NULL;
+    for (ls = batch; ls; ls = lnext) {
+        lnext = ls->bnext;
+        if (ls->c)
+            ls_pump(ls);
+        ls_unref(ls);
+    }
     struct ds_call *c = lw->head;
     lw->head = lw->tail = NULL;
     while (c) {
@@ -68,6 +219,11 @@ static void on_tick(uv_timer_t *t)
             r.body_len = rs->body_len;
             r.owner = rs;
             r.release = resp_release;
+            if (c->stream && rs->code != 0) {
+                ls_start(lw, c, rs);
+                c = next;
+                continue;
+            }
         }
         ds__attempt_done(c, &r);
         c = next;
@@ -91,6 +247,8 @@ static int local_send(struct ds_call *c)
 
 static void local_abort(struct ds_call *c)
 {
+    if (c->bstream)
+        ls_detach(c->bstream);
     struct local_worker *lw = c->bstate;
     if (lw == NULL)
         return;
@@ -107,6 +265,14 @@ static void local_abort(struct ds_call *c)
         break;
     }
     c->bstate = NULL;
+}
+
+/* A slice came back: the next may go out, on a later turn. */
+static void local_consumed(struct ds_call *c)
+{
+    struct lstream *ls = c->bstream;
+    if (ls)
+        ls_queue(ls);
 }
 
 static void local_worker_init(struct worker *w, enum ds_service svc)
@@ -130,5 +296,6 @@ const struct ds_backend ds__local_backend = {
     .send = local_send,
     .abort = local_abort,
     .worker_init = local_worker_init,
+    .consumed = local_consumed,
     .healthy = local_healthy,
 };

@@ -1,10 +1,13 @@
 /*
  * objects.c — object and media delivery.
  *
- * A GET is HAS (size) → conditionals and Range → GET of exactly the bytes to
- * send → a pump that writes them in 64 KiB chunks with at most
- * MEDIA_CHUNKS_IN_FLIGHT unacknowledged by the socket, so a slow client
- * stalls the pump (and the write timeout cuts off one that stops reading).
+ * A GET is HAS (size) → conditionals and Range → a streamed GET of exactly
+ * the bytes to send (ds_call_stream). Each chunk storage hands over (about
+ * 64 KiB) is written to the client as it arrives and released when the
+ * socket took it; the release is what lets storage send the next one. So at
+ * most [media] stream_window chunks of a response are in omnigate's memory
+ * whatever the object's size, a slow client slows storage down, and the
+ * write timeout cuts off a client that stops reading.
  *
  * Integrity (DESIGN §4): a whole object is hashed chunk by chunk as it is
  * sent, and the last chunk is written only after the final hash matched the
@@ -12,6 +15,8 @@
  * so no client can take the bytes for the object. A range cannot be checked
  * against the address of the whole object: it is served as the storage
  * service read it for that address (docs/API.md says exactly this).
+ * Storage sending more or fewer bytes than asked, or failing mid-body, also
+ * ends the response short of its length.
  */
 #include "media/objects.h"
 
@@ -21,6 +26,7 @@
 #include <string.h>
 
 #include "cas/cas.h"
+#include "core/log.h"
 #include "ds/ds.h"
 #include "http/h1.h"
 #include "http/range.h"
@@ -31,6 +37,15 @@
 #include "view/routes.h"
 
 enum obj_phase { PH_RESOLVE, PH_HAS, PH_GET, PH_STREAM };
+
+struct obj_ctx;
+
+/* Bytes from storage being written to the client. */
+struct obj_write {
+    struct obj_ctx *o;
+    void *chunk;          /* ds chunk owner: released when the write is done */
+    struct ds_resp *kept; /* or a whole (small) answer */
+};
 
 struct obj_ctx {
     struct http_req *req; /* NULL once the request is gone */
@@ -43,18 +58,23 @@ struct obj_ctx {
     uint64_t size, first, last;
     bool ranged;
     /* streaming */
-    struct ds_resp *kept;
-    const uint8_t *data;
-    size_t off, len;
-    unsigned inflight;
+    uint64_t len, got;    /* bytes to send; bytes storage handed over */
+    unsigned inflight;    /* chunk writes not done yet */
+    uint32_t free_writes; /* bit i set: writes[i] is free */
+    struct obj_write writes[DS_STREAM_WINDOW_MAX];
     struct cas_hasher h;
-    bool ended;
 };
 
 static void ctx_free(struct obj_ctx *o)
 {
-    ds_resp_free(o->kept);
     free(o);
+}
+
+/* Free o once nothing refers to it: no request, no call, no write. */
+static void maybe_free(struct obj_ctx *o)
+{
+    if (o->req == NULL && o->call == NULL && o->inflight == 0)
+        ctx_free(o);
 }
 
 static void obj_cancel(struct http_req *req)
@@ -65,9 +85,7 @@ static void obj_cancel(struct http_req *req)
         ds_cancel(o->call);
         o->call = NULL;
     }
-    if (o->inflight == 0)
-        ctx_free(o);
-    /* else: the last chunk's write callback frees it */
+    maybe_free(o); /* else: the last chunk's write callback frees it */
 }
 
 static void object_headers(struct obj_ctx *o)
@@ -98,89 +116,155 @@ static void fail_call(struct obj_ctx *o, const struct ds_resp *r, const char *wh
 
 /* ---- the pump ----------------------------------------------------------- */
 
-static void pump(struct obj_ctx *o);
+/* The response is over: complete (every byte handed to the socket), or cut
+ * short of Content-Length. The storage stream is let go either way. */
+static void stream_stop(struct obj_ctx *o, bool ok)
+{
+    struct http_req *req = o->req;
+    if (o->call) {
+        ds_cancel(o->call);
+        o->call = NULL;
+    }
+    if (req) {
+        done_with_req(o);
+        http_stream_end(req, ok);
+    }
+    maybe_free(o);
+}
 
 static void on_chunk_sent(void *arg, int status)
 {
-    struct obj_ctx *o = arg;
+    struct obj_write *wr = arg;
+    struct obj_ctx *o = wr->o;
+    o->free_writes |= 1u << (wr - o->writes);
     o->inflight--;
-    if (o->req == NULL || status < 0) {
-        if (o->inflight == 0) {
-            if (o->req) { /* write failed: the connection is closing */
-                struct http_req *req = o->req;
-                done_with_req(o);
-                http_stream_end(req, false);
-            }
-            ctx_free(o);
-        }
+    ds_chunk_done(wr->chunk); /* storage may send one more */
+    ds_resp_free(wr->kept);
+    if (status < 0 && o->req) {
+        stream_stop(o, false); /* the connection is closing */
         return;
     }
-    pump(o);
+    maybe_free(o);
 }
 
-static void pump(struct obj_ctx *o)
+/* Send n bytes from storage, owned by chunk or kept (released once the
+ * socket took them): hash, check the whole before the last byte, write. */
+static void take_bytes(struct obj_ctx *o, const uint8_t *p, size_t n, void *chunk,
+                       struct ds_resp *kept)
 {
     struct http_req *req = o->req;
-    bool verify = !o->ranged;
-    while (req && o->inflight < MEDIA_CHUNKS_IN_FLIGHT && o->off < o->len) {
-        size_t n = o->len - o->off < MEDIA_CHUNK_BYTES ? o->len - o->off : MEDIA_CHUNK_BYTES;
-        const uint8_t *p = o->data + o->off;
-        if (verify) {
-            cas_hasher_update(&o->h, p, n);
-            if (o->off + n == o->len) {
-                /* Before the last byte goes out, the whole must match. */
-                struct cas_addr got;
-                cas_hasher_final(&o->h, &got);
-                if (!cas_addr_equal(&got, &o->addr)) {
-                    integrity_report(&o->addr, "object", req->corr_id);
-                    done_with_req(o);
-                    http_stream_end(req, false);
-                    if (o->inflight == 0)
-                        ctx_free(o);
-                    return;
-                }
+    if (n > o->len - o->got || o->free_writes == 0) {
+        /* More than asked for, or more chunks than the window: not the
+         * answer to this request. */
+        ds_chunk_done(chunk);
+        ds_resp_free(kept);
+        log_event(LOG_WARN, "media_stream_aborted", "%s: storage sent more than %llu bytes",
+                  o->addr_s, (unsigned long long)o->len);
+        stream_stop(o, false);
+        return;
+    }
+    bool last = o->got + n == o->len;
+    if (!o->ranged) {
+        cas_hasher_update(&o->h, p, n);
+        if (last) {
+            /* Before the last byte goes out, the whole must match. */
+            struct cas_addr got;
+            cas_hasher_final(&o->h, &got);
+            if (!cas_addr_equal(&got, &o->addr)) {
+                ds_chunk_done(chunk);
+                ds_resp_free(kept);
+                integrity_report(&o->addr, "object", req->corr_id);
+                stream_stop(o, false);
+                return;
             }
         }
-        o->off += n;
-        o->inflight++;
-        if (http_stream_send(req, p, n, on_chunk_sent, o) != 0) {
-            o->inflight--;
-            done_with_req(o);
-            http_stream_end(req, false);
-            if (o->inflight == 0)
-                ctx_free(o);
-            return;
-        }
     }
-    if (req && o->off == o->len && !o->ended) {
-        o->ended = true;
-        done_with_req(o);
-        http_stream_end(req, true);
-        if (o->inflight == 0)
-            ctx_free(o);
+    o->got += n;
+    int i = __builtin_ctz(o->free_writes);
+    struct obj_write *wr = &o->writes[i];
+    wr->o = o;
+    wr->chunk = chunk;
+    wr->kept = kept;
+    o->free_writes &= ~(1u << i);
+    o->inflight++;
+    /* The bytes are written in place: they stay valid until on_chunk_sent
+     * releases them. */
+    if (http_stream_send(req, p, n, on_chunk_sent, wr) != 0) {
+        o->inflight--;
+        o->free_writes |= 1u << i;
+        ds_chunk_done(chunk);
+        ds_resp_free(kept);
+        stream_stop(o, false);
+        return;
     }
+    if (last)
+        stream_stop(o, true);
+}
+
+static void on_stream_chunk(void *arg, const uint8_t *p, size_t n, void *chunk)
+{
+    take_bytes(arg, p, n, chunk, NULL);
+}
+
+static void on_stream_end(void *arg, int status)
+{
+    struct obj_ctx *o = arg;
+    o->call = NULL;
+    /* Every byte would have ended the response already (on_stream_chunk):
+     * this stream broke off short, or failed. */
+    log_event(LOG_WARN, "media_stream_aborted",
+              "%s: storage stream ended after %llu of %llu bytes (status %d)", o->addr_s,
+              (unsigned long long)o->got, (unsigned long long)o->len, status);
+    stream_stop(o, false);
 }
 
 /* ---- phases ------------------------------------------------------------- */
 
-static void on_get(void *arg, struct ds_resp *r)
+static int begin_response(struct obj_ctx *o);
+
+static void on_stream_head(void *arg, struct ds_resp *r)
 {
     struct obj_ctx *o = arg;
     struct http_req *req = o->req;
-    o->call = NULL;
     http_req_hop(req, "storage", r->latency_ms);
-    if (r->code != 200 && r->code != 206) {
+    if (r->code == 0) { /* no answer: the call is over */
+        o->call = NULL;
         fail_call(o, r, "storage read failed");
         return;
     }
     uint64_t want = o->last - o->first + 1;
-    if ((o->kept = ds_resp_keep(r)) == NULL || r->body_len != want) {
+    bool len_ok = true;
+    if (r->code == 200 || r->code == 206) {
+        json_error_t e;
+        json_t *h = json_loadb(r->hdr, r->hdr_len, 0, &e);
+        json_t *ln = h ? json_object_get(h, "len") : NULL;
+        /* The byte count is checked as the body arrives; a header that
+         * already says otherwise is refused before the client sees a head. */
+        len_ok = ln == NULL || (json_is_integer(ln) && (uint64_t)json_integer_value(ln) == want);
+        json_decref(h);
+    }
+    if ((r->code != 200 && r->code != 206) || !len_ok) {
         struct ds_resp bad = {.code = 502};
-        fail_call(o, &bad, "storage returned a different length than asked");
+        ds_cancel(o->call);
+        o->call = NULL;
+        if (len_ok)
+            fail_call(o, r, "storage read failed");
+        else
+            fail_call(o, &bad, "storage returned a different length than asked");
         return;
     }
-    o->data = o->kept->body;
-    o->len = o->kept->body_len;
+    if (begin_response(o) != 0)
+        stream_stop(o, false);
+    /* else: the chunks follow */
+}
+
+/* Send the head of a 200/206 with the bytes to follow. Returns 0 or -1. */
+static int begin_response(struct obj_ctx *o)
+{
+    struct http_req *req = o->req;
+    o->len = o->last - o->first + 1;
+    o->got = 0;
+    o->free_writes = (1u << DS_STREAM_WINDOW_MAX) - 1;
     o->phase = PH_STREAM;
     cas_hasher_init(&o->h);
     object_headers(o);
@@ -193,14 +277,39 @@ static void on_get(void *arg, struct ds_resp *r)
             req->close_after = true;
         status = 206;
     }
-    if (http_stream_begin(req, status, o->ctype, (int64_t)o->len) != 0) {
-        done_with_req(o);
-        ctx_free(o);
-        http_stream_end(req, false);
+    return http_stream_begin(req, status, o->ctype, (int64_t)o->len) != 0 ? -1 : 0;
+}
+
+/* A read small enough to be answered whole (see start_get). */
+static void on_get(void *arg, struct ds_resp *r)
+{
+    struct obj_ctx *o = arg;
+    struct http_req *req = o->req;
+    o->call = NULL;
+    http_req_hop(req, "storage", r->latency_ms);
+    if (r->code != 200 && r->code != 206) {
+        fail_call(o, r, "storage read failed");
         return;
     }
-    pump(o);
+    struct ds_resp *kept = NULL;
+    if (r->body_len != o->last - o->first + 1 || (kept = ds_resp_keep(r)) == NULL) {
+        struct ds_resp bad = {.code = 502};
+        fail_call(o, &bad, "storage returned a different length than asked");
+        return;
+    }
+    if (begin_response(o) != 0) {
+        ds_resp_free(kept);
+        stream_stop(o, false);
+        return;
+    }
+    take_bytes(o, kept->body, kept->body_len, NULL, kept);
 }
+
+static const struct ds_stream_cbs GET_CBS = {
+    .on_head = on_stream_head,
+    .on_chunk = on_stream_chunk,
+    .on_end = on_stream_end,
+};
 
 static void start_get(struct obj_ctx *o)
 {
@@ -209,6 +318,7 @@ static void start_get(struct obj_ctx *o)
     int n = snprintf(hdr, sizeof(hdr), "{\"op\":\"get\",\"obj\":\"%s\",\"off\":%llu,\"len\":%llu}",
                      o->addr_s, (unsigned long long)o->first,
                      (unsigned long long)(o->last - o->first + 1));
+    unsigned window = (unsigned)req->conn->w->cfg->media_stream_window;
     struct ds_req dr = {.svc = DS_STORAGE,
                         .op = "get",
                         .hdr = hdr,
@@ -216,9 +326,16 @@ static void start_get(struct obj_ctx *o)
                         .deadline_ms = req->deadline_ms,
                         .idempotent = true,
                         .coalesce_key = hdr,
-                        .coalesce_key_len = (size_t)n};
+                        .coalesce_key_len = (size_t)n,
+                        .stream_window = window};
     o->phase = PH_GET;
-    o->call = ds_call(req->conn->w, &dr, on_get, o);
+    /* A read that fits in the stream window costs no more memory answered
+     * whole than streamed, and keeps retries, hedges and coalescing of
+     * identical reads (many clients on one hot range); larger ones stream. */
+    if (o->last - o->first + 1 <= (uint64_t)window * DS_STREAM_CHUNK_BYTES)
+        o->call = ds_call(req->conn->w, &dr, on_get, o);
+    else
+        o->call = ds_call_stream(req->conn->w, &dr, &GET_CBS, o);
     if (o->call == NULL) {
         done_with_req(o);
         ctx_free(o);
@@ -279,8 +396,7 @@ static void on_has(void *arg, struct ds_resp *r)
             http_respond_error(req, OG_E_RANGE, "the range starts past the end of the object");
             return;
         }
-        default: /* none, ignored or several ranges: the whole object */
-            break;
+        default: /* none, ignored or several ranges: the whole object */ break;
         }
     }
     bool head = router_method_bit(req->method) == M_HEAD;
@@ -387,9 +503,8 @@ static void on_resolve(void *arg, struct ds_resp *r)
         json_decref(m);
         done_with_req(o);
         ctx_free(o);
-        http_respond_error(req, strcmp(why, "not a media name") == 0 ? OG_E_NOT_FOUND
-                                                                     : OG_E_BAD_GATEWAY,
-                           why);
+        http_respond_error(
+            req, strcmp(why, "not a media name") == 0 ? OG_E_NOT_FOUND : OG_E_BAD_GATEWAY, why);
         return;
     }
     /* Content-Type comes from the manifest; only a plain type/subtype token
@@ -399,8 +514,8 @@ static void on_resolve(void *arg, struct ds_resp *r)
         const char *s = json_string_value(mt);
         bool ok = strchr(s, '/') != NULL;
         for (const char *c = s; *c && ok; c++)
-            ok = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
-                 (*c >= '0' && *c <= '9') || strchr("/+-.", *c);
+            ok = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+                 strchr("/+-.", *c);
         if (ok)
             strcpy(o->ctype, s);
     }

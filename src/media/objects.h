@@ -11,8 +11,4 @@ void media_on_object(struct http_req *req); /* GET, HEAD /v1/o/{addr} */
 void media_on_media(struct http_req *req);  /* GET, HEAD /v1/media/{name} */
 void media_on_put(struct http_req *req);    /* PUT /v1/o */
 
-/* Bytes held in flight per stream (chunks × chunk size), for docs/tests. */
-#define MEDIA_CHUNK_BYTES      (64 * 1024)
-#define MEDIA_CHUNKS_IN_FLIGHT 4
-
 #endif

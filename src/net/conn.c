@@ -592,6 +592,8 @@ int conn_write(struct conn *c, const uv_buf_t *bufs, unsigned nbufs, conn_write_
         }
     }
     c->writes_pending++;
+    if (c->writes_pending == 1)
+        conn_rearm(c); /* the write timeout runs while anything is unwritten */
     SHARD_ADD(c->w->m->bytes_out, total);
     return 0;
 }

@@ -544,6 +544,122 @@ def test_integrity_abort_with_corrupting_storage():
     check(healthy(srv))
 
 
+# ---- macronode: storage → omnigate → client under OAP/1 credit ---------------------
+
+# The reference storage service assembles a request stream of at most 64 MiB
+# including its DATA header, so the largest object a PUT through omnigate can
+# store is a little under 64 MiB.
+BIG_REMOTE = BIG - 65536
+
+
+def start_macronode(*extra):
+    """Storage, index and mailbox as separate processes; omnigate in front of them."""
+    stor = start_substrate("storage", "--mem-cap", "256MiB")
+    index = start_substrate("index")
+    mbox = start_substrate("mailbox")
+    addrs = ["--index", "oap://127.0.0.1:%d" % index.port,
+             "--storage", "oap://127.0.0.1:%d" % stor.port,
+             "--mailbox", "oap://127.0.0.1:%d" % mbox.port]
+    srv = start_omnigate("--root-keys", KEYS, "--body-max", "64MiB", *addrs, *extra, workers=1)
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        st, _, _ = http("GET", srv.url + "/readyz", timeout=5)
+        if st == 200:
+            break
+        time.sleep(0.05)
+    return srv, stor
+
+
+def test_macronode_slow_reader_bounded_rss():
+    srv, stor = start_macronode()
+    data = os.urandom(BIG_REMOTE)
+    addr = b3(data)
+    st, _, body = put(srv, data)
+    check(st == 201 and json.loads(body)["obj"] == addr, (st, body[:200]))
+    # A range across several storage frames streams the same way (no hash).
+    st, h, part = call(srv, "GET", "/v1/o/" + addr, {"Range": "bytes=100000-1300000"})
+    check(st == 206 and part == data[100000:1300001], (st, len(part)))
+    del data, part
+    time.sleep(0.5)
+    base = rss_kib(srv.proc.pid)
+    s = socket.create_connection(("127.0.0.1", srv.port))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 * 1024)
+    s.sendall(raw_req("GET", "/v1/o/" + addr))
+    path = os.path.join(TMP, "big-remote.body")
+    peak, got, head = base, 0, b""
+    t0 = time.time()
+    with open(path, "wb") as f:
+        while True:
+            chunk = s.recv(256 * 1024)
+            if not chunk:
+                break
+            if got == 0 and b"\r\n\r\n" not in head:
+                head += chunk
+                if b"\r\n\r\n" not in head:
+                    continue
+                head, _, chunk = head.partition(b"\r\n\r\n")
+                head += b"\r\n\r\n"
+            f.write(chunk)
+            got += len(chunk)
+            peak = max(peak, rss_kib(srv.proc.pid))
+            time.sleep(0.02)
+    s.close()
+    took = time.time() - t0
+    check(head.startswith(b"HTTP/1.1 200 "), head[:100])
+    check(b"Content-Length: %d\r\n" % BIG_REMOTE in head, head)
+    check(got == BIG_REMOTE, got)
+    check(b3_file(path) == addr)
+    os.unlink(path)
+    growth = peak - base
+    print("    macronode slow reader: %.1fs, RSS base %d KiB, peak %d KiB, growth %d KiB"
+          % (took, base, peak, growth))
+    check(growth < 16 * 1024, "RSS grew by %d KiB while streaming" % growth)
+    check(metric(srv, "integrity_failures_total") == 0)
+    check(healthy(srv) and stor.proc.poll() is None)
+
+
+def test_macronode_reader_that_stops_is_cut_off_by_write_timeout():
+    srv, stor = start_macronode("--write-timeout", "1s")
+    data = os.urandom(BIG_REMOTE)
+    addr = b3(data)
+    st, _, body = put(srv, data)
+    check(st == 201, (st, body[:200]))
+    del data
+    base = rss_kib(srv.proc.pid)
+    s = socket.create_connection(("127.0.0.1", srv.port))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    s.sendall(raw_req("GET", "/v1/o/" + addr))
+    t0 = time.time()
+    cut = None
+    while time.time() - t0 < 6:
+        if any("write_timeout" in json.dumps(e) for e in srv.log_json()):
+            cut = time.time() - t0
+            break
+        time.sleep(0.1)
+    check(cut is not None, "no write_timeout within 6 s")
+    check(0.8 <= cut <= 4.0, cut)
+    growth = rss_kib(srv.proc.pid) - base
+    check(growth < 16 * 1024, "RSS grew by %d KiB with a stalled reader" % growth)
+    s.settimeout(5)
+    got = 0
+    try:
+        while True:
+            c = s.recv(1 << 20)
+            if not c:
+                break
+            got += len(c)
+    except ConnectionResetError:
+        pass
+    s.close()
+    check(got < BIG_REMOTE, got)
+    # The abandoned storage stream was let go: the next reads are served.
+    check(healthy(srv))
+    st, _, body = call(srv, "GET", "/v1/o/" + addr, {"Range": "bytes=0-9"})
+    check(st == 206 and len(body) == 10, (st, body))
+    st, _, body = call(srv, "GET", "/v1/o/" + addr)
+    check(st == 200 and b3(body) == addr, (st, len(body)))
+
+
 if __name__ == "__main__":
     try:
         run_tests(globals())
