@@ -392,9 +392,12 @@ static int build_wire_hdr(struct ds_call *c)
 {
     uint64_t now = uv_now(&c->w->loop);
     uint64_t left = c->req.deadline_ms > now ? c->req.deadline_ms - now : 0;
-    char pre[48];
-    int n = snprintf(pre, sizeof(pre), "{\"deadline_ms\":%llu%s", (unsigned long long)left,
-                     c->req.hdr_len > 2 ? "," : "");
+    /* deadline_ms first, then the correlation id (validated to
+     * [A-Za-z0-9._:-] at the edge, so it needs no escaping). */
+    char pre[160];
+    int n = snprintf(pre, sizeof(pre), "{\"deadline_ms\":%llu%s%s%s%s", (unsigned long long)left,
+                     c->corr_id[0] ? ",\"corr_id\":\"" : "", c->corr_id,
+                     c->corr_id[0] ? "\"" : "", c->req.hdr_len > 2 ? "," : "");
     size_t rest = c->req.hdr_len > 1 ? c->req.hdr_len - 1 : 0; /* skip the caller's '{' */
     char *p = realloc(c->wire_hdr, (size_t)n + rest + 1);
     if (p == NULL)
@@ -585,6 +588,9 @@ static struct ds_call *call_new(struct worker *w, const struct ds_req *req, ds_c
     memcpy(c->hdr_copy, req->hdr, req->hdr_len);
     c->hdr_copy[req->hdr_len] = '\0';
     c->req.hdr = c->hdr_copy;
+    if (req->corr_id)
+        snprintf(c->corr_id, sizeof(c->corr_id), "%s", req->corr_id);
+    c->req.corr_id = c->corr_id;
     /* The body is copied so that a cancelled call never leaves a backend
      * writing from the caller's freed memory; bodies are bounded by the
      * body cap. */

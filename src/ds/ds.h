@@ -52,6 +52,7 @@ struct ds_req {
     const void *body; /* borrowed until the callback */
     size_t body_len;
     uint64_t deadline_ms; /* loop time (uv_now) at which the caller gives up */
+    const char *corr_id;  /* the request's X-Corr-ID, sent on to remote services (or NULL) */
     bool idempotent;      /* reads: may be retried, hedged and coalesced */
     /* For coalescing storage reads: address + range key, or NULL. */
     const char *coalesce_key;

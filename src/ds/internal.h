@@ -35,6 +35,7 @@ struct ds_call {
     struct worker *w;
     struct ds_req req; /* copy; req.hdr points at hdr_copy */
     char *hdr_copy;    /* the caller's header JSON, owned */
+    char corr_id[65];  /* X-Corr-ID travelling on to remote services */
     void *body_copy;   /* the caller's body, owned */
     char *wire_hdr;    /* header JSON as sent: deadline_ms first, owned */
     size_t wire_hdr_len;

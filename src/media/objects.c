@@ -324,6 +324,7 @@ static void start_get(struct obj_ctx *o)
                         .hdr = hdr,
                         .hdr_len = (size_t)n,
                         .deadline_ms = req->deadline_ms,
+                        .corr_id = req->corr_id,
                         .idempotent = true,
                         .coalesce_key = hdr,
                         .coalesce_key_len = (size_t)n,
@@ -433,6 +434,7 @@ static void start_has(struct obj_ctx *o)
                         .hdr = hdr,
                         .hdr_len = (size_t)n,
                         .deadline_ms = req->deadline_ms,
+                        .corr_id = req->corr_id,
                         .idempotent = true};
     o->phase = PH_HAS;
     o->call = ds_call(req->conn->w, &dr, on_has, o);
@@ -541,6 +543,7 @@ void media_on_media(struct http_req *req)
                         .hdr = hdr,
                         .hdr_len = (size_t)n,
                         .deadline_ms = req->deadline_ms,
+                        .corr_id = req->corr_id,
                         .idempotent = true};
     o->phase = PH_RESOLVE;
     o->call = ds_call(req->conn->w, &dr, on_resolve, o);
@@ -637,6 +640,7 @@ void media_on_put(struct http_req *req)
                         .body = req->body.p,
                         .body_len = req->body.n,
                         .deadline_ms = req->deadline_ms,
+                        .corr_id = req->corr_id,
                         .idempotent = false};
     p->call = ds_call(req->conn->w, &dr, on_put, p);
     if (p->call == NULL) {

@@ -73,6 +73,7 @@ static struct ds_call *start(struct http_req *req, enum ds_service svc, const ch
                         .hdr = hdr->p,
                         .hdr_len = hdr->n,
                         .deadline_ms = hop_deadline(req),
+                        .corr_id = req->corr_id,
                         .idempotent = idem,
                         .coalesce_key = svc == DS_STORAGE && idem ? hdr->p : NULL,
                         .coalesce_key_len = hdr->n};
