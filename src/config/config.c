@@ -20,8 +20,8 @@
 #define F(field) offsetof(struct og_config, field)
 
 /* The table. Bounds come from what the server can honour: e.g. the head cap
- * must leave room in a connection's read buffer, the body cap stays under
- * the OAP/1 frame so a body always fits one PUT. */
+ * must leave room in a connection's read buffer; bodies over one OAP/1
+ * frame go to remote storage as a request stream. */
 const struct config_row config_rows[] = {
     {"server", "bind", CFG_ADDR, F(bind), 0, 0, "127.0.0.1:9080", false,
      "service listener, HOST:PORT"},
@@ -113,7 +113,7 @@ const struct config_row *config_row_find(const char *key)
     return NULL;
 }
 
-/* Strict integer: optional sign, digits only, no overflow. */
+/* Strict non-negative integer: digits only (at most 18), no sign. */
 static int parse_i64(const char *s, size_t n, int64_t *out)
 {
     if (n == 0 || n > 18)
@@ -426,11 +426,12 @@ int config_reload_check(const struct og_config *old, const struct og_config *nu,
         const struct config_row *r = &config_rows[i];
         if (r->reload)
             continue;
-        size_t sz = (r->type == CFG_STR || r->type == CFG_ADDR || r->type == CFG_LEVEL ||
-                     r->type == CFG_DSADDR)
-                        ? CONFIG_STR_MAX
-                        : sizeof(int64_t);
-        if (memcmp((const char *)old + r->offset, (const char *)nu + r->offset, sz) != 0) {
+        const char *a = (const char *)old + r->offset, *b = (const char *)nu + r->offset;
+        bool is_str = r->type == CFG_STR || r->type == CFG_ADDR || r->type == CFG_LEVEL ||
+                      r->type == CFG_DSADDR;
+        /* Strings compare as strings: bytes after the NUL are not part of them. */
+        bool differs = is_str ? strcmp(a, b) != 0 : memcmp(a, b, sizeof(int64_t)) != 0;
+        if (differs) {
             snprintf(err, errlen, "config: %s cannot change on reload (restart instead)", r->key);
             return -1;
         }

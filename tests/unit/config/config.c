@@ -296,3 +296,21 @@ Test(config, parsers)
     cr_assert_null(config_row_find("body"));
     cr_assert_null(config_row_find("body_max_"));
 }
+
+/* Regression: a string set twice keeps bytes of the longer value after its
+ * NUL; a reload must compare the strings, not the whole buffers. */
+Test(config, reload_check_compares_strings_not_buffers)
+{
+    struct og_config a, b;
+    char err[CONFIG_ERR_MAX];
+    const struct config_row *bind = config_row_find("bind");
+    config_defaults(&a);
+    config_defaults(&b);
+    cr_assert(config_set(&a, bind, "127.0.0.1:65535", "test", err, sizeof(err)) == 0);
+    cr_assert(config_set(&a, bind, "1.2.3.4:1", "test", err, sizeof(err)) == 0);
+    cr_assert(config_set(&b, bind, "1.2.3.4:1", "test", err, sizeof(err)) == 0);
+    cr_assert(config_reload_check(&a, &b, err, sizeof(err)) == 0, "%s", err);
+    cr_assert(config_set(&b, bind, "1.2.3.4:2", "test", err, sizeof(err)) == 0);
+    cr_assert(config_reload_check(&a, &b, err, sizeof(err)) != 0);
+    cr_assert(strstr(err, "bind") != NULL, "%s", err);
+}
