@@ -401,6 +401,14 @@ static void on_has(void *arg, struct ds_resp *r)
         }
     }
     bool head = router_method_bit(req->method) == M_HEAD;
+    /* An empty body is still a claim about the object: the address must be
+     * the hash of zero bytes, or storage is answering for something else. */
+    if (!head && o->size == 0 && !integrity_check(&o->addr, "", 0, "object", req->corr_id)) {
+        done_with_req(o);
+        ctx_free(o);
+        http_respond_error(req, OG_E_BAD_GATEWAY, "storage reports an empty body for this address");
+        return;
+    }
     if (head || o->size == 0) {
         object_headers(o);
         int status = 200;
