@@ -29,18 +29,19 @@
 #define DS_BUDGET_CAP      (20 * DS_BUDGET_SCALE)
 #define DS_BACKOFF_BASE_MS 10
 #define DS_OPS             10
-#define DS_CODES           16
+#define DS_CODES           17
 #define DS_BUCKETS         10
 
 static const char *const SERVICE_NAMES[DS__COUNT] = {"index", "storage", "mailbox"};
 static const char *const OPS[DS_OPS] = {"get",  "has",  "put",  "resolve", "search",
                                         "send", "recv", "peek", "ack",     "other"};
 /* Status labels: app codes, then transport outcomes. */
-static const int CODES[DS_CODES] = {200, 201, 206, 400, 404, 413, 416, 429,
-                                    500, 502, 503, 504, 507, -1,  -2,  -3};
+static const int CODES[DS_CODES] = {200, 201, 206, 400, 404, 413, 416, 429, 500,
+                                    502, 503, 504, 507, -1,  -2,  -3,  -4};
 #define CODE_TIMEOUT     13
 #define CODE_SHED        14
 #define CODE_BAD_GATEWAY 15
+#define CODE_CANCELLED   16 /* the caller gave up (client gone, hedge lost) */
 static const double BUCKETS[DS_BUCKETS - 1] = {0.001, 0.0025, 0.005, 0.01, 0.025,
                                                0.05,  0.1,    0.25,  1};
 
@@ -117,7 +118,7 @@ static void observe(struct ds_call *c, const struct ds_resp *r)
 {
     struct ds_shard *s = shard_of(c->w);
     int svc = c->req.svc, op = op_index(c->req.op);
-    SHARD_ADD(s->req[svc][op][code_index(r)], 1);
+    SHARD_ADD(s->req[svc][op][c->cancelled ? CODE_CANCELLED : code_index(r)], 1);
     uint64_t us = (uint64_t)(r->latency_ms * 1000.0);
     int b = 0;
     while (b < DS_BUCKETS - 1 && (double)us > BUCKETS[b] * 1e6)
@@ -139,6 +140,8 @@ static void code_label(int i, char *out, size_t n)
 {
     if (i == CODE_TIMEOUT)
         snprintf(out, n, "timeout");
+    else if (i == CODE_CANCELLED)
+        snprintf(out, n, "cancelled");
     else if (i == CODE_SHED)
         snprintf(out, n, "shed");
     else if (i == CODE_BAD_GATEWAY)

@@ -5,8 +5,9 @@
  * slices point into it) and is compacted only between requests. While a
  * body is read, the space after the head is reused, so a 1 MiB body never
  * needs a 1 MiB read buffer. Pipelined requests are parsed one at a time:
- * reading pauses while a request is being served, which is also the
- * backpressure a client sees.
+ * while a request is served, further bytes wait in the read buffer, and a
+ * full buffer stops reading until the request is done — the backpressure a
+ * pipelining client sees.
  */
 #include "net/conn.h"
 
