@@ -519,12 +519,6 @@ void conn_flush_completions(struct worker *w)
             wr = next;
         }
     }
-    uv_idle_stop(&w->spin);
-}
-
-static void on_spin(uv_idle_t *h)
-{
-    /* Only here so that poll does not block; the check phase runs next. */
 }
 
 /* Try to write everything now. libuv's uv_write re-arms the poll set after
@@ -568,7 +562,6 @@ int conn_write(struct conn *c, const uv_buf_t *bufs, unsigned nbufs, conn_write_
         else
             w->done_head = wr;
         w->done_tail = wr;
-        uv_idle_start(&w->spin, on_spin);
     } else {
         /* Queue what is left; the caller's buffers stay valid until on_done. */
         uv_buf_t rest[8];

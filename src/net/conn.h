@@ -61,7 +61,8 @@ int conn_write(struct conn *c, const uv_buf_t *bufs, unsigned nbufs, conn_write_
                void *arg);
 
 /* Run the callbacks of writes that finished synchronously (from the
- * worker's check phase: never inside the conn_write that queued them). */
+ * worker's prepare and check phases: never inside the conn_write that
+ * queued them, and always before the loop blocks in poll). */
 void conn_flush_completions(struct worker *w);
 
 /* Close the connection now (pending writes are dropped). */

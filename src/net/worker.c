@@ -87,6 +87,12 @@ int worker_listen(struct worker *w, const char *addr)
     return 0;
 }
 
+static void on_before_poll(uv_prepare_t *h)
+{
+    /* Writes finished while timers ran must complete before poll blocks. */
+    conn_flush_completions(h->data);
+}
+
 static void on_flush(uv_check_t *h)
 {
     struct worker *w = h->data;
@@ -115,8 +121,10 @@ int worker_init(struct worker *w, int id, bool is_admin, const struct router *ro
     w->flush.data = w;
     uv_check_start(&w->flush, on_flush);
     uv_unref((uv_handle_t *)&w->flush);
-    uv_idle_init(&w->loop, &w->spin);
-    w->spin.data = w;
+    uv_prepare_init(&w->loop, &w->before_poll);
+    w->before_poll.data = w;
+    uv_prepare_start(&w->before_poll, on_before_poll);
+    uv_unref((uv_handle_t *)&w->before_poll);
     return 0;
 }
 
