@@ -399,8 +399,8 @@ static int build_wire_hdr(struct ds_call *c)
      * [A-Za-z0-9._:-] at the edge, so it needs no escaping). */
     char pre[160];
     int n = snprintf(pre, sizeof(pre), "{\"deadline_ms\":%llu%s%s%s%s", (unsigned long long)left,
-                     c->corr_id[0] ? ",\"corr_id\":\"" : "", c->corr_id,
-                     c->corr_id[0] ? "\"" : "", c->req.hdr_len > 2 ? "," : "");
+                     c->corr_id[0] ? ",\"corr_id\":\"" : "", c->corr_id, c->corr_id[0] ? "\"" : "",
+                     c->req.hdr_len > 2 ? "," : "");
     size_t rest = c->req.hdr_len > 1 ? c->req.hdr_len - 1 : 0; /* skip the caller's '{' */
     char *p = realloc(c->wire_hdr, (size_t)n + rest + 1);
     if (p == NULL)

@@ -42,7 +42,7 @@ struct worker {
     uv_tcp_t listener;
     uv_async_t wake;                    /* drain / reload notifications from the main thread */
     uv_check_t flush;                   /* writes buffered log lines once per loop turn */
-    uv_prepare_t before_poll; /* runs completions queued before poll (timers) */
+    uv_prepare_t before_poll;           /* runs completions queued before poll (timers) */
     struct wreq *done_head, *done_tail; /* writes finished synchronously */
     const struct router *router;
     struct metrics_shard *m;
