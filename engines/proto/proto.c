@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/dec.h"
 #include "engines/common/hash.h"
 #include "engines/common/status.h"
 
@@ -343,11 +344,21 @@ static struct eng_buf *messages_body(const struct mailbox_msg *m, size_t n)
     memcpy(p, head, sizeof(head) - 1);
     w = sizeof(head) - 1;
     for (size_t i = 0; i < n; i++) {
-        w += (size_t)snprintf(p + w, cap - w,
-                              "%s{\"id\":%llu,\"deliveries\":%u,\"sent_ms\":%llu,"
-                              "\"body\":\"",
-                              i ? "," : "", (unsigned long long)m[i].id, m[i].deliveries,
-                              (unsigned long long)m[i].sent_ms);
+        static const char k_id[] = "{\"id\":", k_del[] = ",\"deliveries\":",
+                          k_sent[] = ",\"sent_ms\":", k_body[] = ",\"body\":\"";
+        if (i)
+            p[w++] = ',';
+        memcpy(p + w, k_id, sizeof(k_id) - 1);
+        w += sizeof(k_id) - 1;
+        w += dec_u64(p + w, m[i].id);
+        memcpy(p + w, k_del, sizeof(k_del) - 1);
+        w += sizeof(k_del) - 1;
+        w += dec_u64(p + w, m[i].deliveries);
+        memcpy(p + w, k_sent, sizeof(k_sent) - 1);
+        w += sizeof(k_sent) - 1;
+        w += dec_u64(p + w, m[i].sent_ms);
+        memcpy(p + w, k_body, sizeof(k_body) - 1);
+        w += sizeof(k_body) - 1;
         /* EVP_EncodeBlock takes an int length: bodies are ≤ max_msg_bytes. */
         w +=
             (size_t)EVP_EncodeBlock((unsigned char *)p + w, m[i].body->bytes, (int)m[i].body->size);

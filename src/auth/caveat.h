@@ -179,7 +179,7 @@ int cap_mint(const struct cap_keys *keys, const struct cap_mint *p, char *out, s
 
 /* Not thread-safe by design: one per worker loop. Set-associative with
  * CAP_CACHE_WAYS ways and LRU replacement inside a set, so memory is fixed
- * at creation. Entries are keyed by SHA-256 of the token text and hold only
+ * at creation. Entries are keyed by the BLAKE3 hash of the token text and hold only
  * the digest and the cap_result — never the token or its signature. An entry
  * lives at most CAP_CACHE_TTL_S seconds and never past the token's expiry,
  * and only under the keys generation it was verified with; expiry, tenant,

@@ -6,6 +6,8 @@
 #include <inttypes.h>
 #include <stdio.h>
 
+#include "core/dec.h"
+
 void jw_init(struct jw *w, struct buf *b)
 {
     w->b = b;
@@ -144,18 +146,20 @@ void jw_str(struct jw *w, const char *s)
 
 void jw_int(struct jw *w, int64_t v)
 {
-    char t[24];
-    int n = snprintf(t, sizeof(t), "%" PRId64, v);
+    char t[24], *end = t + sizeof(t);
+    char *s = dec_u64_back(v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v, end);
+    if (v < 0)
+        *--s = '-';
     sep(w);
-    put(w, t, (size_t)n);
+    put(w, s, (size_t)(end - s));
 }
 
 void jw_uint(struct jw *w, uint64_t v)
 {
-    char t[24];
-    int n = snprintf(t, sizeof(t), "%" PRIu64, v);
+    char t[24], *end = t + sizeof(t);
+    char *s = dec_u64_back(v, end);
     sep(w);
-    put(w, t, (size_t)n);
+    put(w, s, (size_t)(end - s));
 }
 
 void jw_fixed3(struct jw *w, double v)

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/dec.h"
 #include "core/log.h"
 #include "ds/internal.h"
 #include "engines/proto/proto.h"
@@ -398,18 +399,26 @@ static int build_wire_hdr(struct ds_call *c)
     /* deadline_ms first, then the correlation id (validated to
      * [A-Za-z0-9._:-] at the edge, so it needs no escaping). */
     char pre[160];
-    int n = snprintf(pre, sizeof(pre), "{\"deadline_ms\":%llu%s%s%s%s", (unsigned long long)left,
-                     c->corr_id[0] ? ",\"corr_id\":\"" : "", c->corr_id, c->corr_id[0] ? "\"" : "",
-                     c->req.hdr_len > 2 ? "," : "");
+    size_t n = 0, cl = strlen(c->corr_id);
+    memcpy(pre, "{\"deadline_ms\":", 15);
+    n = 15 + dec_u64(pre + 15, left);
+    if (cl) {
+        memcpy(pre + n, ",\"corr_id\":\"", 12);
+        memcpy(pre + n + 12, c->corr_id, cl);
+        n += 12 + cl;
+        pre[n++] = '"';
+    }
+    if (c->req.hdr_len > 2)
+        pre[n++] = ',';
     size_t rest = c->req.hdr_len > 1 ? c->req.hdr_len - 1 : 0; /* skip the caller's '{' */
-    char *p = realloc(c->wire_hdr, (size_t)n + rest + 1);
+    char *p = realloc(c->wire_hdr, n + rest + 1);
     if (p == NULL)
         return -1;
-    memcpy(p, pre, (size_t)n);
+    memcpy(p, pre, n);
     memcpy(p + n, c->req.hdr + 1, rest);
     p[n + rest] = '\0';
     c->wire_hdr = p;
-    c->wire_hdr_len = (size_t)n + rest;
+    c->wire_hdr_len = n + rest;
     return 0;
 }
 
@@ -591,8 +600,11 @@ static struct ds_call *call_new(struct worker *w, const struct ds_req *req, ds_c
     memcpy(c->hdr_copy, req->hdr, req->hdr_len);
     c->hdr_copy[req->hdr_len] = '\0';
     c->req.hdr = c->hdr_copy;
-    if (req->corr_id)
-        snprintf(c->corr_id, sizeof(c->corr_id), "%s", req->corr_id);
+    if (req->corr_id) {
+        size_t cl = strnlen(req->corr_id, sizeof(c->corr_id) - 1);
+        memcpy(c->corr_id, req->corr_id, cl);
+        c->corr_id[cl] = '\0';
+    }
     c->req.corr_id = c->corr_id;
     /* The body is copied so that a cancelled call never leaves a backend
      * writing from the caller's freed memory; bodies are bounded by the

@@ -7,8 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/dec.h"
 #include "media/integrity.h"
 #include "view/memo.h"
+#include "view/messages.h"
 
 enum og_err view_call_err(int code, enum og_err err)
 {
@@ -71,7 +73,7 @@ static bool valid_json(const uint8_t *p, size_t n)
 
 /* Whether bytes are valid JSON depends on the bytes alone: memoised by their
  * hash (view/memo.h), cheaper than parsing them again. */
-static bool valid_json_memo(const uint8_t *p, size_t n)
+bool view_valid_json(const uint8_t *p, size_t n)
 {
     size_t len;
     const uint8_t *m = memo_get(MEMO_JSON, p, n, NULL, &len);
@@ -141,8 +143,11 @@ void view_object_part(struct jw *w, const struct view_part *p, struct part_resul
     }
     /* Verified bytes: their rendering depends only on (address, media type,
      * inline limit), so it is memoised. */
-    char extra[128];
-    snprintf(extra, sizeof(extra), "%s|%llu", p->media_type, (unsigned long long)inline_max);
+    char extra[sizeof(p->media_type) + 2 + DEC_U64_MAX_CHARS];
+    size_t el = strlen(p->media_type);
+    memcpy(extra, p->media_type, el);
+    extra[el++] = '|';
+    extra[el + dec_u64(extra + el, inline_max)] = '\0';
     size_t len;
     const char *m = memo_get(MEMO_OBJECT, p->addr.b, sizeof(p->addr.b), extra, &len);
     if (m) {
@@ -178,72 +183,6 @@ static void link_part(struct jw *w, const struct view_part *p)
     jw_key(w, "link");
     jw_str(w, link);
     jw_obj_close(w);
-}
-
-/* Mailbox messages: {"messages":[{"id","deliveries","sent_ms","body":b64}]}
- * from the service; bodies that are JSON are inlined as JSON. */
-static int render_messages(struct jw *w, const uint8_t *p, size_t n);
-
-int view_messages(struct jw *w, const uint8_t *p, size_t n)
-{
-    /* The same mailbox answer always renders the same: memoised by its hash. */
-    size_t len;
-    const char *m = memo_get(MEMO_MESSAGES, p, n, NULL, &len);
-    if (m) {
-        jw_raw(w, m, len);
-        return 0;
-    }
-    struct buf tmp = {0};
-    struct jw tw;
-    jw_init(&tw, &tmp);
-    int rc = render_messages(&tw, p, n);
-    if (rc == 0 && !jw_failed(&tw)) {
-        memo_put(MEMO_MESSAGES, p, n, NULL, tmp.p, tmp.n);
-        jw_raw(w, tmp.p, tmp.n);
-    } else if (rc == 0) {
-        w->failed = true;
-    }
-    buf_release(&tmp);
-    return rc;
-}
-
-static int render_messages(struct jw *w, const uint8_t *p, size_t n)
-{
-    json_error_t e;
-    json_t *doc = json_loadb((const char *)p, n, JSON_REJECT_DUPLICATES, &e);
-    json_t *msgs = doc ? json_object_get(doc, "messages") : NULL;
-    if (!json_is_array(msgs)) {
-        json_decref(doc);
-        return -1;
-    }
-    size_t i;
-    json_t *m;
-    jw_arr_open(w);
-    json_array_foreach(msgs, i, m)
-    {
-        json_t *b = json_object_get(m, "body");
-        const char *s = json_is_string(b) ? json_string_value(b) : "";
-        size_t sl = json_is_string(b) ? json_string_length(b) : 0;
-        uint8_t *raw = malloc(sl / 4 * 3 + 3);
-        long rl = raw ? view_base64_decode(s, sl, raw) : -1;
-        jw_obj_open(w);
-        jw_key(w, "id");
-        jw_int(w, json_integer_value(json_object_get(m, "id")));
-        jw_key(w, "sent_ms");
-        jw_int(w, json_integer_value(json_object_get(m, "sent_ms")));
-        jw_key(w, "body");
-        if (rl >= 0 && valid_json_memo(raw, (size_t)rl))
-            jw_raw(w, (const char *)raw, (size_t)rl);
-        else if (rl >= 0)
-            view_jw_base64(w, raw, (size_t)rl);
-        else
-            jw_null(w);
-        jw_obj_close(w);
-        free(raw);
-    }
-    jw_arr_close(w);
-    json_decref(doc);
-    return 0;
 }
 
 int view_manifest_fields(json_t *manifest, struct buf *out)
@@ -311,7 +250,7 @@ int view_compose(struct jw *w, const char *name, const char *fields, size_t fiel
                 jw_obj_close(w);
             }
         } else if (ok && p->kind == PART_INDEX) {
-            if (valid_json_memo(r->body, r->body_len)) {
+            if (view_valid_json(r->body, r->body_len)) {
                 jw_obj_open(w);
                 jw_key(w, "status");
                 jw_int(w, r->code);

@@ -51,8 +51,8 @@ enum og_err view_call_err(int code, enum og_err err);
 void view_object_part(struct jw *w, const struct view_part *p, struct part_result *r,
                       uint64_t inline_max, const char *corr_id);
 
-/* Mailbox messages array from a peek/recv answer body; -1 if malformed. */
-int view_messages(struct jw *w, const uint8_t *p, size_t n);
+/* Whether bytes are one JSON value (memoised by content). */
+bool view_valid_json(const uint8_t *p, size_t n);
 
 /* Base64 helpers (OpenSSL EVP). Encode appends a JSON string. */
 void view_jw_base64(struct jw *w, const uint8_t *p, size_t n);

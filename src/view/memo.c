@@ -39,22 +39,46 @@ void memo_init(void)
     metrics_register(render);
 }
 
-/* The full key: domain tag, extra, NUL, bytes — built in a caller buffer
- * when small, else on the heap. Returns NULL on allocation failure. */
-static uint8_t *full_key(enum memo_domain d, const void *k, size_t n, const char *extra,
-                         uint8_t *stack, size_t cap, size_t *out_len)
+/* Stored keys are laid out as: domain tag, extra, NUL, key bytes. */
+static size_t stored_len(const char *extra, size_t n)
 {
-    size_t el = extra ? strlen(extra) : 0;
-    size_t len = 1 + el + 1 + n;
-    uint8_t *p = len <= cap ? stack : malloc(len);
-    if (p == NULL)
-        return NULL;
-    p[0] = (uint8_t)d;
-    memcpy(p + 1, extra ? extra : "", el);
-    p[1 + el] = 0;
-    memcpy(p + 2 + el, k, n);
-    *out_len = len;
-    return p;
+    return 1 + strlen(extra) + 1 + n;
+}
+
+static bool key_equal(const struct slot *s, uint64_t h, enum memo_domain d, const char *extra,
+                      const void *k, size_t n)
+{
+    size_t el = strlen(extra);
+    return s->val && s->h == h && s->key_len == 2 + el + n && s->key[0] == (uint8_t)d &&
+           memcmp(s->key + 1, extra, el + 1) == 0 && memcmp(s->key + 2 + el, k, n) == 0;
+}
+
+/* The slot hash: SipHash (per-thread random key) over the domain, extra,
+ * length, and the key's first and last MEMO_HASH_SAMPLE bytes. The hash only
+ * picks the slot — a hit needs the whole key to compare equal — so keys that
+ * differ only in the middle merely share a slot; hashing a sample keeps a
+ * lookup of a large manifest or mailbox answer to one compare. */
+#define MEMO_HASH_SAMPLE 128
+
+static uint64_t slot_hash(enum memo_domain d, const char *extra, const uint8_t *k, size_t n)
+{
+    uint8_t in[1 + 256 + sizeof(uint64_t) + 2 * MEMO_HASH_SAMPLE];
+    size_t el = strnlen(extra, 255), w = 0;
+    uint64_t len = n;
+    in[w++] = (uint8_t)d;
+    memcpy(in + w, extra, el);
+    w += el;
+    memcpy(in + w, &len, sizeof(len));
+    w += sizeof(len);
+    if (n <= 2 * MEMO_HASH_SAMPLE) {
+        memcpy(in + w, k, n);
+        w += n;
+    } else {
+        memcpy(in + w, k, MEMO_HASH_SAMPLE);
+        memcpy(in + w + MEMO_HASH_SAMPLE, k + n - MEMO_HASH_SAMPLE, MEMO_HASH_SAMPLE);
+        w += 2 * MEMO_HASH_SAMPLE;
+    }
+    return eng_siphash(sipkey, in, w);
 }
 
 static bool table(void)
@@ -70,22 +94,16 @@ static bool table(void)
 const void *memo_get(enum memo_domain d, const void *key, size_t key_len, const char *extra,
                      size_t *len)
 {
-    uint8_t stack[512];
-    size_t fl;
     if (!table())
         return NULL;
-    uint8_t *fk = full_key(d, key, key_len, extra, stack, sizeof(stack), &fl);
-    if (fk == NULL)
-        return NULL;
-    uint64_t h = eng_siphash(sipkey, fk, fl);
+    extra = extra ? extra : "";
+    uint64_t h = slot_hash(d, extra, key, key_len);
     struct slot *s = &slots[h % MEMO_SLOTS];
     const void *v = NULL;
-    if (s->val && s->h == h && s->key_len == fl && memcmp(s->key, fk, fl) == 0) {
+    if (key_equal(s, h, d, extra, key, key_len)) {
         v = s->val;
         *len = s->len;
     }
-    if (fk != stack)
-        free(fk);
     atomic_fetch_add_explicit(v ? &hits : &misses, 1, memory_order_relaxed);
     return v;
 }
@@ -93,30 +111,27 @@ const void *memo_get(enum memo_domain d, const void *key, size_t key_len, const 
 void memo_put(enum memo_domain d, const void *key, size_t key_len, const char *extra,
               const void *value, size_t len)
 {
-    uint8_t stack[512];
-    size_t fl;
     if (!table() || len + key_len > MEMO_ENTRY_MAX)
         return;
-    uint8_t *fk = full_key(d, key, key_len, extra, stack, sizeof(stack), &fl);
-    if (fk == NULL)
-        return;
-    uint64_t h = eng_siphash(sipkey, fk, fl);
+    extra = extra ? extra : "";
+    size_t el = strlen(extra), fl = stored_len(extra, key_len);
+    uint64_t h = slot_hash(d, extra, key, key_len);
     struct slot *s = &slots[h % MEMO_SLOTS];
     size_t freed = s->val ? s->len + s->key_len : 0;
-    uint8_t *kv = NULL;
-    if (bytes - freed + fl + len <= MEMO_BYTES_MAX && (kv = malloc(fl + (len ? len : 1))) != NULL) {
-        memcpy(kv, fk, fl);
-        memcpy(kv + fl, value, len);
-        free(s->key); /* key and value share one block */
-        bytes = bytes - freed + fl + len;
-        s->h = h;
-        s->key = kv;
-        s->key_len = fl;
-        s->val = kv + fl;
-        s->len = len;
-    }
-    if (fk != stack)
-        free(fk);
+    uint8_t *kv;
+    if (bytes - freed + fl + len > MEMO_BYTES_MAX || (kv = malloc(fl + (len ? len : 1))) == NULL)
+        return;
+    kv[0] = (uint8_t)d;
+    memcpy(kv + 1, extra, el + 1);
+    memcpy(kv + 2 + el, key, key_len);
+    memcpy(kv + fl, value, len);
+    free(s->key); /* key and value share one block */
+    bytes = bytes - freed + fl + len;
+    s->h = h;
+    s->key = kv;
+    s->key_len = fl;
+    s->val = kv + fl;
+    s->len = len;
 }
 
 void memo_thread_release(void)

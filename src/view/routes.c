@@ -14,11 +14,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/dec.h"
 #include "ds/ds.h"
 #include "http/query.h"
 #include "http/response.h"
 #include "view/compose.h"
 #include "view/memo.h"
+#include "view/messages.h"
 #include "view/plan.h"
 
 #define SEARCH_LIMIT_MAX 10
@@ -370,10 +372,10 @@ static int plan_for(struct view_ctx *v, const uint8_t *m, size_t n, const char *
                     bool *not_view)
 {
     const struct og_config *cfg = v->req->conn->w->cfg;
-    char extra[64];
-    size_t len;
-    snprintf(extra, sizeof(extra), "%lld|%lld", (long long)cfg->view_max_parts,
-             (long long)cfg->view_inline_max);
+    char extra[2 * DEC_U64_MAX_CHARS + 2];
+    size_t len = dec_u64(extra, (uint64_t)cfg->view_max_parts);
+    extra[len++] = '|';
+    extra[len + dec_u64(extra + len, (uint64_t)cfg->view_inline_max)] = '\0';
     *not_view = false;
     v->plan = malloc(sizeof(*v->plan));
     if (v->plan == NULL) {
@@ -507,11 +509,7 @@ void view_on_view(struct http_req *req)
 struct feed_ctx;
 struct feed_item {
     struct feed_ctx *f;
-    uint64_t id, sent_ms;
-    json_t *body; /* the message, parsed, when it is JSON */
-    uint8_t *raw; /* the message bytes otherwise */
-    size_t raw_len;
-    bool has_obj;
+    struct feed_msg msg; /* points into the feed's records */
     struct view_part part;
     struct part_result res;
     struct ds_resp *kept;
@@ -523,17 +521,16 @@ struct feed_ctx {
     struct ds_call *peek;
     uint64_t t0_ns;
     double peek_ms;
-    unsigned n, pending;
-    struct feed_item items[FEED_LIMIT_MAX];
+    unsigned limit, n, pending;
+    struct buf records; /* view_feed_decode output */
+    struct feed_item items[];
 };
 
 static void feed_free(struct feed_ctx *f)
 {
-    for (unsigned i = 0; i < f->n; i++) {
-        json_decref(f->items[i].body);
-        free(f->items[i].raw);
+    for (unsigned i = 0; i < f->n; i++)
         ds_resp_free(f->items[i].kept);
-    }
+    buf_release(&f->records);
     free(f);
 }
 
@@ -563,21 +560,8 @@ static void feed_finish(struct feed_ctx *f)
     jw_arr_open(&j);
     for (unsigned i = 0; i < f->n; i++) {
         struct feed_item *it = &f->items[i];
-        jw_obj_open(&j);
-        jw_key(&j, "id");
-        jw_uint(&j, it->id);
-        jw_key(&j, "sent_ms");
-        jw_uint(&j, it->sent_ms);
-        jw_key(&j, "body");
-        char *dump = it->body ? json_dumps(it->body, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-        if (dump)
-            jw_raw(&j, dump, strlen(dump));
-        else if (it->raw)
-            view_jw_base64(&j, it->raw, it->raw_len); /* not JSON: as in views */
-        else
-            jw_null(&j);
-        free(dump);
-        if (it->has_obj) {
+        jw_raw(&j, it->msg.json, it->msg.json_len); /* the message up to its closing brace */
+        if (it->msg.has_obj) {
             jw_key(&j, "object");
             if (it->res.code == 200) {
                 view_object_part(&j, &it->part, &it->res, (uint64_t)cfg->view_inline_max,
@@ -652,64 +636,32 @@ static void peek_on_resp(void *arg, struct ds_resp *r)
             respond_failed(req, r, "mailbox peek");
         return;
     }
-    json_error_t e;
-    json_t *doc = json_loadb((const char *)r->body, r->body_len, JSON_REJECT_DUPLICATES, &e);
-    json_t *msgs = doc ? json_object_get(doc, "messages") : NULL;
-    if (!json_is_array(msgs)) {
-        json_decref(doc);
+    if (view_feed_decode(r->body, r->body_len, &f->records) < 0) {
         req->on_cancel = NULL;
         feed_free(f);
         http_respond_error(req, OG_E_BAD_GATEWAY, "mailbox answer is malformed");
         return;
     }
     f->pending = 1;
-    size_t i;
-    json_t *m;
-    json_array_foreach(msgs, i, m)
-    {
-        if (f->n >= FEED_LIMIT_MAX)
-            break;
+    size_t off = 0;
+    while (f->n < f->limit && view_feed_next(&f->records, &off, &f->items[f->n].msg)) {
         struct feed_item *it = &f->items[f->n++];
         it->f = f;
-        it->id = (uint64_t)json_integer_value(json_object_get(m, "id"));
-        it->sent_ms = (uint64_t)json_integer_value(json_object_get(m, "sent_ms"));
-        json_t *b = json_object_get(m, "body");
-        if (json_is_string(b)) {
-            size_t sl = json_string_length(b);
-            uint8_t *raw = malloc(sl / 4 * 3 + 3);
-            long rl = raw ? view_base64_decode(json_string_value(b), sl, raw) : -1;
-            if (rl >= 0)
-                it->body = json_loadb((const char *)raw, (size_t)rl,
-                                      JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &e);
-            if (rl >= 0 && it->body == NULL) {
-                it->raw = raw;
-                it->raw_len = (size_t)rl;
-            } else {
-                free(raw);
-            }
-        }
-        /* Pull-on-read join: a message naming an object gets it attached. */
-        json_t *obj = it->body ? json_object_get(it->body, "obj") : NULL;
-        if (json_is_string(obj) &&
-            cas_addr_parse(&it->part.addr, json_string_value(obj), json_string_length(obj)) == 0) {
-            it->has_obj = true;
-            strcpy(it->part.media_type, "application/json");
-            json_t *mt = json_object_get(it->body, "media_type");
-            if (json_is_string(mt) && json_string_length(mt) < sizeof(it->part.media_type))
-                strcpy(it->part.media_type, json_string_value(mt));
-            struct buf hdr = {0};
-            char addr[CAS_ADDR_CHARS + 1];
-            if (hdr_kv(&hdr, "get", "obj", cas_addr_format(&it->part.addr, addr), CAS_ADDR_CHARS) ==
-                0)
-                it->call = start(req, DS_STORAGE, "get", &hdr, true, item_on_resp, it);
-            buf_release(&hdr);
-            if (it->call)
-                f->pending++;
-            else
-                it->res = (struct part_result){.code = 0, .err = OG_E_INTERNAL};
-        }
+        if (!it->msg.has_obj)
+            continue;
+        it->part.addr = it->msg.addr;
+        memcpy(it->part.media_type, it->msg.media_type, it->msg.media_type_len);
+        it->part.media_type[it->msg.media_type_len] = '\0';
+        struct buf hdr = {0};
+        char addr[CAS_ADDR_CHARS + 1];
+        if (hdr_kv(&hdr, "get", "obj", cas_addr_format(&it->part.addr, addr), CAS_ADDR_CHARS) == 0)
+            it->call = start(req, DS_STORAGE, "get", &hdr, true, item_on_resp, it);
+        buf_release(&hdr);
+        if (it->call)
+            f->pending++;
+        else
+            it->res = (struct part_result){.code = 0, .err = OG_E_INTERNAL};
     }
-    json_decref(doc);
     if (--f->pending == 0)
         feed_finish(f);
 }
@@ -725,7 +677,7 @@ void view_on_feed(struct http_req *req)
         http_respond_error(req, OG_E_BAD_REQUEST, "limit must be 1 to 50");
         return;
     }
-    struct feed_ctx *f = calloc(1, sizeof(*f));
+    struct feed_ctx *f = calloc(1, sizeof(*f) + limit * sizeof(f->items[0]));
     struct buf hdr = {0};
     struct jw j;
     jw_init(&j, &hdr);
@@ -744,6 +696,7 @@ void view_on_feed(struct http_req *req)
         return;
     }
     f->req = req;
+    f->limit = (unsigned)limit;
     f->t0_ns = uv_hrtime();
     f->peek = start(req, DS_MAILBOX, "peek", &hdr, true, peek_on_resp, f);
     buf_release(&hdr);

@@ -94,3 +94,21 @@ Test(jw, every_byte_gives_valid_json)
         free(esc(s, 3));
     }
 }
+
+Test(jw, integer_edges)
+{
+    struct buf b = {0};
+    struct jw w;
+    jw_init(&w, &b);
+    jw_arr_open(&w);
+    jw_int(&w, 0);
+    jw_int(&w, INT64_MIN);
+    jw_int(&w, INT64_MAX);
+    jw_uint(&w, 0);
+    jw_uint(&w, 10);
+    jw_int(&w, -1);
+    jw_arr_close(&w);
+    cr_assert(buf_append(&b, "", 1) == 0);
+    cr_assert_str_eq(b.p, "[0,-9223372036854775808,9223372036854775807,0,10,-1]");
+    buf_release(&b);
+}

@@ -1,0 +1,48 @@
+/*
+ * messages.h — mailbox answers turned into output JSON.
+ *
+ * A peek answer is {"messages":[{"id","sent_ms","body":<base64>}...]}. Views
+ * inline the messages as an array; feeds also join each message that names
+ * an object ({"obj":"b3:..."} in a JSON body) with that object. Both
+ * renderings depend only on the answer's bytes, so both are memoised under
+ * them (view/memo.h): a channel that has not changed costs one exact-match
+ * lookup instead of a JSON parse, base64 decodes and re-serialisation.
+ */
+#ifndef VIEW_MESSAGES_H
+#define VIEW_MESSAGES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cas/cas.h"
+#include "core/buf.h"
+#include "core/jw.h"
+
+/* Messages array from a peek/recv answer body; -1 if malformed. */
+int view_messages(struct jw *w, const uint8_t *p, size_t n);
+
+/* One message of a feed: its JSON object up to (not including) the closing
+ * brace — `{"id":N,"sent_ms":M,"body":...` — and, when the body names an
+ * object, that object's address and media type. */
+struct feed_msg {
+    const char *json;
+    size_t json_len;
+    bool has_obj;
+    struct cas_addr addr;
+    const char *media_type; /* not NUL-terminated */
+    size_t media_type_len;
+};
+
+#define FEED_MEDIA_TYPE_MAX 95
+
+/* Decode a peek answer into feed records appended to out (memoised).
+ * Returns the number of messages, or -1 if the answer is malformed or
+ * memory ran out (out is then left as it was). */
+int view_feed_decode(const uint8_t *p, size_t n, struct buf *out);
+
+/* The record at *off of a buffer filled by view_feed_decode; advances *off.
+ * False at the end. */
+bool view_feed_next(const struct buf *b, size_t *off, struct feed_msg *m);
+
+#endif

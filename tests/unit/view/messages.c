@@ -1,0 +1,122 @@
+/*
+ * Mailbox answers rendered for views and feeds (src/view/messages.c),
+ * fresh and from the memo.
+ */
+#include <criterion/criterion.h>
+#include <openssl/evp.h>
+#include <string.h>
+
+#include "view/memo.h"
+#include "view/messages.h"
+
+#define ADDR "b3:1e39041ddf1a4ceb44da9dd4794e47204dfc1b6e0dc03e16d7567769bac25ab6"
+
+static void b64(const char *s, size_t n, char *out)
+{
+    EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)s, (int)n);
+}
+
+/* A peek answer with four messages: JSON naming an object with a media type,
+ * JSON naming nothing, binary bytes, and malformed base64. */
+static size_t answer(char *out, size_t cap)
+{
+    char a[256], b[64], c[16];
+    const char *m1 = "{\"obj\": \"" ADDR "\", \"media_type\": \"text/plain\"}";
+    b64(m1, strlen(m1), a);
+    b64("[1, 2]", 6, b);
+    b64("\x00\xff", 2, c);
+    int n = snprintf(out, cap,
+                     "{\"messages\":[{\"id\":3,\"sent_ms\":1000,\"body\":\"%s\"},"
+                     "{\"id\":2,\"sent_ms\":900,\"body\":\"%s\"},"
+                     "{\"id\":1,\"sent_ms\":800,\"body\":\"%s\"},"
+                     "{\"id\":0,\"sent_ms\":700,\"body\":\"@@@\"}]}",
+                     a, b, c);
+    return (size_t)n;
+}
+
+static void check_records(const struct buf *rec)
+{
+    struct feed_msg m;
+    size_t off = 0;
+    cr_assert(view_feed_next(rec, &off, &m));
+    cr_assert_eq(m.json_len, strlen("{\"id\":3,\"sent_ms\":1000,\"body\":{\"obj\":\"" ADDR
+                                     "\",\"media_type\":\"text/plain\"}"));
+    const char *head = "{\"id\":3,\"sent_ms\":1000,\"body\":{\"obj\":";
+    cr_assert(memcmp(m.json, head, strlen(head)) == 0);
+    cr_assert(m.has_obj);
+    struct cas_addr want;
+    cr_assert(cas_addr_parse(&want, ADDR, strlen(ADDR)) == 0);
+    cr_assert(memcmp(m.addr.b, want.b, sizeof(want.b)) == 0);
+    cr_assert_eq(m.media_type_len, 10);
+    cr_assert(memcmp(m.media_type, "text/plain", 10) == 0);
+
+    cr_assert(view_feed_next(rec, &off, &m));
+    cr_assert_eq(m.json_len, strlen("{\"id\":2,\"sent_ms\":900,\"body\":[1,2]"));
+    cr_assert(memcmp(m.json, "{\"id\":2,\"sent_ms\":900,\"body\":[1,2]", m.json_len) == 0);
+    cr_assert(!m.has_obj);
+
+    cr_assert(view_feed_next(rec, &off, &m));
+    cr_assert(memcmp(m.json, "{\"id\":1,\"sent_ms\":800,\"body\":\"AP8=\"", m.json_len) == 0);
+    cr_assert(!m.has_obj);
+
+    cr_assert(view_feed_next(rec, &off, &m));
+    cr_assert(memcmp(m.json, "{\"id\":0,\"sent_ms\":700,\"body\":null", m.json_len) == 0);
+    cr_assert(!view_feed_next(rec, &off, &m));
+}
+
+Test(messages, feed_records_fresh_then_memoised)
+{
+    char ans[1024];
+    size_t n = answer(ans, sizeof(ans));
+    for (int round = 0; round < 2; round++) { /* the second round is a memo hit */
+        struct buf rec = {0};
+        cr_assert_eq(view_feed_decode((const uint8_t *)ans, n, &rec), 4);
+        check_records(&rec);
+        buf_release(&rec);
+    }
+    memo_thread_release();
+}
+
+Test(messages, feed_malformed_answers)
+{
+    const char *bad[] = {"", "{", "[]", "{\"messages\":{}}", "{\"messages\":[1]}",
+                         "{\"messages\":[],\"messages\":[]}"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct buf rec = {0};
+        cr_assert(buf_append(&rec, "keep", 4) == 0);
+        cr_assert_eq(view_feed_decode((const uint8_t *)bad[i], strlen(bad[i]), &rec), -1, "%s",
+                     bad[i]);
+        cr_assert_eq(rec.n, 4, "output untouched for %s", bad[i]);
+        buf_release(&rec);
+    }
+    struct buf rec = {0};
+    cr_assert_eq(view_feed_decode((const uint8_t *)"{\"messages\":[]}", 15, &rec), 0);
+    size_t off = 0;
+    struct feed_msg m;
+    cr_assert(!view_feed_next(&rec, &off, &m));
+    buf_release(&rec);
+    memo_thread_release();
+}
+
+Test(messages, view_messages_array)
+{
+    char ans[1024];
+    size_t n = answer(ans, sizeof(ans));
+    for (int round = 0; round < 2; round++) {
+        struct buf out = {0};
+        struct jw w;
+        jw_init(&w, &out);
+        cr_assert_eq(view_messages(&w, (const uint8_t *)ans, n), 0);
+        cr_assert(buf_append(&out, "", 1) == 0);
+        cr_assert(strstr(out.p, "{\"id\":2,\"sent_ms\":900,\"body\":[1, 2]}") != NULL, "%s", out.p);
+        cr_assert(strstr(out.p, "{\"id\":1,\"sent_ms\":800,\"body\":\"AP8=\"}") != NULL);
+        cr_assert(strstr(out.p, "{\"id\":0,\"sent_ms\":700,\"body\":null}]") != NULL);
+        buf_release(&out);
+    }
+    struct buf out = {0};
+    struct jw w;
+    jw_init(&w, &out);
+    cr_assert_eq(view_messages(&w, (const uint8_t *)"{}", 2), -1);
+    buf_release(&out);
+    memo_thread_release();
+}
