@@ -4,8 +4,13 @@
  * Per connection: one decoder fed straight from a 64 KiB read buffer, a
  * list of live requests (struct sreq, found by corr_id), and a write path
  * that sends frames as iovecs: 38-byte header, the DATA header, and the
- * body as a view into the engine's ref-counted blob or buffer — a response
- * body is never copied, except the deliberate copy the corrupt fault makes.
+ * body as a view into the engine's ref-counted blob or buffer. Small frames
+ * (body ≤ SVC_BATCH_COPY_MAX) are instead copied into the connection's batch,
+ * written once per loop turn (check phase; an idle handle keeps the loop
+ * from blocking while a batch waits): the answers to every request read in
+ * one turn leave in one write syscall. A larger frame flushes the batch
+ * first, so frames leave in order. A request whose frame sits in a batch is
+ * kept (one reference in sreq.writes) until the batch is written.
  *
  * Requests are executed on receipt (the engines are synchronous); fault
  * latency delays the answer with a uv timer, never the loop. Responses whose
@@ -25,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/buf.h"
 #include "oap/comp.h"
 #include "oap/data.h"
 #include "oap/hello.h"
@@ -32,7 +38,10 @@
 #include "oap/stream.h"
 #include "services/substrate.h"
 
-#define RBUF_BYTES 65536
+#define RBUF_BYTES         65536
+#define SVC_BATCH_COPY_MAX 16384  /* frame bodies up to this are copied into the batch */
+#define SVC_BATCH_MAX      262144 /* a batch is flushed before it grows past this */
+#define SVC_BATCH_KEEP     65536  /* batch capacity kept between turns */
 
 struct sconn;
 
@@ -82,6 +91,11 @@ struct sconn {
     bool closing;
     bool paused; /* reading stopped for write backpressure */
     bool eof;
+    bool dirty; /* on the dirty list: a batch waits */
+    struct sconn *next_dirty;
+    struct buf batch;
+    struct sreq **bref; /* requests with a frame in the batch, once each */
+    size_t nbref, bref_cap;
     uint8_t rbuf[RBUF_BYTES];
 };
 
@@ -105,6 +119,10 @@ static uint64_t wall_ms(void)
 }
 
 static struct sconn *all_conns;
+static struct sconn *dirty_conns;
+static uv_check_t flush_check;
+static uv_idle_t flush_idle;
+static bool flush_ready;
 
 static void conn_close(struct sconn *c);
 static void req_pump(struct sreq *r);
@@ -213,6 +231,156 @@ static void write_on_done(uv_write_t *w, int status)
     free(sw);
 }
 
+/* ------------------------------------------------------------- batches */
+
+/* Drop the batch's references: a finished request is freed here. */
+static void batch_release(struct sconn *c)
+{
+    size_t n = c->nbref;
+    c->nbref = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct sreq *r = c->bref[i];
+        r->writes--;
+        if (r->st == SR_DONE || !r->c)
+            req_free(r);
+    }
+}
+
+struct bwrite {
+    uv_write_t w;
+    struct sconn *c;
+    char *p;
+};
+
+static void batch_on_written(uv_write_t *w, int status)
+{
+    struct bwrite *bw = (struct bwrite *)w;
+    struct sconn *c = bw->c;
+
+    free(bw->p);
+    free(bw);
+    if (status < 0)
+        conn_close(c);
+    else
+        conn_maybe_resume(c);
+}
+
+/* Write the batch: straight to the socket when libuv has nothing queued,
+ * the rest through libuv's queue, which then owns the buffer. Returns 0 or
+ * -1 (the caller closes the connection). */
+static int batch_flush(struct sconn *c)
+{
+    size_t n = c->batch.n, done;
+    int rc;
+
+    if (n == 0)
+        return 0;
+    uv_buf_t b = uv_buf_init(c->batch.p, (unsigned)n);
+    rc = uv_try_write(&c->u.s, &b, 1);
+    done = rc > 0 ? (size_t)rc : 0;
+    if (rc < 0 && rc != UV_EAGAIN) {
+        c->batch.n = 0;
+        batch_release(c);
+        return -1;
+    }
+    if (done < n) {
+        struct bwrite *bw = malloc(sizeof(*bw));
+        if (bw == NULL) {
+            c->batch.n = 0;
+            batch_release(c);
+            return -1;
+        }
+        bw->c = c;
+        bw->p = c->batch.p;
+        c->batch = (struct buf){0};
+        b = uv_buf_init(bw->p + done, (unsigned)(n - done));
+        if (uv_write(&bw->w, &c->u.s, &b, 1, batch_on_written) != 0) {
+            free(bw->p);
+            free(bw);
+            batch_release(c);
+            return -1;
+        }
+    } else {
+        c->batch.n = 0;
+        if (c->batch.cap > SVC_BATCH_KEEP)
+            buf_release(&c->batch);
+    }
+    batch_release(c); /* the bytes are copied: bodies may go */
+    return 0;
+}
+
+static void flush_all(void)
+{
+    while (dirty_conns) {
+        struct sconn *c = dirty_conns;
+        dirty_conns = c->next_dirty;
+        c->dirty = false;
+        if (!c->closing && batch_flush(c) != 0)
+            conn_close(c);
+    }
+    uv_idle_stop(&flush_idle);
+}
+
+static void on_flush_check(uv_check_t *h)
+{
+    flush_all();
+}
+
+static void on_flush_idle(uv_idle_t *h)
+{
+    flush_all();
+}
+
+/* Copy one frame (sw->hdr written) into the batch. Returns 0 or -1. */
+static int batch_add(struct sconn *c, const struct swrite *sw, const uint8_t *body, size_t body_len)
+{
+    size_t len = OAP_HDR_BYTES + sw->pre_len + body_len;
+    struct sreq *r = sw->r;
+    bool held = false;
+
+    for (size_t i = 0; r && i < c->nbref && !held; i++)
+        held = c->bref[i] == r;
+    if (r && !held && c->nbref == c->bref_cap) {
+        size_t cap = c->bref_cap ? 2 * c->bref_cap : 16;
+        struct sreq **nb = realloc(c->bref, cap * sizeof(*nb));
+        if (nb == NULL)
+            return -1;
+        c->bref = nb;
+        c->bref_cap = cap;
+    }
+    if (buf_append(&c->batch, sw->hdr, OAP_HDR_BYTES) != 0 ||
+        buf_append(&c->batch, sw->pre, sw->pre_len) != 0 ||
+        (body_len && buf_append(&c->batch, body, body_len) != 0))
+        return -1;
+    if (r && !held) {
+        c->bref[c->nbref++] = r;
+        r->writes++;
+    }
+    g_svc.bytes_out += len;
+    if (!c->dirty && flush_ready) {
+        c->dirty = true;
+        c->next_dirty = dirty_conns;
+        dirty_conns = c;
+        uv_idle_start(&flush_idle, on_flush_idle);
+    }
+    return 0;
+}
+
+/* The connection is gone: off the dirty list, batch dropped. */
+static void batch_discard(struct sconn *c)
+{
+    if (c->dirty) {
+        struct sconn **pp = &dirty_conns;
+        while (*pp != c)
+            pp = &(*pp)->next_dirty;
+        *pp = c->next_dirty;
+        c->dirty = false;
+    }
+    buf_release(&c->batch);
+    batch_release(c);
+    free(c->bref);
+}
+
 /* Queue one frame: header fields from h (len is computed), payload =
  * sw->pre[0..pre_len) + body[0..body_len). Returns 0 or -1 (the connection
  * is then closed). */
@@ -227,6 +395,19 @@ static int frame_send(struct sconn *c, struct swrite *sw, struct oap_hdr *h, con
     h->cap_len = 0;
     h->len = (uint32_t)(OAP_HDR_BYTES + sw->pre_len + body_len);
     oap_hdr_write(h, sw->hdr);
+    if (!sw->close_after && body_len <= SVC_BATCH_COPY_MAX &&
+        c->batch.n + h->len <= SVC_BATCH_MAX) {
+        rc = batch_add(c, sw, body, body_len);
+        free(sw);
+        if (rc != 0)
+            conn_close(c);
+        return rc;
+    }
+    if (batch_flush(c) != 0) {
+        free(sw);
+        conn_close(c);
+        return -1;
+    }
     b[nb++] = uv_buf_init((char *)sw->hdr, OAP_HDR_BYTES);
     if (sw->pre_len)
         b[nb++] = uv_buf_init((char *)sw->pre, (unsigned)sw->pre_len);
@@ -788,6 +969,7 @@ static void conn_on_closed(uv_handle_t *h)
     struct sconn *c = h->data;
 
     /* libuv has run every pending write callback (cancelled) by now. */
+    batch_discard(c);
     while (c->reqs) {
         struct sreq *r = c->reqs;
         req_detach(r);
@@ -818,6 +1000,14 @@ void oapsrv_on_conn(uv_stream_t *server, int status)
 
     if (status != 0)
         return;
+    if (!flush_ready) {
+        uv_check_init(g_svc.loop, &flush_check);
+        uv_idle_init(g_svc.loop, &flush_idle);
+        uv_check_start(&flush_check, on_flush_check);
+        uv_unref((uv_handle_t *)&flush_check);
+        uv_unref((uv_handle_t *)&flush_idle);
+        flush_ready = true;
+    }
     c = calloc(1, sizeof(*c));
     if (!c)
         return;
@@ -849,4 +1039,9 @@ void oapsrv_close_all(void)
 {
     for (struct sconn *c = all_conns; c; c = c->next)
         conn_close(c);
+    if (flush_ready) {
+        flush_ready = false;
+        uv_close((uv_handle_t *)&flush_check, NULL);
+        uv_close((uv_handle_t *)&flush_idle, NULL);
+    }
 }

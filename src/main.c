@@ -248,6 +248,7 @@ int main(int argc, char **argv)
     char err[CONFIG_ERR_MAX];
     if (config_build(cfg, &o.args, environ, err, sizeof(err)) != 0) {
         fprintf(stderr, "omnigate: %s\n", err);
+        free(cfg);
         return 2;
     }
     if (o.check_only) {

@@ -263,6 +263,35 @@ def test_slow_required_part_is_504__macronode():
     check(st == 200 and d["complete"] is True, "no recovery: %d" % st)
 
 
+def test_inflight_cap_sheds_with_busy__macronode():
+    # Two views held by a slow storage fill --inflight-max 2; a third request,
+    # even /v1/index which needs no storage, is shed at once with 503 busy.
+    import threading
+    p = start_profile("macronode", "--inflight-max", "2")
+    before = p.metric("rejected_total", {"reason": "busy"}) or 0
+    p.faults("storage", latency_ms=1500)
+    held = []
+    ts = [threading.Thread(target=lambda n=n: held.append(view(p, n, timeout=10)[0]))
+          for n in ("user-001", "user-002")]
+    for t in ts:
+        t.start()
+    time.sleep(0.5)
+    t0 = time.time()
+    st, hd, d = p.get("/v1/index/user-003", timeout=5)
+    took = time.time() - t0
+    check_error(st, d, 503, "busy", "third request over the cap")
+    check("retry-after" in hd, hd)
+    check(took < 0.5, "shedding took %.2fs" % took)
+    for t in ts:
+        t.join()
+    check(sorted(held) == [200, 200], "held requests: %r" % held)
+    after = p.metric("rejected_total", {"reason": "busy"})
+    check(after is not None and after >= before + 1, "busy not counted: %r" % after)
+    p.faults("storage", latency_ms=0)
+    st, _, _ = p.get("/v1/index/user-003")
+    check(st == 200, "no recovery after the cap: %d" % st)
+
+
 def test_storage_errors_retry_then_fail__macronode():
     p = start_profile("macronode")
     before = p.metric("downstream_retries_total", {"service": "storage"}) or 0

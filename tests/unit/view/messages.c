@@ -40,7 +40,7 @@ static void check_records(const struct buf *rec)
     size_t off = 0;
     cr_assert(view_feed_next(rec, &off, &m));
     cr_assert_eq(m.json_len, strlen("{\"id\":3,\"sent_ms\":1000,\"body\":{\"obj\":\"" ADDR
-                                     "\",\"media_type\":\"text/plain\"}"));
+                                    "\",\"media_type\":\"text/plain\"}"));
     const char *head = "{\"id\":3,\"sent_ms\":1000,\"body\":{\"obj\":";
     cr_assert(memcmp(m.json, head, strlen(head)) == 0);
     cr_assert(m.has_obj);
@@ -79,7 +79,11 @@ Test(messages, feed_records_fresh_then_memoised)
 
 Test(messages, feed_malformed_answers)
 {
-    const char *bad[] = {"", "{", "[]", "{\"messages\":{}}", "{\"messages\":[1]}",
+    const char *bad[] = {"",
+                         "{",
+                         "[]",
+                         "{\"messages\":{}}",
+                         "{\"messages\":[1]}",
                          "{\"messages\":[],\"messages\":[]}"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct buf rec = {0};
