@@ -33,6 +33,8 @@ int buf_reserve(struct buf *b, size_t more)
 
 int buf_append(struct buf *b, const void *p, size_t n)
 {
+    if (n == 0)
+        return 0; /* an empty buffer may have no storage yet */
     if (buf_reserve(b, n) != 0)
         return -1;
     memcpy(b->p + b->n, p, n);
