@@ -6,7 +6,8 @@
  * The request header is parsed with jansson (JSON_REJECT_DUPLICATES) after
  * its length was checked against PROTO_REQ_HDR_MAX_BYTES, so a peer bounds
  * our parsing work by that cap. Response headers are small fixed shapes
- * written with snprintf into rs->hdr; bodies are engine references (storage
+ * written into rs->hdr (with snprintf, except for the reads on every view:
+ * get, has, peek); bodies are engine references (storage
  * blobs, manifests) or, for search and mailbox batches, one eng_buf built
  * here. Nothing is copied that an engine already holds immutably.
  */
@@ -45,6 +46,36 @@ static void resp_hdr(struct proto_resp *rs, const char *fmt, ...)
     if ((size_t)n >= sizeof(rs->hdr))
         n = (int)sizeof(rs->hdr) - 1;
     rs->hdr_len = (size_t)n;
+}
+
+/* The answers to reads (get, has, peek: one per view part or feed item) are
+ * assembled without printf. Every shape is far below the header cap; a
+ * piece that would not fit is dropped rather than overflowing. */
+static void hdr_put(struct proto_resp *rs, const char *s, size_t n)
+{
+    if (rs->hdr_len + n < sizeof(rs->hdr)) {
+        memcpy(rs->hdr + rs->hdr_len, s, n);
+        rs->hdr_len += n;
+        rs->hdr[rs->hdr_len] = '\0';
+    }
+}
+#define HDR_LIT(rs, lit) hdr_put((rs), (lit), sizeof(lit) - 1)
+
+static void hdr_u64(struct proto_resp *rs, uint64_t v)
+{
+    char t[DEC_U64_MAX_CHARS];
+    hdr_put(rs, t, dec_u64(t, v));
+}
+
+/* {"obj":"b3:...","size":N — the caller adds the rest and the brace. */
+static void hdr_obj_size(struct proto_resp *rs, const struct cas_addr *a, uint64_t size)
+{
+    char hex[CAS_ADDR_CHARS + 1];
+    rs->hdr_len = 0;
+    HDR_LIT(rs, "{\"obj\":\"");
+    hdr_put(rs, cas_addr_format(a, hex), CAS_ADDR_CHARS);
+    HDR_LIT(rs, "\",\"size\":");
+    hdr_u64(rs, size);
 }
 
 /* An error response: {"error":code,"reason":text}, empty body. The reason is
@@ -132,7 +163,6 @@ static int storage_op_get(struct engines *e, json_t *h, struct proto_resp *rs)
     struct cas_addr a;
     struct storage_view v;
     uint64_t off = 0, len = STORAGE_LEN_ALL;
-    char hex[CAS_ADDR_CHARS + 1];
     int r_off, r_len, st;
 
     if (get_addr(h, "obj", &a) != 1)
@@ -150,8 +180,12 @@ static int storage_op_get(struct engines *e, json_t *h, struct proto_resp *rs)
     /* A request naming a range is answered 206 even when the range covers
      * the whole object: the caller asked for a slice and gets slice fields. */
     rs->code = (r_off || r_len) ? 206 : 200;
-    resp_hdr(rs, "{\"obj\":\"%s\",\"size\":%zu,\"off\":%llu,\"len\":%zu}", cas_addr_format(&a, hex),
-             v.blob->size, (unsigned long long)off, v.n);
+    hdr_obj_size(rs, &a, v.blob->size);
+    HDR_LIT(rs, ",\"off\":");
+    hdr_u64(rs, off);
+    HDR_LIT(rs, ",\"len\":");
+    hdr_u64(rs, v.n);
+    HDR_LIT(rs, "}");
     return rs->code;
 }
 
@@ -159,7 +193,6 @@ static int storage_op_has(struct engines *e, json_t *h, struct proto_resp *rs)
 {
     struct cas_addr a;
     uint64_t size = 0;
-    char hex[CAS_ADDR_CHARS + 1];
     int st;
 
     if (get_addr(h, "obj", &a) != 1)
@@ -168,8 +201,8 @@ static int storage_op_has(struct engines *e, json_t *h, struct proto_resp *rs)
     if (st != ENG_OK)
         return fail_eng(rs, st, "has failed");
     rs->code = 200;
-    resp_hdr(rs, "{\"obj\":\"%s\",\"size\":%llu}", cas_addr_format(&a, hex),
-             (unsigned long long)size);
+    hdr_obj_size(rs, &a, size);
+    HDR_LIT(rs, "}");
     return 200;
 }
 
@@ -326,7 +359,15 @@ static int mailbox_op_send(struct engines *e, json_t *h, const struct proto_req 
  * written straight into one buffer sized from the bodies: base64 needs no
  * JSON escaping, and a message body may be 64 KiB, so going through jansson
  * would cost a second copy of every body. */
-#define MSG_FIXED_BYTES 96 /* braces, keys and three u64 in decimal */
+#define MSG_K_ID        "{\"id\":"
+#define MSG_K_DELIVERIES ",\"deliveries\":"
+#define MSG_K_SENT      ",\"sent_ms\":"
+#define MSG_K_BODY      ",\"body\":\""
+#define MSG_FIXED_BYTES 96 /* comma, keys, closing quote and brace, the numbers */
+_Static_assert(1 + sizeof(MSG_K_ID) - 1 + sizeof(MSG_K_DELIVERIES) - 1 + sizeof(MSG_K_SENT) - 1 +
+                       sizeof(MSG_K_BODY) - 1 + 2 + 2 * DEC_U64_MAX_CHARS + 10 <=
+                   MSG_FIXED_BYTES,
+               "a message's fixed part fits MSG_FIXED_BYTES (deliveries is a uint32_t)");
 
 static struct eng_buf *messages_body(const struct mailbox_msg *m, size_t n)
 {
@@ -344,21 +385,19 @@ static struct eng_buf *messages_body(const struct mailbox_msg *m, size_t n)
     memcpy(p, head, sizeof(head) - 1);
     w = sizeof(head) - 1;
     for (size_t i = 0; i < n; i++) {
-        static const char k_id[] = "{\"id\":", k_del[] = ",\"deliveries\":",
-                          k_sent[] = ",\"sent_ms\":", k_body[] = ",\"body\":\"";
         if (i)
             p[w++] = ',';
-        memcpy(p + w, k_id, sizeof(k_id) - 1);
-        w += sizeof(k_id) - 1;
+        memcpy(p + w, MSG_K_ID, sizeof(MSG_K_ID) - 1);
+        w += sizeof(MSG_K_ID) - 1;
         w += dec_u64(p + w, m[i].id);
-        memcpy(p + w, k_del, sizeof(k_del) - 1);
-        w += sizeof(k_del) - 1;
+        memcpy(p + w, MSG_K_DELIVERIES, sizeof(MSG_K_DELIVERIES) - 1);
+        w += sizeof(MSG_K_DELIVERIES) - 1;
         w += dec_u64(p + w, m[i].deliveries);
-        memcpy(p + w, k_sent, sizeof(k_sent) - 1);
-        w += sizeof(k_sent) - 1;
+        memcpy(p + w, MSG_K_SENT, sizeof(MSG_K_SENT) - 1);
+        w += sizeof(MSG_K_SENT) - 1;
         w += dec_u64(p + w, m[i].sent_ms);
-        memcpy(p + w, k_body, sizeof(k_body) - 1);
-        w += sizeof(k_body) - 1;
+        memcpy(p + w, MSG_K_BODY, sizeof(MSG_K_BODY) - 1);
+        w += sizeof(MSG_K_BODY) - 1;
         /* EVP_EncodeBlock takes an int length: bodies are ≤ max_msg_bytes. */
         w +=
             (size_t)EVP_EncodeBlock((unsigned char *)p + w, m[i].body->bytes, (int)m[i].body->size);
@@ -409,7 +448,10 @@ static int mailbox_op_batch(struct engines *e, json_t *h, const struct proto_req
     rs->body = b->bytes;
     rs->body_len = b->size;
     rs->code = 200;
-    resp_hdr(rs, "{\"count\":%zu}", n);
+    rs->hdr_len = 0;
+    HDR_LIT(rs, "{\"count\":");
+    hdr_u64(rs, n);
+    HDR_LIT(rs, "}");
     return 200;
 }
 

@@ -467,8 +467,6 @@ size_t cap_cache_capacity(const struct cap_cache *c)
 int cap_cache_verify(struct cap_cache *c, const struct cap_keys *keys, const char *token,
                      size_t len, const struct cap_request *req, struct cap_result *out)
 {
-    uint8_t digest[CAS_HASH_BYTES];
-
     if (token == NULL || len == 0)
         return CAP_E_MISSING;
     /* The cap before hashing, as before decoding. */
@@ -478,7 +476,7 @@ int cap_cache_verify(struct cap_cache *c, const struct cap_keys *keys, const cha
      * tenth of its instructions for a token (this runs on every request). */
     struct cas_addr a;
     cas_hash(token, len, &a);
-    memcpy(digest, a.b, sizeof(digest));
+    const uint8_t *digest = a.b;
 
     uint64_t h;
     memcpy(&h, digest, sizeof(h));
@@ -487,7 +485,7 @@ int cap_cache_verify(struct cap_cache *c, const struct cap_keys *keys, const cha
     c->clock++;
     for (int i = 0; i < CAP_CACHE_WAYS; i++) {
         struct cap_cache_entry *e = &set[i];
-        if (e->stamp != 0 && CRYPTO_memcmp(e->digest, digest, sizeof(digest)) == 0) {
+        if (e->stamp != 0 && CRYPTO_memcmp(e->digest, digest, sizeof(a.b)) == 0) {
             if (e->generation != keys->generation || req->now >= e->until) {
                 victim = e; /* stale: verify again into the same slot */
                 break;
@@ -507,11 +505,11 @@ int cap_cache_verify(struct cap_cache *c, const struct cap_keys *keys, const cha
     struct cap_result r;
     int rc = cap_check_token(keys, token, len, req->now, &r);
     if (rc != CAP_OK) {
-        if (victim->stamp != 0 && CRYPTO_memcmp(victim->digest, digest, sizeof(digest)) == 0)
+        if (victim->stamp != 0 && CRYPTO_memcmp(victim->digest, digest, sizeof(a.b)) == 0)
             memset(victim, 0, sizeof(*victim)); /* no longer valid: drop it */
         return rc;
     }
-    memcpy(victim->digest, digest, sizeof(digest));
+    memcpy(victim->digest, digest, sizeof(a.b));
     victim->generation = keys->generation;
     victim->until = r.expires < req->now + CAP_CACHE_TTL_S ? r.expires : req->now + CAP_CACHE_TTL_S;
     victim->stamp = c->clock;

@@ -32,4 +32,15 @@ static inline size_t dec_u64(char *out, uint64_t v)
     return n;
 }
 
+/* thousandths as "I.FFF" (at least one integer digit, exactly three
+ * decimals), ending just before end; returns the first character. Timings
+ * in milliseconds are written this way. */
+static inline char *dec_fixed3_back(uint64_t thousandths, char *end)
+{
+    for (int d = 0; d < 3; d++, thousandths /= 10)
+        *--end = (char)('0' + thousandths % 10);
+    *--end = '.';
+    return dec_u64_back(thousandths, end);
+}
+
 #endif

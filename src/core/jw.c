@@ -3,7 +3,6 @@
  */
 #include "core/jw.h"
 
-#include <inttypes.h>
 #include <stdio.h>
 
 #include "core/dec.h"
@@ -166,22 +165,13 @@ void jw_fixed3(struct jw *w, double v)
 {
     /* Integer formatting: printf's floating-point path costs more than the
      * rest of a small object's serialisation. */
-    char t[32];
-    int i = 31;
+    char t[32], *end = t + sizeof(t);
     bool neg = v < 0;
-    uint64_t m = (uint64_t)((neg ? -v : v) * 1000.0 + 0.5);
-    t[i--] = '\0';
-    for (int d = 0; d < 3; d++, m /= 10)
-        t[i--] = (char)('0' + m % 10);
-    t[i--] = '.';
-    do {
-        t[i--] = (char)('0' + m % 10);
-        m /= 10;
-    } while (m && i > 0);
+    char *s = dec_fixed3_back((uint64_t)((neg ? -v : v) * 1000.0 + 0.5), end);
     if (neg)
-        t[i--] = '-';
+        *--s = '-';
     sep(w);
-    put(w, t + i + 1, (size_t)(30 - i));
+    put(w, s, (size_t)(end - s));
 }
 
 void jw_double(struct jw *w, double v, int decimals)

@@ -300,6 +300,22 @@ void ds_cancel(struct ds_call *c);
 
 static void stream_finish(struct ds_call *c, struct ds_resp *resp);
 
+/* The call is over for the backend: its timer, its attempt and its slot in
+ * the downstream's concurrency limit are given back. */
+static void call_release(struct ds_call *c)
+{
+    c->finished = true;
+    uv_timer_stop(&c->timer);
+    if (c->in_attempt) {
+        backends[c->req.svc]->abort(c);
+        c->in_attempt = false;
+    }
+    if (c->counted) {
+        atomic_fetch_sub(&inflight[c->req.svc], 1);
+        c->counted = false;
+    }
+}
+
 static void finish(struct ds_call *c, struct ds_resp *resp)
 {
     if (c->finished)
@@ -315,15 +331,7 @@ static void finish(struct ds_call *c, struct ds_resp *resp)
         SHARD_ADD(shard_of(c->w)->hedged[c->req.svc][1], 1);
         ds_cancel(t);
     }
-    uv_timer_stop(&c->timer);
-    if (c->in_attempt) {
-        backends[c->req.svc]->abort(c);
-        c->in_attempt = false;
-    }
-    if (c->counted) {
-        atomic_fetch_sub(&inflight[c->req.svc], 1);
-        c->counted = false;
-    }
+    call_release(c);
     coalesce_unlink(c);
     if (c->leader) { /* a follower finishing on its own (deadline) */
         for (struct ds_call **pp = &c->leader->followers; *pp; pp = &(*pp)->next_follower)
@@ -718,16 +726,7 @@ static void stream_progress(struct ds_call *c)
  * the chunks the consumer still holds loose from c. */
 static void stream_teardown(struct ds_call *c)
 {
-    c->finished = true;
-    uv_timer_stop(&c->timer);
-    if (c->in_attempt) {
-        backends[c->req.svc]->abort(c);
-        c->in_attempt = false;
-    }
-    if (c->counted) {
-        atomic_fetch_sub(&inflight[c->req.svc], 1);
-        c->counted = false;
-    }
+    call_release(c);
     for (struct ds_chunk *ch = c->chunks; ch; ch = ch->next)
         ch->c = NULL;
     c->chunks = NULL;

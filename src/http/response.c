@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/dec.h"
 #include "core/jw.h"
 #include "core/log.h"
 #include "http/h1.h"
@@ -62,18 +63,9 @@ void http_req_hop(struct http_req *req, const char *service, double ms)
     memcpy(t + n, service, sl);
     n += sl;
     t[n++] = ':';
-    char d[24];
-    int i = 23;
-    d[i--] = '\0';
-    for (int k = 0; k < 3; k++, us /= 10)
-        d[i--] = (char)('0' + us % 10);
-    d[i--] = '.';
-    do {
-        d[i--] = (char)('0' + us % 10);
-        us /= 10;
-    } while (us && i > 0);
-    memcpy(t + n, d + i + 1, (size_t)(22 - i));
-    n += (size_t)(22 - i);
+    char d[DEC_U64_MAX_CHARS + 2], *de = d + sizeof(d), *ds = dec_fixed3_back(us, de);
+    memcpy(t + n, ds, (size_t)(de - ds));
+    n += (size_t)(de - ds);
     if (req->hops_len + n < sizeof(req->hops)) {
         memcpy(req->hops + req->hops_len, t, n);
         req->hops_len += n;
@@ -187,13 +179,7 @@ static char *put(char *p, const char *s, size_t n)
 
 static char *put_u64(char *p, uint64_t v)
 {
-    char t[24];
-    int i = 24;
-    do {
-        t[--i] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    return put(p, t + i, (size_t)(24 - i));
+    return p + dec_u64(p, v);
 }
 
 /* Status line and standard headers into out (HEAD_FIXED_MAX + extra bytes).

@@ -39,18 +39,21 @@ void memo_init(void)
     metrics_register(render);
 }
 
-/* Stored keys are laid out as: domain tag, extra, NUL, key bytes. */
-static size_t stored_len(const char *extra, size_t n)
-{
-    return 1 + strlen(extra) + 1 + n;
-}
+/* A key as looked up: stored as domain tag, extra, NUL, key bytes. */
+struct mkey {
+    enum memo_domain d;
+    const char *extra;
+    size_t el; /* strlen(extra) */
+    const uint8_t *k;
+    size_t n;
+    uint64_t h; /* slot hash */
+};
 
-static bool key_equal(const struct slot *s, uint64_t h, enum memo_domain d, const char *extra,
-                      const void *k, size_t n)
+static bool key_equal(const struct slot *s, const struct mkey *m)
 {
-    size_t el = strlen(extra);
-    return s->val && s->h == h && s->key_len == 2 + el + n && s->key[0] == (uint8_t)d &&
-           memcmp(s->key + 1, extra, el + 1) == 0 && memcmp(s->key + 2 + el, k, n) == 0;
+    return s->val && s->h == m->h && s->key_len == 2 + m->el + m->n &&
+           s->key[0] == (uint8_t)m->d && memcmp(s->key + 1, m->extra, m->el + 1) == 0 &&
+           memcmp(s->key + 2 + m->el, m->k, m->n) == 0;
 }
 
 /* The slot hash: SipHash (per-thread random key) over the domain, extra,
@@ -59,26 +62,32 @@ static bool key_equal(const struct slot *s, uint64_t h, enum memo_domain d, cons
  * differ only in the middle merely share a slot; hashing a sample keeps a
  * lookup of a large manifest or mailbox answer to one compare. */
 #define MEMO_HASH_SAMPLE 128
+#define MEMO_EXTRA_HASHED 255 /* bytes of extra that feed the hash */
 
-static uint64_t slot_hash(enum memo_domain d, const char *extra, const uint8_t *k, size_t n)
+static struct mkey mkey_make(enum memo_domain d, const char *extra, const void *k, size_t n)
 {
-    uint8_t in[1 + 256 + sizeof(uint64_t) + 2 * MEMO_HASH_SAMPLE];
-    size_t el = strnlen(extra, 255), w = 0;
+    struct mkey m = {.d = d, .extra = extra ? extra : "", .k = k, .n = n};
+    uint8_t in[1 + MEMO_EXTRA_HASHED + sizeof(uint64_t) + 2 * MEMO_HASH_SAMPLE];
     uint64_t len = n;
+    size_t w = 0;
+    m.el = strlen(m.extra);
+    size_t eh = m.el < MEMO_EXTRA_HASHED ? m.el : MEMO_EXTRA_HASHED;
     in[w++] = (uint8_t)d;
-    memcpy(in + w, extra, el);
-    w += el;
+    memcpy(in + w, m.extra, eh);
+    w += eh;
     memcpy(in + w, &len, sizeof(len));
     w += sizeof(len);
     if (n <= 2 * MEMO_HASH_SAMPLE) {
-        memcpy(in + w, k, n);
+        if (n)
+            memcpy(in + w, m.k, n);
         w += n;
     } else {
-        memcpy(in + w, k, MEMO_HASH_SAMPLE);
-        memcpy(in + w + MEMO_HASH_SAMPLE, k + n - MEMO_HASH_SAMPLE, MEMO_HASH_SAMPLE);
+        memcpy(in + w, m.k, MEMO_HASH_SAMPLE);
+        memcpy(in + w + MEMO_HASH_SAMPLE, m.k + n - MEMO_HASH_SAMPLE, MEMO_HASH_SAMPLE);
         w += 2 * MEMO_HASH_SAMPLE;
     }
-    return eng_siphash(sipkey, in, w);
+    m.h = eng_siphash(sipkey, in, w);
+    return m;
 }
 
 static bool table(void)
@@ -96,11 +105,10 @@ const void *memo_get(enum memo_domain d, const void *key, size_t key_len, const 
 {
     if (!table())
         return NULL;
-    extra = extra ? extra : "";
-    uint64_t h = slot_hash(d, extra, key, key_len);
-    struct slot *s = &slots[h % MEMO_SLOTS];
+    struct mkey m = mkey_make(d, extra, key, key_len);
+    struct slot *s = &slots[m.h % MEMO_SLOTS];
     const void *v = NULL;
-    if (key_equal(s, h, d, extra, key, key_len)) {
+    if (key_equal(s, &m)) {
         v = s->val;
         *len = s->len;
     }
@@ -113,21 +121,20 @@ void memo_put(enum memo_domain d, const void *key, size_t key_len, const char *e
 {
     if (!table() || len + key_len > MEMO_ENTRY_MAX)
         return;
-    extra = extra ? extra : "";
-    size_t el = strlen(extra), fl = stored_len(extra, key_len);
-    uint64_t h = slot_hash(d, extra, key, key_len);
-    struct slot *s = &slots[h % MEMO_SLOTS];
+    struct mkey m = mkey_make(d, extra, key, key_len);
+    size_t el = m.el, fl = 2 + el + key_len;
+    struct slot *s = &slots[m.h % MEMO_SLOTS];
     size_t freed = s->val ? s->len + s->key_len : 0;
     uint8_t *kv;
     if (bytes - freed + fl + len > MEMO_BYTES_MAX || (kv = malloc(fl + (len ? len : 1))) == NULL)
         return;
     kv[0] = (uint8_t)d;
-    memcpy(kv + 1, extra, el + 1);
+    memcpy(kv + 1, m.extra, el + 1);
     memcpy(kv + 2 + el, key, key_len);
     memcpy(kv + fl, value, len);
     free(s->key); /* key and value share one block */
     bytes = bytes - freed + fl + len;
-    s->h = h;
+    s->h = m.h;
     s->key = kv;
     s->key_len = fl;
     s->val = kv + fl;

@@ -98,7 +98,7 @@ int view_messages(struct jw *w, const uint8_t *p, size_t n)
 /*
  * Feed records, laid out as
  *     u32 json_len | json | u8 has_obj [| 32-byte address | u8 mt_len | mt]
- * after a u32 message count. Native byte order: they never leave the worker.
+ * one after another. Native byte order: they never leave the worker.
  */
 
 static int put_u32(struct buf *b, uint32_t v)
@@ -164,7 +164,7 @@ static int feed_render(const uint8_t *p, size_t n, struct buf *out)
 {
     json_t *doc = json_loadb((const char *)p, n, JSON_REJECT_DUPLICATES, NULL);
     json_t *msgs = answer_messages(doc);
-    int rc = msgs && put_u32(out, (uint32_t)json_array_size(msgs)) == 0 ? 0 : -1;
+    int rc = msgs ? 0 : -1;
     size_t i;
     json_t *m;
     json_array_foreach(msgs, i, m)
@@ -179,26 +179,17 @@ static int feed_render(const uint8_t *p, size_t n, struct buf *out)
 int view_feed_decode(const uint8_t *p, size_t n, struct buf *out)
 {
     size_t len, start = out->n;
-    uint32_t count;
+    /* A hit is copied: the feed holds its records across downstream calls,
+     * and any memo_put on this worker meanwhile may free the memo's copy. */
     const uint8_t *m = memo_get(MEMO_FEED, p, n, NULL, &len);
-    if (m) {
-        memcpy(&count, m, sizeof(count));
-        if (buf_append(out, m + sizeof(count), len - sizeof(count)) != 0)
-            return -1;
-        return (int)count;
-    }
-    struct buf tmp = {0};
-    int rc = feed_render(p, n, &tmp);
-    if (rc == 0 && buf_append(out, tmp.p + sizeof(count), tmp.n - sizeof(count)) == 0) {
-        memo_put(MEMO_FEED, p, n, NULL, tmp.p, tmp.n);
-        memcpy(&count, tmp.p, sizeof(count));
-        rc = (int)count;
-    } else {
+    if (m)
+        return buf_append(out, m, len);
+    if (feed_render(p, n, out) != 0) {
         out->n = start;
-        rc = -1;
+        return -1;
     }
-    buf_release(&tmp);
-    return rc;
+    memo_put(MEMO_FEED, p, n, NULL, out->p + start, out->n - start);
+    return 0;
 }
 
 bool view_feed_next(const struct buf *b, size_t *off, struct feed_msg *m)

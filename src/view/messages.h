@@ -18,6 +18,7 @@
 #include "cas/cas.h"
 #include "core/buf.h"
 #include "core/jw.h"
+#include "view/plan.h"
 
 /* Messages array from a peek/recv answer body; -1 if malformed. */
 int view_messages(struct jw *w, const uint8_t *p, size_t n);
@@ -34,11 +35,11 @@ struct feed_msg {
     size_t media_type_len;
 };
 
-#define FEED_MEDIA_TYPE_MAX 95
+#define FEED_MEDIA_TYPE_MAX VIEW_MEDIA_TYPE_MAX /* it fills a view_part */
 
 /* Decode a peek answer into feed records appended to out (memoised).
- * Returns the number of messages, or -1 if the answer is malformed or
- * memory ran out (out is then left as it was). */
+ * Returns 0, or -1 if the answer is malformed or memory ran out (out is
+ * then left as it was). */
 int view_feed_decode(const uint8_t *p, size_t n, struct buf *out);
 
 /* The record at *off of a buffer filled by view_feed_decode; advances *off.

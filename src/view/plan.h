@@ -22,6 +22,7 @@
 #define VIEW_KEY_MAX   64
 #define VIEW_NAME_MAX  255
 #define VIEW_PEEK_MAX  50
+#define VIEW_MEDIA_TYPE_MAX 95 /* bytes, without the NUL */
 
 enum part_kind { PART_OBJECT, PART_LINK, PART_MAILBOX, PART_INDEX };
 
@@ -31,7 +32,7 @@ struct view_part {
     char key[VIEW_KEY_MAX + 1];
     /* object / link */
     struct cas_addr addr;
-    char media_type[96];
+    char media_type[VIEW_MEDIA_TYPE_MAX + 1];
     int64_t size; /* from the manifest, -1 if not given */
     bool ranged;
     uint64_t first, last; /* inclusive byte range */

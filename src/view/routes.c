@@ -644,6 +644,7 @@ static void peek_on_resp(void *arg, struct ds_resp *r)
     }
     f->pending = 1;
     size_t off = 0;
+    struct buf hdr = {0}; /* reused: ds_call copies the header */
     while (f->n < f->limit && view_feed_next(&f->records, &off, &f->items[f->n].msg)) {
         struct feed_item *it = &f->items[f->n++];
         it->f = f;
@@ -652,16 +653,15 @@ static void peek_on_resp(void *arg, struct ds_resp *r)
         it->part.addr = it->msg.addr;
         memcpy(it->part.media_type, it->msg.media_type, it->msg.media_type_len);
         it->part.media_type[it->msg.media_type_len] = '\0';
-        struct buf hdr = {0};
         char addr[CAS_ADDR_CHARS + 1];
         if (hdr_kv(&hdr, "get", "obj", cas_addr_format(&it->part.addr, addr), CAS_ADDR_CHARS) == 0)
             it->call = start(req, DS_STORAGE, "get", &hdr, true, item_on_resp, it);
-        buf_release(&hdr);
         if (it->call)
             f->pending++;
         else
             it->res = (struct part_result){.code = 0, .err = OG_E_INTERNAL};
     }
+    buf_release(&hdr);
     if (--f->pending == 0)
         feed_finish(f);
 }

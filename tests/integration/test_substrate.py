@@ -91,6 +91,44 @@ def test_bad_hello_is_typed_error():
 # ------------------------------------------------------------------- roles
 
 
+def test_many_answers_batched_overflowing_and_queued():
+    # 600 gets sent at once are answered in a few loop turns: 16 KiB bodies
+    # are copied into the connection's batch (which passes its 256 KiB bound
+    # and is flushed early), 20 KiB bodies are written on their own after the
+    # batch. The client reads nothing until every request is sent, through a
+    # small receive buffer, and ~11 MiB of answers do not fit the socket's
+    # buffers, so the service's writes come up short and go through libuv's
+    # queue. Every answer must arrive whole and match.
+    srv = start("storage")
+    c = OapClient.tcp(srv.port)
+    c.hello()
+    small, large = os.urandom(16 * 1024), os.urandom(20 * 1024)
+    addrs = {}
+    for body in (small, large):
+        code, h, _ = c.call(APP_STORAGE, {"op": "put"}, body)
+        check(code == 201, (code, h))
+        addrs[h["obj"]] = body
+    c.close()
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+    s.connect(("127.0.0.1", srv.port))
+    c = OapClient(s)
+    c.hello()
+    order = [list(addrs)[i % 2] for i in range(600)]
+    wire, corrs = b"", []
+    for a in order:
+        corr = c.corr()
+        corrs.append(corr)
+        wire += encode(REQ, APP_STORAGE, corr, data_payload({"op": "get", "obj": a}))
+    c.send(wire)
+    time.sleep(0.3)  # the service has answered into a full socket by now
+    for corr, a in zip(corrs, order):
+        code, h, got = c.response(corr)
+        check(code == 200 and got == addrs[a], (corr, code, h, len(got)))
+    c.close()
+    alive(srv)
+
+
 def test_storage_ops_tcp_and_unix():
     path = unix_path("storage")
     srv = start("storage", unix=path)

@@ -6,6 +6,7 @@
 #include <jansson.h>
 #include <string.h>
 
+#include "core/dec.h"
 #include "core/jw.h"
 
 static char *esc(const char *s, size_t n)
@@ -111,4 +112,26 @@ Test(jw, integer_edges)
     cr_assert(buf_append(&b, "", 1) == 0);
     cr_assert_str_eq(b.p, "[0,-9223372036854775808,9223372036854775807,0,10,-1]");
     buf_release(&b);
+}
+
+Test(jw, fixed3_edges)
+{
+    struct buf b = {0};
+    struct jw w;
+    jw_init(&w, &b);
+    jw_arr_open(&w);
+    jw_fixed3(&w, 0);
+    jw_fixed3(&w, 0.0004);
+    jw_fixed3(&w, 0.0005);
+    jw_fixed3(&w, 1.25);
+    jw_fixed3(&w, -0.5);
+    jw_fixed3(&w, 12345.6789);
+    jw_arr_close(&w);
+    cr_assert(buf_append(&b, "", 1) == 0);
+    cr_assert_str_eq(b.p, "[0.000,0.000,0.001,1.250,-0.500,12345.679]");
+    buf_release(&b);
+    char t[DEC_U64_MAX_CHARS + 2], *end = t + sizeof(t);
+    char *s = dec_fixed3_back(UINT64_MAX, end);
+    cr_assert_eq(end - s, 21);
+    cr_assert(memcmp(s, "18446744073709551.615", 21) == 0);
 }

@@ -41,3 +41,16 @@ Test(memo, domain_extra_and_length_separate_keys)
     cr_assert_eq(len, 0);
     memo_thread_release();
 }
+
+Test(memo, entry_size_bound)
+{
+    static char big[MEMO_ENTRY_MAX + 1];
+    size_t len;
+    memset(big, 'v', sizeof(big));
+    memo_put(MEMO_JSON, "k1", 2, NULL, big, MEMO_ENTRY_MAX - 2); /* key + value at the bound */
+    const char *v = memo_get(MEMO_JSON, "k1", 2, NULL, &len);
+    cr_assert(v && len == MEMO_ENTRY_MAX - 2);
+    memo_put(MEMO_JSON, "k2", 2, NULL, big, MEMO_ENTRY_MAX - 1); /* one byte over */
+    cr_assert_null(memo_get(MEMO_JSON, "k2", 2, NULL, &len));
+    memo_thread_release();
+}

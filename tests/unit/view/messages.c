@@ -70,7 +70,7 @@ Test(messages, feed_records_fresh_then_memoised)
     size_t n = answer(ans, sizeof(ans));
     for (int round = 0; round < 2; round++) { /* the second round is a memo hit */
         struct buf rec = {0};
-        cr_assert_eq(view_feed_decode((const uint8_t *)ans, n, &rec), 4);
+        cr_assert_eq(view_feed_decode((const uint8_t *)ans, n, &rec), 0);
         check_records(&rec);
         buf_release(&rec);
     }
@@ -122,5 +122,38 @@ Test(messages, view_messages_array)
     jw_init(&w, &out);
     cr_assert_eq(view_messages(&w, (const uint8_t *)"{}", 2), -1);
     buf_release(&out);
+    memo_thread_release();
+}
+
+/* One message whose JSON body names ADDR with a media type of mt_len 'x's. */
+static size_t answer_with_media_type(char *out, size_t cap, size_t mt_len)
+{
+    char body[512], b[1024], mt[256];
+    memset(mt, 'x', mt_len);
+    mt[mt_len] = '\0';
+    int bl = snprintf(body, sizeof(body), "{\"obj\":\"" ADDR "\",\"media_type\":\"%s\"}", mt);
+    b64(body, (size_t)bl, b);
+    return (size_t)snprintf(out, cap, "{\"messages\":[{\"id\":1,\"sent_ms\":1,\"body\":\"%s\"}]}", b);
+}
+
+Test(messages, feed_media_type_bound)
+{
+    char ans[2048];
+    for (size_t mt_len = FEED_MEDIA_TYPE_MAX; mt_len <= FEED_MEDIA_TYPE_MAX + 1; mt_len++) {
+        size_t n = answer_with_media_type(ans, sizeof(ans), mt_len);
+        struct buf rec = {0};
+        struct feed_msg m;
+        size_t off = 0;
+        cr_assert_eq(view_feed_decode((const uint8_t *)ans, n, &rec), 0);
+        cr_assert(view_feed_next(&rec, &off, &m) && m.has_obj);
+        if (mt_len <= FEED_MEDIA_TYPE_MAX) { /* kept whole */
+            cr_assert_eq(m.media_type_len, mt_len);
+            cr_assert_eq(m.media_type[0], 'x');
+        } else { /* too long for a part: the default */
+            cr_assert_eq(m.media_type_len, strlen("application/json"));
+            cr_assert(memcmp(m.media_type, "application/json", m.media_type_len) == 0);
+        }
+        buf_release(&rec);
+    }
     memo_thread_release();
 }
