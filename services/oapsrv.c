@@ -9,8 +9,10 @@
  * written once per loop turn (check phase; an idle handle keeps the loop
  * from blocking while a batch waits): the answers to every request read in
  * one turn leave in one write syscall. A larger frame flushes the batch
- * first, so frames leave in order. A request whose frame sits in a batch is
- * kept (one reference in sreq.writes) until the batch is written.
+ * first, so frames leave in order. The bytes are copied, but a request with
+ * a frame in the batch holds one reference (sreq.writes, sreq.batched) until
+ * the batch is flushed, so that finishing it never frees it under a caller
+ * still looking at it (req_pump, write_on_done).
  *
  * Requests are executed on receipt (the engines are synchronous); fault
  * latency delays the answer with a uv timer, never the loop. Responses whose
@@ -65,7 +67,8 @@ struct sreq {
     struct proto_resp rs;
     struct oap_producer prod;
     uint64_t sent;   /* body bytes sent */
-    unsigned writes; /* uv_writes referencing rs.body */
+    unsigned writes; /* uv_writes referencing rs.body, plus one while batched */
+    bool batched;    /* listed in its connection's bref */
     bool timer_on;
     uv_timer_t timer;
     /* Request stream assembly. */
@@ -240,6 +243,7 @@ static void batch_release(struct sconn *c)
     c->nbref = 0;
     for (size_t i = 0; i < n; i++) {
         struct sreq *r = c->bref[i];
+        r->batched = false;
         r->writes--;
         if (r->st == SR_DONE || !r->c)
             req_free(r);
@@ -336,11 +340,8 @@ static int batch_add(struct sconn *c, const struct swrite *sw, const uint8_t *bo
 {
     size_t len = OAP_HDR_BYTES + sw->pre_len + body_len;
     struct sreq *r = sw->r;
-    bool held = false;
 
-    for (size_t i = 0; r && i < c->nbref && !held; i++)
-        held = c->bref[i] == r;
-    if (r && !held && c->nbref == c->bref_cap) {
+    if (r && !r->batched && c->nbref == c->bref_cap) {
         size_t cap = c->bref_cap ? 2 * c->bref_cap : 16;
         struct sreq **nb = realloc(c->bref, cap * sizeof(*nb));
         if (nb == NULL)
@@ -348,12 +349,17 @@ static int batch_add(struct sconn *c, const struct swrite *sw, const uint8_t *bo
         c->bref = nb;
         c->bref_cap = cap;
     }
-    if (buf_append(&c->batch, sw->hdr, OAP_HDR_BYTES) != 0 ||
-        buf_append(&c->batch, sw->pre, sw->pre_len) != 0 ||
-        (body_len && buf_append(&c->batch, body, body_len) != 0))
+    if (buf_reserve(&c->batch, len) != 0)
         return -1;
-    if (r && !held) {
+    uint8_t *p = (uint8_t *)c->batch.p + c->batch.n;
+    memcpy(p, sw->hdr, OAP_HDR_BYTES);
+    memcpy(p + OAP_HDR_BYTES, sw->pre, sw->pre_len);
+    if (body_len)
+        memcpy(p + OAP_HDR_BYTES + sw->pre_len, body, body_len);
+    c->batch.n += len;
+    if (r && !r->batched) {
         c->bref[c->nbref++] = r;
+        r->batched = true;
         r->writes++;
     }
     g_svc.bytes_out += len;
@@ -395,18 +401,19 @@ static int frame_send(struct sconn *c, struct swrite *sw, struct oap_hdr *h, con
     h->cap_len = 0;
     h->len = (uint32_t)(OAP_HDR_BYTES + sw->pre_len + body_len);
     oap_hdr_write(h, sw->hdr);
-    if (!sw->close_after && body_len <= SVC_BATCH_COPY_MAX &&
-        c->batch.n + h->len <= SVC_BATCH_MAX) {
+    bool small = !sw->close_after && body_len <= SVC_BATCH_COPY_MAX;
+    /* Frames leave in order: what is batched goes first. */
+    if ((!small || c->batch.n + h->len > SVC_BATCH_MAX) && batch_flush(c) != 0) {
+        free(sw);
+        conn_close(c);
+        return -1;
+    }
+    if (small) {
         rc = batch_add(c, sw, body, body_len);
         free(sw);
         if (rc != 0)
             conn_close(c);
         return rc;
-    }
-    if (batch_flush(c) != 0) {
-        free(sw);
-        conn_close(c);
-        return -1;
     }
     b[nb++] = uv_buf_init((char *)sw->hdr, OAP_HDR_BYTES);
     if (sw->pre_len)
@@ -988,6 +995,10 @@ static void conn_on_closed(uv_handle_t *h)
 
 static void conn_close(struct sconn *c)
 {
+    /* Answers batched this turn still go out, as far as the socket takes
+     * them now (a half-closed peer waits for them). */
+    if (!c->closing)
+        (void)batch_flush(c);
     c->closing = true;
     if (!uv_is_closing(&c->u.h))
         uv_close(&c->u.h, conn_on_closed);

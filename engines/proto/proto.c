@@ -359,11 +359,11 @@ static int mailbox_op_send(struct engines *e, json_t *h, const struct proto_req 
  * written straight into one buffer sized from the bodies: base64 needs no
  * JSON escaping, and a message body may be 64 KiB, so going through jansson
  * would cost a second copy of every body. */
-#define MSG_K_ID        "{\"id\":"
+#define MSG_K_ID         "{\"id\":"
 #define MSG_K_DELIVERIES ",\"deliveries\":"
-#define MSG_K_SENT      ",\"sent_ms\":"
-#define MSG_K_BODY      ",\"body\":\""
-#define MSG_FIXED_BYTES 96 /* comma, keys, closing quote and brace, the numbers */
+#define MSG_K_SENT       ",\"sent_ms\":"
+#define MSG_K_BODY       ",\"body\":\""
+#define MSG_FIXED_BYTES  96 /* comma, keys, closing quote and brace, the numbers */
 _Static_assert(1 + sizeof(MSG_K_ID) - 1 + sizeof(MSG_K_DELIVERIES) - 1 + sizeof(MSG_K_SENT) - 1 +
                        sizeof(MSG_K_BODY) - 1 + 2 + 2 * DEC_U64_MAX_CHARS + 10 <=
                    MSG_FIXED_BYTES,

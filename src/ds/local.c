@@ -193,6 +193,13 @@ static void on_tick(uv_timer_t *t)
     while (c) {
         struct ds_call *next = c->qnext;
         c->qnext = NULL;
+        if (c->bstate != lw) {
+            /* Cancelled by an earlier callback of this batch: local_abort
+             * found it no longer queued. Its memory lives until its timer's
+             * close callback, after this tick. */
+            c = next;
+            continue;
+        }
         c->bstate = NULL;
         struct proto_resp *rs = malloc(sizeof(*rs));
         struct ds_resp r = {0};

@@ -255,11 +255,6 @@ static void on_write(uv_write_t *req, int status)
         conn_fail(rc, uv_strerror(status));
 }
 
-/*
- * Queue one frame: header + copy of s1/s2 + borrowed body. slot is the call
- * whose body is borrowed (REMOTE_NO_SLOT for none). Returns 0 or a negative
- * libuv/OAP error; on error nothing was queued.
- */
 /* A batch handed to libuv because the socket did not take it at once. */
 struct bwrite {
     uv_write_t req;
@@ -279,7 +274,9 @@ static void on_batch_written(uv_write_t *req, int status)
 
 /* Write the connection's batch: straight to the socket when libuv has
  * nothing queued for it, the rest (or all) through libuv's queue, which then
- * owns the buffer. Returns 0 or a libuv error. */
+ * owns the buffer. Returns 0 or a libuv error; on error the connection is
+ * failed, since part of a frame may already be on the wire (its calls are
+ * failed in the close callback). */
 static int batch_flush(struct rconn *rc)
 {
     size_t n = rc->batch.n, done = 0;
@@ -287,31 +284,31 @@ static int batch_flush(struct rconn *rc)
         return 0;
     uv_buf_t b = uv_buf_init(rc->batch.p, (unsigned)n);
     int e = uv_try_write(&rc->u.s, &b, 1);
-    if (e < 0 && e != UV_EAGAIN) {
-        rc->batch.n = 0;
-        return e;
+    if (e >= 0 || e == UV_EAGAIN) {
+        done = e > 0 ? (size_t)e : 0;
+        e = 0;
     }
-    done = e > 0 ? (size_t)e : 0;
-    if (done == n) {
+    if (e == 0 && done == n) {
         rc->batch.n = 0;
         if (rc->batch.cap > REMOTE_BATCH_KEEP)
             buf_release(&rc->batch);
         return 0;
     }
-    struct bwrite *bw = malloc(sizeof(*bw));
-    if (bw == NULL) {
-        rc->batch.n = 0;
-        return UV_ENOMEM;
-    }
-    bw->rc = rc;
-    bw->p = rc->batch.p;
-    rc->batch = (struct buf){0};
-    b = uv_buf_init(bw->p + done, (unsigned)(n - done));
-    e = uv_write(&bw->req, &rc->u.s, &b, 1, on_batch_written);
-    if (e != 0) {
+    struct bwrite *bw = e == 0 ? malloc(sizeof(*bw)) : NULL;
+    if (e == 0 && bw == NULL)
+        e = UV_ENOMEM;
+    if (e == 0) {
+        bw->rc = rc;
+        bw->p = rc->batch.p;
+        rc->batch = (struct buf){0};
+        b = uv_buf_init(bw->p + done, (unsigned)(n - done));
+        if ((e = uv_write(&bw->req, &rc->u.s, &b, 1, on_batch_written)) == 0)
+            return 0;
         free(bw->p);
         free(bw);
     }
+    rc->batch.n = 0;
+    conn_fail(rc, uv_strerror(e));
     return e;
 }
 
@@ -321,10 +318,9 @@ static void flush_dirty(struct rworker *rw)
         struct rconn *rc = rw->dirty;
         rw->dirty = rc->next_dirty;
         rc->dirty = false;
-        int e = rc->handle_open && rc->st != RC_CLOSING && rc->st != RC_DOWN ? batch_flush(rc) : 0;
+        if (rc->handle_open && rc->st != RC_CLOSING && rc->st != RC_DOWN)
+            batch_flush(rc);
         rc->batch.n = 0;
-        if (e != 0)
-            conn_fail(rc, uv_strerror(e));
     }
     uv_idle_stop(&rw->nudge);
 }
@@ -364,6 +360,14 @@ static int batch_frame(struct rconn *rc, const struct oap_hdr *h, const void *s1
     return 0;
 }
 
+/*
+ * Queue one frame. A body of at most REMOTE_BATCH_COPY_MAX is copied into the
+ * batch (flushed first when the frame would take it past REMOTE_BATCH_MAX);
+ * a larger one flushes the batch and goes out as header + copy of s1/s2 +
+ * borrowed body, slot being the call whose body is borrowed (REMOTE_NO_SLOT
+ * for none). Returns 0 or a negative libuv/OAP error; on error the frame was
+ * not queued.
+ */
 static int write_frame(struct rconn *rc, uint32_t slot, uint16_t flags, uint16_t app, uint64_t corr,
                        const void *s1, size_t n1, const void *s2, size_t n2, const void *body,
                        size_t body_len)
@@ -380,11 +384,12 @@ static int write_frame(struct rconn *rc, uint32_t slot, uint16_t flags, uint16_t
                         .flags = flags,
                         .app_proto_id = app,
                         .corr_id = corr};
-    if (body_len <= REMOTE_BATCH_COPY_MAX && rc->batch.n + len <= REMOTE_BATCH_MAX)
-        return batch_frame(rc, &h, s1, n1, s2, n2, body, body_len);
+    bool small = body_len <= REMOTE_BATCH_COPY_MAX;
     /* Frames leave in order: what is batched goes first. */
-    if ((rc_ = batch_flush(rc)) != 0)
+    if ((!small || rc->batch.n + len > REMOTE_BATCH_MAX) && (rc_ = batch_flush(rc)) != 0)
         return rc_;
+    if (small)
+        return batch_frame(rc, &h, s1, n1, s2, n2, body, body_len);
     wr = malloc(sizeof(*wr) + OAP_HDR_BYTES + n1 + n2);
     if (wr == NULL)
         return UV_ENOMEM;
@@ -593,7 +598,7 @@ static int conn_send(struct rconn *rc, struct ds_call *c)
         e = slot_pump(rc, s);
     }
     if (e != 0) {
-        bool unsafe = s->wpending > 0;
+        bool unsafe = s->wpending > 0 || s->sent > 0; /* part of a stream is out */
         s->c = NULL;
         c->bstate = NULL;
         slot_free(rc, s);

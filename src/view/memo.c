@@ -51,8 +51,8 @@ struct mkey {
 
 static bool key_equal(const struct slot *s, const struct mkey *m)
 {
-    return s->val && s->h == m->h && s->key_len == 2 + m->el + m->n &&
-           s->key[0] == (uint8_t)m->d && memcmp(s->key + 1, m->extra, m->el + 1) == 0 &&
+    return s->val && s->h == m->h && s->key_len == 2 + m->el + m->n && s->key[0] == (uint8_t)m->d &&
+           memcmp(s->key + 1, m->extra, m->el + 1) == 0 &&
            memcmp(s->key + 2 + m->el, m->k, m->n) == 0;
 }
 
@@ -61,7 +61,7 @@ static bool key_equal(const struct slot *s, const struct mkey *m)
  * picks the slot — a hit needs the whole key to compare equal — so keys that
  * differ only in the middle merely share a slot; hashing a sample keeps a
  * lookup of a large manifest or mailbox answer to one compare. */
-#define MEMO_HASH_SAMPLE 128
+#define MEMO_HASH_SAMPLE  128
 #define MEMO_EXTRA_HASHED 255 /* bytes of extra that feed the hash */
 
 static struct mkey mkey_make(enum memo_domain d, const char *extra, const void *k, size_t n)

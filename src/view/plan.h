@@ -18,10 +18,10 @@
 
 #include "cas/cas.h"
 
-#define VIEW_PARTS_MAX 64
-#define VIEW_KEY_MAX   64
-#define VIEW_NAME_MAX  255
-#define VIEW_PEEK_MAX  50
+#define VIEW_PARTS_MAX      64
+#define VIEW_KEY_MAX        64
+#define VIEW_NAME_MAX       255
+#define VIEW_PEEK_MAX       50
 #define VIEW_MEDIA_TYPE_MAX 95 /* bytes, without the NUL */
 
 enum part_kind { PART_OBJECT, PART_LINK, PART_MAILBOX, PART_INDEX };

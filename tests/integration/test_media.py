@@ -574,6 +574,7 @@ def start_macronode(*extra):
         if st == 200:
             break
         time.sleep(0.05)
+    check(st == 200, "macronode not ready within 5 s: /readyz %d" % st)
     return srv, stor
 
 

@@ -129,6 +129,38 @@ def test_many_answers_batched_overflowing_and_queued():
     alive(srv)
 
 
+def test_half_closed_client_gets_every_answer():
+    # Over 64 KiB of requests (more than one read buffer) then the client's
+    # FIN: the service reads them and the EOF in one loop turn, and the
+    # answers batched in that turn are still written before it closes.
+    srv = start("index")
+    c = OapClient.tcp(srv.port)
+    c.hello()
+    code, h, _ = c.call(APP_INDEX, {"op": "put", "name": "half-close"}, b'{"v":1}')
+    check(code in (200, 201), (code, h))
+    corrs, wire = [], b""
+    def one(corr, pad=0):
+        hdr = b'{"op":"resolve","name":"half-close"}' + b" " * pad
+        return encode(REQ, APP_INDEX, corr, data_payload(hdr))
+
+    size = len(one(1))
+    while len(wire) + 2 * size <= 64 * 1024:
+        corr = c.corr()
+        corrs.append(corr)
+        wire += one(corr)
+    corr = c.corr()  # the last frame is padded so the requests fill one read buffer exactly
+    corrs.append(corr)
+    wire += one(corr, 64 * 1024 - len(wire) - size)
+    check(len(wire) == 64 * 1024, len(wire))
+    c.send(wire)
+    c.s.shutdown(socket.SHUT_WR)
+    for corr in corrs:
+        code, h, body = c.response(corr)
+        check(code == 200 and body == b'{"v":1}', (corr, code, h, body))
+    c.close()
+    alive(srv)
+
+
 def test_storage_ops_tcp_and_unix():
     path = unix_path("storage")
     srv = start("storage", unix=path)

@@ -133,7 +133,8 @@ static size_t answer_with_media_type(char *out, size_t cap, size_t mt_len)
     mt[mt_len] = '\0';
     int bl = snprintf(body, sizeof(body), "{\"obj\":\"" ADDR "\",\"media_type\":\"%s\"}", mt);
     b64(body, (size_t)bl, b);
-    return (size_t)snprintf(out, cap, "{\"messages\":[{\"id\":1,\"sent_ms\":1,\"body\":\"%s\"}]}", b);
+    return (size_t)snprintf(out, cap, "{\"messages\":[{\"id\":1,\"sent_ms\":1,\"body\":\"%s\"}]}",
+                            b);
 }
 
 Test(messages, feed_media_type_bound)
