@@ -5,7 +5,7 @@
  * list of live requests (struct sreq, found by corr_id), and a write path
  * that sends frames as iovecs: 38-byte header, the DATA header, and the
  * body as a view into the engine's ref-counted blob or buffer. Small frames
- * (body ≤ SVC_BATCH_COPY_MAX) are instead copied into the connection's batch,
+ * (body ≤ WBATCH_COPY_MAX, net/wbatch.h) are instead copied into the connection's batch,
  * written once per loop turn (check phase; an idle handle keeps the loop
  * from blocking while a batch waits): the answers to every request read in
  * one turn leave in one write syscall. A larger frame flushes the batch
@@ -32,7 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/buf.h"
+#include "net/wbatch.h"
 #include "oap/comp.h"
 #include "oap/data.h"
 #include "oap/hello.h"
@@ -40,10 +40,7 @@
 #include "oap/stream.h"
 #include "services/substrate.h"
 
-#define RBUF_BYTES         65536
-#define SVC_BATCH_COPY_MAX 16384  /* frame bodies up to this are copied into the batch */
-#define SVC_BATCH_MAX      262144 /* a batch is flushed before it grows past this */
-#define SVC_BATCH_KEEP     65536  /* batch capacity kept between turns */
+#define RBUF_BYTES 65536
 
 struct sconn;
 
@@ -94,10 +91,8 @@ struct sconn {
     bool closing;
     bool paused; /* reading stopped for write backpressure */
     bool eof;
-    bool dirty; /* on the dirty list: a batch waits */
-    struct sconn *next_dirty;
-    struct buf batch;
-    struct sreq **bref; /* requests with a frame in the batch, once each */
+    struct wbatch batch; /* small frames for this loop turn (net/wbatch.h) */
+    struct sreq **bref;  /* requests with a frame in the batch, once each */
     size_t nbref, bref_cap;
     uint8_t rbuf[RBUF_BYTES];
 };
@@ -122,10 +117,8 @@ static uint64_t wall_ms(void)
 }
 
 static struct sconn *all_conns;
-static struct sconn *dirty_conns;
-static uv_check_t flush_check;
-static uv_idle_t flush_idle;
-static bool flush_ready;
+static struct wbatch_set batches; /* every connection's, one loop */
+static bool batches_ready;
 
 static void conn_close(struct sconn *c);
 static void req_pump(struct sreq *r);
@@ -250,89 +243,23 @@ static void batch_release(struct sconn *c)
     }
 }
 
-struct bwrite {
-    uv_write_t w;
-    struct sconn *c;
-    char *p;
-};
-
-static void batch_on_written(uv_write_t *w, int status)
+static struct sconn *conn_of_batch(struct wbatch *wb)
 {
-    struct bwrite *bw = (struct bwrite *)w;
-    struct sconn *c = bw->c;
+    return (struct sconn *)((char *)wb - offsetof(struct sconn, batch));
+}
 
-    free(bw->p);
-    free(bw);
+static void on_batch_flushed(struct wbatch *wb)
+{
+    batch_release(conn_of_batch(wb)); /* the bytes are copied: bodies may go */
+}
+
+static void on_batch_write_end(struct wbatch *wb, int status)
+{
+    struct sconn *c = conn_of_batch(wb);
     if (status < 0)
         conn_close(c);
     else
         conn_maybe_resume(c);
-}
-
-/* Write the batch: straight to the socket when libuv has nothing queued,
- * the rest through libuv's queue, which then owns the buffer. Returns 0 or
- * -1 (the caller closes the connection). */
-static int batch_flush(struct sconn *c)
-{
-    size_t n = c->batch.n, done;
-    int rc;
-
-    if (n == 0)
-        return 0;
-    uv_buf_t b = uv_buf_init(c->batch.p, (unsigned)n);
-    rc = uv_try_write(&c->u.s, &b, 1);
-    done = rc > 0 ? (size_t)rc : 0;
-    if (rc < 0 && rc != UV_EAGAIN) {
-        c->batch.n = 0;
-        batch_release(c);
-        return -1;
-    }
-    if (done < n) {
-        struct bwrite *bw = malloc(sizeof(*bw));
-        if (bw == NULL) {
-            c->batch.n = 0;
-            batch_release(c);
-            return -1;
-        }
-        bw->c = c;
-        bw->p = c->batch.p;
-        c->batch = (struct buf){0};
-        b = uv_buf_init(bw->p + done, (unsigned)(n - done));
-        if (uv_write(&bw->w, &c->u.s, &b, 1, batch_on_written) != 0) {
-            free(bw->p);
-            free(bw);
-            batch_release(c);
-            return -1;
-        }
-    } else {
-        c->batch.n = 0;
-        if (c->batch.cap > SVC_BATCH_KEEP)
-            buf_release(&c->batch);
-    }
-    batch_release(c); /* the bytes are copied: bodies may go */
-    return 0;
-}
-
-static void flush_all(void)
-{
-    while (dirty_conns) {
-        struct sconn *c = dirty_conns;
-        dirty_conns = c->next_dirty;
-        c->dirty = false;
-        if (!c->closing && batch_flush(c) != 0)
-            conn_close(c);
-    }
-    uv_idle_stop(&flush_idle);
-}
-
-static void on_flush_check(uv_check_t *h)
-{
-    flush_all();
-}
-
-static void on_flush_idle(uv_idle_t *h)
-{
-    flush_all();
 }
 
 /* Copy one frame (sw->hdr written) into the batch. Returns 0 or -1. */
@@ -349,40 +276,24 @@ static int batch_add(struct sconn *c, const struct swrite *sw, const uint8_t *bo
         c->bref = nb;
         c->bref_cap = cap;
     }
-    if (buf_reserve(&c->batch, len) != 0)
+    uv_buf_t parts[] = {uv_buf_init((char *)sw->hdr, OAP_HDR_BYTES),
+                        uv_buf_init((char *)sw->pre, (unsigned)sw->pre_len),
+                        uv_buf_init((char *)body, (unsigned)body_len)};
+    if (wbatch_add(&c->batch, parts, 3) != 0)
         return -1;
-    uint8_t *p = (uint8_t *)c->batch.p + c->batch.n;
-    memcpy(p, sw->hdr, OAP_HDR_BYTES);
-    memcpy(p + OAP_HDR_BYTES, sw->pre, sw->pre_len);
-    if (body_len)
-        memcpy(p + OAP_HDR_BYTES + sw->pre_len, body, body_len);
-    c->batch.n += len;
     if (r && !r->batched) {
         c->bref[c->nbref++] = r;
         r->batched = true;
         r->writes++;
     }
     g_svc.bytes_out += len;
-    if (!c->dirty && flush_ready) {
-        c->dirty = true;
-        c->next_dirty = dirty_conns;
-        dirty_conns = c;
-        uv_idle_start(&flush_idle, on_flush_idle);
-    }
     return 0;
 }
 
 /* The connection is gone: off the dirty list, batch dropped. */
 static void batch_discard(struct sconn *c)
 {
-    if (c->dirty) {
-        struct sconn **pp = &dirty_conns;
-        while (*pp != c)
-            pp = &(*pp)->next_dirty;
-        *pp = c->next_dirty;
-        c->dirty = false;
-    }
-    buf_release(&c->batch);
+    wbatch_release(&c->batch);
     batch_release(c);
     free(c->bref);
 }
@@ -401,9 +312,9 @@ static int frame_send(struct sconn *c, struct swrite *sw, struct oap_hdr *h, con
     h->cap_len = 0;
     h->len = (uint32_t)(OAP_HDR_BYTES + sw->pre_len + body_len);
     oap_hdr_write(h, sw->hdr);
-    bool small = !sw->close_after && body_len <= SVC_BATCH_COPY_MAX;
+    bool small = !sw->close_after && wbatch_small(body_len);
     /* Frames leave in order: what is batched goes first. */
-    if ((!small || c->batch.n + h->len > SVC_BATCH_MAX) && batch_flush(c) != 0) {
+    if ((!small || !wbatch_room(&c->batch, h->len)) && wbatch_flush(&c->batch) != 0) {
         free(sw);
         conn_close(c);
         return -1;
@@ -997,9 +908,12 @@ static void conn_close(struct sconn *c)
 {
     /* Answers batched this turn still go out, as far as the socket takes
      * them now (a half-closed peer waits for them). */
-    if (!c->closing)
-        (void)batch_flush(c);
+    bool was_closing = c->closing;
     c->closing = true;
+    if (!was_closing) {
+        (void)wbatch_flush(&c->batch);
+        wbatch_drop(&c->batch);
+    }
     if (!uv_is_closing(&c->u.h))
         uv_close(&c->u.h, conn_on_closed);
 }
@@ -1011,13 +925,9 @@ void oapsrv_on_conn(uv_stream_t *server, int status)
 
     if (status != 0)
         return;
-    if (!flush_ready) {
-        uv_check_init(g_svc.loop, &flush_check);
-        uv_idle_init(g_svc.loop, &flush_idle);
-        uv_check_start(&flush_check, on_flush_check);
-        uv_unref((uv_handle_t *)&flush_check);
-        uv_unref((uv_handle_t *)&flush_idle);
-        flush_ready = true;
+    if (!batches_ready) {
+        wbatch_set_init(&batches, g_svc.loop);
+        batches_ready = true;
     }
     c = calloc(1, sizeof(*c));
     if (!c)
@@ -1027,6 +937,9 @@ void oapsrv_on_conn(uv_stream_t *server, int status)
     else
         uv_tcp_init(g_svc.loop, &c->u.tcp);
     c->u.h.data = c;
+    wbatch_init(&c->batch, &batches, &c->u.s);
+    c->batch.on_write_end = on_batch_write_end;
+    c->batch.on_flushed = on_batch_flushed;
     oap_decoder_init(&c->dec, SVC_MAX_FRAME_BYTES);
     c->peer_max_frame = SVC_MAX_FRAME_BYTES;
     c->chunk = oap_stream_chunk(0, SVC_MAX_FRAME_BYTES);
@@ -1050,9 +963,8 @@ void oapsrv_close_all(void)
 {
     for (struct sconn *c = all_conns; c; c = c->next)
         conn_close(c);
-    if (flush_ready) {
-        flush_ready = false;
-        uv_close((uv_handle_t *)&flush_check, NULL);
-        uv_close((uv_handle_t *)&flush_idle, NULL);
+    if (batches_ready) {
+        batches_ready = false;
+        wbatch_set_close(&batches, NULL);
     }
 }

@@ -20,8 +20,8 @@
  * reused slot. c->bstate points at the slot (NULL while the call waits in
  * the pool queue). Requests whose payload fits the peer's max_frame go out
  * as one REQ frame; larger ones as a request stream under the peer's credit.
- * Writes are batched per connection: a frame whose body is at most
- * REMOTE_BATCH_COPY_MAX is appended to the connection's batch buffer, and
+ * Writes are batched per connection (net/wbatch.h): a frame whose body is
+ * at most WBATCH_COPY_MAX is appended to the connection's batch buffer, and
  * every batch is written once per loop turn (check phase; an idle handle
  * keeps the loop from blocking while a batch waits), so the calls of many
  * requests that fan out to the same service in one turn cost one write
@@ -84,6 +84,7 @@
 #include "core/log.h"
 #include "ds/internal.h"
 #include "ds/oapc.h"
+#include "net/wbatch.h"
 #include "oap/data.h"
 #include "oap/hello.h"
 #include "oap/oap.h"
@@ -99,9 +100,6 @@
 #define REMOTE_STREAM_WINDOW      OAPC_STREAM_WINDOW
 #define REMOTE_SLOT_BITS          16
 #define REMOTE_NO_SLOT            UINT32_MAX
-#define REMOTE_BATCH_COPY_MAX     16384  /* bodies up to this are copied into the batch */
-#define REMOTE_BATCH_MAX          262144 /* a batch is flushed before it grows past this */
-#define REMOTE_BATCH_KEEP         65536  /* batch buffer capacity kept between turns */
 
 /* Process-wide, any thread: READY connections and reconnects per service. */
 static atomic_int ready_conns[DS__COUNT];
@@ -152,9 +150,7 @@ struct rconn {
     uint64_t seq;
     struct rslot *slots;
     uint32_t free_head;
-    struct buf batch; /* frames waiting for this loop turn's write */
-    bool dirty;       /* on rw->dirty */
-    struct rconn *next_dirty;
+    struct wbatch batch; /* small frames waiting for this loop turn's write */
 };
 
 struct rworker;
@@ -173,10 +169,8 @@ struct rworker {
     struct worker *w;
     struct rpool pools[DS__COUNT];
     uv_timer_t tick;
-    uv_check_t flush;    /* writes the batches once per loop turn */
-    uv_idle_t nudge;     /* active while a batch waits: the loop must not block */
-    struct rconn *dirty; /* connections with a batch to write */
-    int handles;         /* open libuv handles; freed when stopping and 0 */
+    struct wbatch_set batches; /* written once per loop turn */
+    int handles;               /* open libuv handles; freed when stopping and 0 */
     bool stopping;
     uint64_t rnd;
 };
@@ -255,114 +249,18 @@ static void on_write(uv_write_t *req, int status)
         conn_fail(rc, uv_strerror(status));
 }
 
-/* A batch handed to libuv because the socket did not take it at once. */
-struct bwrite {
-    uv_write_t req;
-    struct rconn *rc;
-    char *p;
-};
-
-static void on_batch_written(uv_write_t *req, int status)
+/* The connection's batch could not be written whole (the bytes may be cut
+ * mid-frame), or a queued batch write ended badly. */
+static void on_batch_write_end(struct wbatch *wb, int status)
 {
-    struct bwrite *bw = (struct bwrite *)req;
-    struct rconn *rc = bw->rc;
-    free(bw->p);
-    free(bw);
+    struct rconn *rc = (struct rconn *)((char *)wb - offsetof(struct rconn, batch));
     if (status < 0 && status != UV_ECANCELED)
         conn_fail(rc, uv_strerror(status));
 }
 
-/* Write the connection's batch: straight to the socket when libuv has
- * nothing queued for it, the rest (or all) through libuv's queue, which then
- * owns the buffer. Returns 0 or a libuv error; on error the connection is
- * failed, since part of a frame may already be on the wire (its calls are
- * failed in the close callback). */
-static int batch_flush(struct rconn *rc)
-{
-    size_t n = rc->batch.n, done = 0;
-    if (n == 0)
-        return 0;
-    uv_buf_t b = uv_buf_init(rc->batch.p, (unsigned)n);
-    int e = uv_try_write(&rc->u.s, &b, 1);
-    if (e >= 0 || e == UV_EAGAIN) {
-        done = e > 0 ? (size_t)e : 0;
-        e = 0;
-    }
-    if (e == 0 && done == n) {
-        rc->batch.n = 0;
-        if (rc->batch.cap > REMOTE_BATCH_KEEP)
-            buf_release(&rc->batch);
-        return 0;
-    }
-    struct bwrite *bw = e == 0 ? malloc(sizeof(*bw)) : NULL;
-    if (e == 0 && bw == NULL)
-        e = UV_ENOMEM;
-    if (e == 0) {
-        bw->rc = rc;
-        bw->p = rc->batch.p;
-        rc->batch = (struct buf){0};
-        b = uv_buf_init(bw->p + done, (unsigned)(n - done));
-        if ((e = uv_write(&bw->req, &rc->u.s, &b, 1, on_batch_written)) == 0)
-            return 0;
-        free(bw->p);
-        free(bw);
-    }
-    rc->batch.n = 0;
-    conn_fail(rc, uv_strerror(e));
-    return e;
-}
-
-static void flush_dirty(struct rworker *rw)
-{
-    while (rw->dirty) {
-        struct rconn *rc = rw->dirty;
-        rw->dirty = rc->next_dirty;
-        rc->dirty = false;
-        if (rc->handle_open && rc->st != RC_CLOSING && rc->st != RC_DOWN)
-            batch_flush(rc);
-        rc->batch.n = 0;
-    }
-    uv_idle_stop(&rw->nudge);
-}
-
-static void on_flush(uv_check_t *h)
-{
-    flush_dirty(h->data);
-}
-
-static void on_nudge(uv_idle_t *h)
-{
-    flush_dirty(h->data);
-}
-
-/* Append one whole frame to the batch; the connection joins the dirty list. */
-static int batch_frame(struct rconn *rc, const struct oap_hdr *h, const void *s1, size_t n1,
-                       const void *s2, size_t n2, const void *body, size_t body_len)
-{
-    struct rworker *rw = rc->pool->rw;
-    if (buf_reserve(&rc->batch, h->len) != 0)
-        return UV_ENOMEM;
-    uint8_t *p = (uint8_t *)rc->batch.p + rc->batch.n;
-    oap_hdr_write(h, p);
-    if (n1)
-        memcpy(p + OAP_HDR_BYTES, s1, n1);
-    if (n2)
-        memcpy(p + OAP_HDR_BYTES + n1, s2, n2);
-    if (body_len)
-        memcpy(p + OAP_HDR_BYTES + n1 + n2, body, body_len);
-    rc->batch.n += h->len;
-    if (!rc->dirty && !rw->stopping) {
-        rc->dirty = true;
-        rc->next_dirty = rw->dirty;
-        rw->dirty = rc;
-        uv_idle_start(&rw->nudge, on_nudge);
-    }
-    return 0;
-}
-
 /*
- * Queue one frame. A body of at most REMOTE_BATCH_COPY_MAX is copied into the
- * batch (flushed first when the frame would take it past REMOTE_BATCH_MAX);
+ * Queue one frame. A body of at most WBATCH_COPY_MAX is copied into the
+ * batch (flushed first when the frame would take it past WBATCH_MAX);
  * a larger one flushes the batch and goes out as header + copy of s1/s2 +
  * borrowed body, slot being the call whose body is borrowed (REMOTE_NO_SLOT
  * for none). Returns 0 or a negative libuv/OAP error; on error the frame was
@@ -384,12 +282,17 @@ static int write_frame(struct rconn *rc, uint32_t slot, uint16_t flags, uint16_t
                         .flags = flags,
                         .app_proto_id = app,
                         .corr_id = corr};
-    bool small = body_len <= REMOTE_BATCH_COPY_MAX;
+    bool small = wbatch_small(body_len);
     /* Frames leave in order: what is batched goes first. */
-    if ((!small || rc->batch.n + len > REMOTE_BATCH_MAX) && (rc_ = batch_flush(rc)) != 0)
+    if ((!small || !wbatch_room(&rc->batch, len)) && (rc_ = wbatch_flush(&rc->batch)) != 0)
         return rc_;
-    if (small)
-        return batch_frame(rc, &h, s1, n1, s2, n2, body, body_len);
+    if (small) {
+        uint8_t hb[OAP_HDR_BYTES];
+        oap_hdr_write(&h, hb);
+        uv_buf_t parts[] = {uv_buf_init((char *)hb, OAP_HDR_BYTES), uv_buf_init((char *)s1, n1),
+                            uv_buf_init((char *)s2, n2), uv_buf_init((char *)body, body_len)};
+        return wbatch_add(&rc->batch, parts, 4) == 0 ? 0 : UV_ENOMEM;
+    }
     wr = malloc(sizeof(*wr) + OAP_HDR_BYTES + n1 + n2);
     if (wr == NULL)
         return UV_ENOMEM;
@@ -732,7 +635,7 @@ static void on_conn_closed(uv_handle_t *h)
     oap_decoder_release(&rc->dec);
     free(rc->rbuf);
     rc->rbuf = NULL;
-    buf_release(&rc->batch); /* unsent frames of calls that just failed */
+    wbatch_release(&rc->batch); /* unsent frames of calls that just failed */
     rc->st = RC_DOWN;
     conn_backoff(rc);
     pool_dispatch(p);
@@ -751,6 +654,7 @@ static void conn_fail(struct rconn *rc, const char *why)
         log_event(LOG_WARN, "downstream_lost", "%s connection lost: %s",
                   ds_service_name(rc->pool->svc), why);
     rc->st = RC_CLOSING;
+    wbatch_drop(&rc->batch); /* its calls fail in the close callback */
     uv_timer_stop(&rc->timer);
     uv_close(&rc->u.h, on_conn_closed);
 }
@@ -1059,6 +963,8 @@ static void conn_start(struct rconn *rc)
         return;
     }
     rc->u.h.data = rc;
+    wbatch_init(&rc->batch, &rw->batches, &rc->u.s);
+    rc->batch.on_write_end = on_batch_write_end;
     rc->handle_open = true;
     rw->handles++;
     rc->st = RC_CONNECTING;
@@ -1088,8 +994,7 @@ static void rw_stop(struct rworker *rw)
         pool_dispatch(p);
     }
     uv_close((uv_handle_t *)&rw->tick, on_handle_closed);
-    uv_close((uv_handle_t *)&rw->flush, on_handle_closed);
-    uv_close((uv_handle_t *)&rw->nudge, on_handle_closed);
+    wbatch_set_close(&rw->batches, on_handle_closed);
 }
 
 static void on_tick(uv_timer_t *t)
@@ -1160,13 +1065,9 @@ static void remote_worker_init(struct worker *w, enum ds_service svc)
         rw->handles++;
         uv_timer_start(&rw->tick, on_tick, REMOTE_TICK_MS, REMOTE_TICK_MS);
         uv_unref((uv_handle_t *)&rw->tick);
-        uv_check_init(&w->loop, &rw->flush);
-        uv_idle_init(&w->loop, &rw->nudge);
-        rw->flush.data = rw->nudge.data = rw;
-        rw->handles += 2;
-        uv_check_start(&rw->flush, on_flush);
-        uv_unref((uv_handle_t *)&rw->flush);
-        uv_unref((uv_handle_t *)&rw->nudge);
+        wbatch_set_init(&rw->batches, &w->loop);
+        rw->batches.check.data = rw->batches.idle.data = rw;
+        rw->handles += 2; /* closed by wbatch_set_close, with on_handle_closed */
         w->ext[WORKER_EXT_DS] = rw;
     }
     p = &rw->pools[svc];
