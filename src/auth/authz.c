@@ -186,7 +186,9 @@ int authz_start(const struct og_config *cfg, bool demo, char *dev_token, size_t 
 /* Free the n oldest retired snapshots. */
 static void free_retired_upto(unsigned n)
 {
-    for (unsigned i = 0; i < n && i < nretired; i++)
+    if (n > nretired)
+        n = nretired;
+    for (unsigned i = 0; i < n; i++)
         state_free(retired[i]);
     memmove(retired, retired + n, (nretired - n) * sizeof(retired[0]));
     nretired -= n;

@@ -300,16 +300,22 @@ void ds_cancel(struct ds_call *c);
 
 static void stream_finish(struct ds_call *c, struct ds_resp *resp);
 
+/* The backend stops working on c's current attempt, if any. */
+static void attempt_abort(struct ds_call *c)
+{
+    if (c->in_attempt) {
+        backends[c->req.svc]->abort(c);
+        c->in_attempt = false;
+    }
+}
+
 /* The call is over for the backend: its timer, its attempt and its slot in
  * the downstream's concurrency limit are given back. */
 static void call_release(struct ds_call *c)
 {
     c->finished = true;
     uv_timer_stop(&c->timer);
-    if (c->in_attempt) {
-        backends[c->req.svc]->abort(c);
-        c->in_attempt = false;
-    }
+    attempt_abort(c);
     if (c->counted) {
         atomic_fetch_sub(&inflight[c->req.svc], 1);
         c->counted = false;
@@ -406,7 +412,8 @@ static int build_wire_hdr(struct ds_call *c)
     uint64_t left = c->req.deadline_ms > now ? c->req.deadline_ms - now : 0;
     /* deadline_ms first, then the correlation id (validated to
      * [A-Za-z0-9._:-] at the edge, so it needs no escaping). */
-    char pre[160];
+    char pre[sizeof("{\"deadline_ms\":") + DEC_U64_MAX_CHARS + sizeof(",\"corr_id\":\"") +
+             sizeof(c->corr_id) + 2];
     size_t n = 0, cl = strlen(c->corr_id);
     memcpy(pre, "{\"deadline_ms\":", 15);
     n = 15 + dec_u64(pre + 15, left);
@@ -463,10 +470,7 @@ static void on_hedge(void *arg, struct ds_resp *r)
     if (parent->finished || r->code == 0 || r->code >= 500)
         return;
     SHARD_ADD(shard_of(parent->w)->hedged[parent->req.svc][0], 1);
-    if (parent->in_attempt) {
-        backends[parent->req.svc]->abort(parent);
-        parent->in_attempt = false;
-    }
+    attempt_abort(parent);
     struct ds_resp won = *r;
     if (won.owner) /* the twin's finish drops its own reference afterwards */
         ((struct ds_owner *)won.owner)->refs++;

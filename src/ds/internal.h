@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include "ds/ds.h"
+#include "http/request-t.h"
 #include "net/server.h"
 
 /* Shared ownership of a response's bytes (coalesced callers share one). */
@@ -33,11 +34,11 @@ struct ds_chunk {
 
 struct ds_call {
     struct worker *w;
-    struct ds_req req; /* copy; req.hdr points at hdr_copy */
-    char *hdr_copy;    /* the caller's header JSON, owned */
-    char corr_id[65];  /* X-Corr-ID travelling on to remote services */
-    void *body_copy;   /* the caller's body, owned */
-    char *wire_hdr;    /* header JSON as sent: deadline_ms first, owned */
+    struct ds_req req;                  /* copy; req.hdr points at hdr_copy */
+    char *hdr_copy;                     /* the caller's header JSON, owned */
+    char corr_id[HTTP_CORR_ID_MAX + 1]; /* X-Corr-ID travelling on to remote services */
+    void *body_copy;                    /* the caller's body, owned */
+    char *wire_hdr;                     /* header JSON as sent: deadline_ms first, owned */
     size_t wire_hdr_len;
     ds_cb cb;
     void *arg;

@@ -366,7 +366,7 @@ static void slot_orphan(struct rconn *rc, struct rslot *s)
     free(s->acc); /* a stream in progress is drained, not kept */
     s->acc = NULL;
     if (s->chunked)
-        s->cons.buffered = 0;
+        oap_consumer_on_consumed(&s->cons, s->cons.buffered);
 }
 
 static struct rslot *slot_of(struct rconn *rc, uint64_t corr)

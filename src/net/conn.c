@@ -526,8 +526,7 @@ void conn_flush_completions(struct worker *w)
  * takes whole needs no poll at all. Returns bytes written, or < 0. */
 static ssize_t write_now(struct conn *c, const uv_buf_t *bufs, unsigned nbufs)
 {
-    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) != 0)
-        return 0; /* keep order behind queued bytes */
+    /* uv_try_write refuses (EAGAIN) while bytes are queued: order is kept. */
     int n = uv_try_write((uv_stream_t *)&c->tcp, bufs, nbufs);
     return n == UV_EAGAIN ? 0 : n;
 }
@@ -537,6 +536,8 @@ int conn_write(struct conn *c, const uv_buf_t *bufs, unsigned nbufs, conn_write_
 {
     if (c->closing)
         return UV_ECANCELED;
+    if (nbufs > CONN_WRITE_BUFS_MAX)
+        return UV_EINVAL; /* checked before anything is written */
     struct wreq *wr = malloc(sizeof(*wr));
     if (wr == NULL)
         return UV_ENOMEM;
@@ -564,13 +565,9 @@ int conn_write(struct conn *c, const uv_buf_t *bufs, unsigned nbufs, conn_write_
         w->done_tail = wr;
     } else {
         /* Queue what is left; the caller's buffers stay valid until on_done. */
-        uv_buf_t rest[8];
+        uv_buf_t rest[CONN_WRITE_BUFS_MAX];
         unsigned k = 0;
         size_t skip = (size_t)done;
-        if (nbufs > 8) {
-            free(wr);
-            return UV_EINVAL;
-        }
         for (unsigned i = 0; i < nbufs; i++) {
             if (skip >= bufs[i].len) {
                 skip -= bufs[i].len;

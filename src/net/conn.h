@@ -54,8 +54,10 @@ void conn_on_accept(uv_stream_t *server, int status);
  * continue with the next request, or close if asked. */
 void conn_request_finished(struct conn *c);
 
-/* Queue a write of nbufs buffers. on_done(arg, status) runs when libuv is
- * done with them (status < 0 on error); it owns freeing them. */
+/* Queue a write of nbufs (≤ CONN_WRITE_BUFS_MAX, else UV_EINVAL) buffers.
+ * on_done(arg, status) runs when libuv is done with them (status < 0 on
+ * error); it owns freeing them. */
+#define CONN_WRITE_BUFS_MAX 8
 typedef void (*conn_write_cb)(void *arg, int status);
 int conn_write(struct conn *c, const uv_buf_t *bufs, unsigned nbufs, conn_write_cb on_done,
                void *arg);

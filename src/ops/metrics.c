@@ -80,23 +80,27 @@ static int method_index(int m)
     return bit ? __builtin_ctz(bit) : METRICS_METHODS - 1;
 }
 
+/* The latency histogram bucket of a duration (the last one is +Inf). */
+static int bucket_of(uint64_t latency_us)
+{
+    int b = 0;
+    while (b < METRICS_BUCKETS - 1 && (double)latency_us > BUCKETS[b] * 1e6)
+        b++;
+    return b;
+}
+
 void metrics_observe_request(struct metrics_shard *m, int route_id, int llhttp_method, int status,
                              uint64_t latency_us)
 {
     int mi = method_index(llhttp_method);
     SHARD_ADD(m->req[route_id][mi][status_index(status)], 1);
-    int b = 0;
-    while (b < METRICS_BUCKETS - 1 && (double)latency_us > BUCKETS[b] * 1e6)
-        b++;
-    SHARD_ADD(m->lat_bucket[route_id][mi][b], 1);
+    SHARD_ADD(m->lat_bucket[route_id][mi][bucket_of(latency_us)], 1);
     SHARD_ADD(m->lat_sum_us[route_id][mi], latency_us);
 }
 
 void metrics_observe_ttfb(struct metrics_shard *m, int route_id, uint64_t latency_us)
 {
-    int b = 0;
-    while (b < METRICS_BUCKETS - 1 && (double)latency_us > BUCKETS[b] * 1e6)
-        b++;
+    int b = bucket_of(latency_us);
     SHARD_ADD(m->ttfb_bucket[route_id][b], 1);
     SHARD_ADD(m->ttfb_sum_us[route_id], latency_us);
 }

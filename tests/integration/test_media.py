@@ -437,6 +437,22 @@ def big_object(srv):
     return data, json.loads(body)["obj"]
 
 
+def drain(s):
+    """Read s to EOF (a reset counts as the end); returns the bytes read.
+    Closes s."""
+    got = 0
+    try:
+        while True:
+            c = s.recv(1 << 20)
+            if not c:
+                break
+            got += len(c)
+    except ConnectionResetError:
+        pass
+    s.close()
+    return got
+
+
 def slow_read(srv, addr, name):
     """GET /v1/o/addr, reading 256 KiB every 20 ms into TMP/name while
     sampling the server's RSS. Returns (head, body bytes, path, base RSS,
@@ -502,16 +518,7 @@ def test_reader_that_stops_is_cut_off_by_write_timeout():
     check(0.8 <= cut <= 4.0, cut)
     # Draining now ends in EOF (or a reset) well short of the object.
     s.settimeout(5)
-    got = 0
-    try:
-        while True:
-            c = s.recv(1 << 20)
-            if not c:
-                break
-            got += len(c)
-    except ConnectionResetError:
-        pass
-    s.close()
+    got = drain(s)
     check(got < BIG, got)
     check(healthy(srv))
     st, _, body = call(srv, "GET", "/v1/o/" + addr, {"Range": "bytes=0-9"})
@@ -612,6 +619,38 @@ def test_macronode_concurrent_mixed_frames_stay_in_order():
     check(healthy(srv) and stor.proc.poll() is None)
 
 
+def test_macronode_storage_killed_mid_stream():
+    # The storage service dies while a whole object streams to a slow
+    # client: the response stops short of its Content-Length and closes, the
+    # abort is logged, and omnigate stays healthy.
+    srv, stor = start_macronode()
+    data = os.urandom(BIG_REMOTE)
+    addr = b3(data)
+    st, _, body = put(srv, data)
+    check(st == 201, (st, body[:200]))
+    del data
+    s = socket.create_connection(("127.0.0.1", srv.port))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    s.settimeout(5)
+    s.sendall(raw_req("GET", "/v1/o/" + addr))
+    got = s.recv(64 * 1024)
+    check(got.startswith(b"HTTP/1.1 200 "), got[:100])
+    stor.proc.kill()
+    stor.proc.wait(5)
+    t0 = time.time()
+    total = len(got) + drain(s)
+    check(time.time() - t0 < 4, "the cut response hung")
+    check(total < BIG_REMOTE, "all %d bytes arrived after the kill" % total)
+    deadline = time.time() + 3
+    while time.time() < deadline and not any(
+            e.get("event") == "media_stream_aborted" for e in srv.log_json()):
+        time.sleep(0.05)
+    check(any(e.get("event") == "media_stream_aborted" and addr in json.dumps(e)
+              for e in srv.log_json()), "no media_stream_aborted event naming the object")
+    check(metric(srv, "integrity_failures_total") == 0, "a cut stream is not an integrity failure")
+    check(healthy(srv))
+
+
 def test_macronode_slow_reader_bounded_rss():
     srv, stor = start_macronode()
     data = os.urandom(BIG_REMOTE)
@@ -660,16 +699,7 @@ def test_macronode_reader_that_stops_is_cut_off_by_write_timeout():
     growth = rss_kib(srv.proc.pid) - base
     check(growth < 16 * 1024, "RSS grew by %d KiB with a stalled reader" % growth)
     s.settimeout(5)
-    got = 0
-    try:
-        while True:
-            c = s.recv(1 << 20)
-            if not c:
-                break
-            got += len(c)
-    except ConnectionResetError:
-        pass
-    s.close()
+    got = drain(s)
     check(got < BIG_REMOTE, got)
     # The abandoned storage stream was let go: the next reads are served.
     check(healthy(srv))
