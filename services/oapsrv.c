@@ -107,15 +107,6 @@ struct swrite {
     uint8_t pre[2 + OAP_DATA_HDR_MAX_BYTES]; /* DATA header, or small payload */
 };
 
-/* Engines keep wall-clock times (message sent_ms is shown to clients), the
- * same clock micronode uses, so both profiles answer alike. */
-static uint64_t wall_ms(void)
-{
-    uv_timeval64_t tv;
-    uv_gettimeofday(&tv);
-    return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
-}
-
 static struct sconn *all_conns;
 static struct wbatch_set batches; /* every connection's, one loop */
 static bool batches_ready;
@@ -554,7 +545,7 @@ static void req_execute(struct sreq *r, const uint8_t *p, size_t n)
                                .hdr_len = d.hdr_len,
                                .body = d.body,
                                .body_len = d.body_len,
-                               .now_ms = wall_ms()};
+                               .now_ms = proto_now_ms()};
         proto_handle(&g_svc.eng, &rq, &r->rs);
         r->op = svc_op_of(r->rs.op);
         if (r->app == OAP_APP_STORAGE && r->rs.body_len > 0 &&

@@ -18,6 +18,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/dec.h"
 #include "engines/common/hash.h"
@@ -46,6 +47,13 @@ static void resp_hdr(struct proto_resp *rs, const char *fmt, ...)
     if ((size_t)n >= sizeof(rs->hdr))
         n = (int)sizeof(rs->hdr) - 1;
     rs->hdr_len = (size_t)n;
+}
+
+uint64_t proto_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 /* The answers to reads (get, has, peek: one per view part or feed item) are

@@ -55,7 +55,7 @@ struct proto_req {
     size_t hdr_len;
     const uint8_t *body;
     size_t body_len;
-    uint64_t now_ms; /* engine clock (leases, idempotency windows) */
+    uint64_t now_ms; /* engine clock (leases, idempotency windows): proto_now_ms() */
     /* In-process callers pass the remaining deadline here instead of in the
      * header, so that identical requests have identical header bytes and
      * their parse can be memoised (see proto_handle). */
@@ -85,6 +85,11 @@ int proto_handle(struct engines *e, const struct proto_req *rq, struct proto_res
 void proto_resp_release(struct proto_resp *rs);
 
 /* Free this thread's memo of parsed request headers (at thread exit). */
+/* The clock engines keep: wall-clock milliseconds (message sent_ms is shown
+ * to clients), the same in micronode and in the reference services, so both
+ * profiles answer alike. */
+uint64_t proto_now_ms(void);
+
 void proto_thread_release(void);
 
 #endif

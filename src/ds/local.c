@@ -56,14 +56,6 @@ static void resp_release(void *p)
     free(rs);
 }
 
-/* Engines keep wall-clock times (message sent_ms is shown to clients). */
-static uint64_t wall_ms(void)
-{
-    uv_timeval64_t tv;
-    uv_gettimeofday(&tv);
-    return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
-}
-
 /* ---- streams ------------------------------------------------------------ */
 
 static void ls_unref(struct lstream *ls)
@@ -215,7 +207,7 @@ static void on_tick(uv_timer_t *t)
                                    .hdr_len = c->req.hdr_len,
                                    .body = c->req.body,
                                    .body_len = c->req.body_len,
-                                   .now_ms = wall_ms(),
+                                   .now_ms = proto_now_ms(),
                                    .has_deadline = true,
                                    .deadline_ms = (int64_t)c->req.deadline_ms - (int64_t)now};
             proto_handle(ds_local_engines(), &rq, rs);
