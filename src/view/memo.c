@@ -53,7 +53,7 @@ static bool key_equal(const struct slot *s, const struct mkey *m)
 {
     return s->val && s->h == m->h && s->key_len == 2 + m->el + m->n && s->key[0] == (uint8_t)m->d &&
            memcmp(s->key + 1, m->extra, m->el + 1) == 0 &&
-           memcmp(s->key + 2 + m->el, m->k, m->n) == 0;
+           (m->n == 0 || memcmp(s->key + 2 + m->el, m->k, m->n) == 0);
 }
 
 /* The slot hash: SipHash (per-thread random key) over the domain, extra,
@@ -130,8 +130,10 @@ void memo_put(enum memo_domain d, const void *key, size_t key_len, const char *e
         return;
     kv[0] = (uint8_t)d;
     memcpy(kv + 1, m.extra, el + 1);
-    memcpy(kv + 2 + el, key, key_len);
-    memcpy(kv + fl, value, len);
+    if (key_len) /* empty keys and values may come without storage */
+        memcpy(kv + 2 + el, key, key_len);
+    if (len)
+        memcpy(kv + fl, value, len);
     free(s->key); /* key and value share one block */
     bytes = bytes - freed + fl + len;
     s->h = m.h;

@@ -54,3 +54,12 @@ Test(memo, entry_size_bound)
     cr_assert_null(memo_get(MEMO_JSON, "k2", 2, NULL, &len));
     memo_thread_release();
 }
+
+Test(memo, empty_key_and_value_without_storage)
+{
+    size_t len;
+    memo_put(MEMO_FEED, NULL, 0, NULL, NULL, 0);
+    cr_assert_not_null(memo_get(MEMO_FEED, NULL, 0, NULL, &len));
+    cr_assert_eq(len, 0);
+    memo_thread_release();
+}
