@@ -5,6 +5,7 @@
 # Usage: testing/performance/auth-cost.sh [seconds] [connections]
 set -eu
 cd "$(dirname "$0")/../.."
+export LUA_PATH="testing/performance/?.lua;;"
 DUR=${1:-10}
 CONNS=${2:-32}
 B=${OG_BUILD:-build}

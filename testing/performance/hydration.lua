@@ -35,12 +35,4 @@ request = function()
   return wrk.format("GET", path, hdrs)
 end
 
-done = function(summary, latency, requests)
-  local errs = summary.errors.status + summary.errors.connect + summary.errors.read
-             + summary.errors.write + summary.errors.timeout
-  io.write(string.format(
-    '{"mix":"%s","requests":%d,"rps":%.1f,"p50_ms":%.2f,"p95_ms":%.2f,"p99_ms":%.2f,"errors":%d,"non2xx":%d}\n',
-    mix, summary.requests, summary.requests / (summary.duration / 1e6),
-    latency:percentile(50) / 1000, latency:percentile(95) / 1000, latency:percentile(99) / 1000,
-    errs, summary.errors.status))
-end
+done = require("report").done

@@ -5,6 +5,7 @@
 # Usage: testing/performance/hydration.sh [seconds] [connections] [workers]
 set -eu
 cd "$(dirname "$0")/../.."
+export LUA_PATH="testing/performance/?.lua;;"
 DUR=${1:-10}
 CONNS=${2:-32}
 WORKERS=${3:-1}

@@ -2,7 +2,7 @@
 -- The offsets come from a seeded generator, so two runs (and two servers) see
 -- the same sequence. Headers given with -H (Authorization) are kept.
 --   wrk ... -s media-ranges.lua URL -- SIZE [SEED]
-local report = require("media-report")
+local report = require("report")
 
 local size, span = 0, 65536
 local base = {}

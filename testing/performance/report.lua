@@ -1,4 +1,4 @@
--- media-report.lua — the JSON line printed by the media wrk scripts:
+-- report.lua — the JSON line every wrk script here prints (perflib.wrk reads it):
 -- requests, req/s, MB/s (10^6 bytes), latency percentiles in ms, errors.
 local M = {}
 
