@@ -5,6 +5,7 @@
 #   make asan       the same binaries and unit tests built with ASan+UBSan
 #   make fuzz       libFuzzer targets run for FUZZ_SECONDS each
 #   make bench      micro-benchmarks and load scripts (see docs/PERFORMANCE.md)
+#   make perf       the standard load suite, JSON results in build/perf/ (PERF_ARGS=--quick)
 #   make run        start micronode with demo data
 # Sources are found by wildcard: a new file in a known folder needs no edit here.
 
@@ -56,7 +57,7 @@ SUBSTRATE := $(BUILD)/omnigate-substrate
 UNIT_BIN  := $(BUILD)/test-unit
 BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 
-.PHONY: all check unit asan valgrind fuzz fuzz-build fuzz-replay bench run clean format integration
+.PHONY: all check unit asan valgrind fuzz fuzz-build fuzz-replay bench perf run clean format integration
 all: $(OMNIGATE) $(SUBSTRATE)
 
 # Changed flags force a rebuild.
@@ -126,6 +127,10 @@ fuzz: fuzz-build
 
 bench: all $(BENCH_BINS)
 	scripts/bench-all
+
+# The standard load suite; PERF_ARGS=--quick for the short one.
+perf: all $(BENCH_BINS)
+	scripts/perf $(PERF_ARGS)
 
 check: all $(UNIT_BIN)
 	scripts/run-checks

@@ -208,7 +208,9 @@ def gate(a):
     print("\nperf-gate: %s" % ("FAIL" if failed else "pass"))
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"runs": runs, "rows": rows, "failed": failed}, f, indent=1)
+            json.dump({"title": a.title or "%d rounds x %gs" % (a.rounds, seconds),
+                       "base": base_build, "head": head_build, "seconds": seconds,
+                       "rounds": a.rounds, "runs": runs, "rows": rows, "failed": failed}, f, indent=1)
     return 1 if failed else 0
 
 
@@ -222,6 +224,7 @@ def main():
     p.add_argument("--gate", nargs=2, metavar=("BASE_BUILD", "HEAD_BUILD"))
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--json", default="", help="gate: write every run and verdict here")
+    p.add_argument("--title", default="", help="gate: what was compared, for --json")
     a = p.parse_args()
     if a.scenarios:
         unknown = set(a.scenarios.split(",")) - set(SCENARIOS)

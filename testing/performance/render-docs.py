@@ -1,0 +1,153 @@
+#!/usr/bin/python3
+"""Regenerates the measured tables of docs/PERFORMANCE.md from JSON results,
+so the numbers in the docs are the numbers a command produced. The prose
+around them stays hand-written.
+
+A table lives between two markers in the document:
+
+    <!-- BEGIN generated:NAME -->
+    ...replaced on every run...
+    <!-- END generated:NAME -->
+
+Sources (all committed):
+  suite      docs/perf/results/<scenario>.json   scripts/perf --publish
+  gate-aa    docs/perf/gate-aa.json              perf.py --gate ... --json
+  gate-slow  docs/perf/gate-slow.json            (a deliberate slowdown, not committed)
+  budgets    testing/performance/baselines/budgets.json
+  soak       docs/perf/soak.json                 soak.sh --publish
+
+Usage: testing/performance/render-docs.py [--check]
+  --check  exit 1 if the document is not what the sources produce
+"""
+import glob
+import json
+import os
+import re
+import sys
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+DOC = os.path.join(ROOT, "docs", "PERFORMANCE.md")
+PERF = os.path.join(ROOT, "docs", "perf")
+
+
+def load(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def table(head, rows):
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return out
+
+
+def num(x, digits=0):
+    if x is None:
+        return "–"
+    s = "{:,.{d}f}".format(x, d=digits)
+    return s.replace(",", " ")
+
+
+def suite():
+    paths = sorted(glob.glob(os.path.join(PERF, "results", "*.json")))
+    res = [load(p) for p in paths if not os.path.basename(p).startswith("instructions")]
+    if not res:
+        return None
+    rows = []
+    for r in res:
+        c = r["config"]
+        ir = r.get("instructions_per_request") or {}
+        rows.append((r["scenario"], c["profile"], "%d / %d" % (c["workers"], c["conns"]),
+                     num(r["rps"]), num(r.get("mbps"), 1) if r.get("mbps") else "–",
+                     "%.2f / %.2f / %.2f" % (r["p50_ms"], r["p95_ms"], r["p99_ms"]),
+                     r["errors"], "%.2f" % r["shed_pct"], num(r["cpu_us_per_req"], 1),
+                     num(r["peak_rss_kib"] / 1024, 1),
+                     ", ".join("%s %s" % (k, num(v)) for k, v in ir.items()) or "–"))
+    commits = sorted({r["commit"] for r in res})
+    secs = sorted({r["config"]["seconds"] for r in res})
+    lines = table(("scenario", "profile", "workers / conns", "req/s", "MB/s", "p50 / p95 / p99 ms",
+                   "errors", "shed %", "server CPU µs/req", "peak RSS MiB", "instructions/req"), rows)
+    lines.append("")
+    lines.append("_Commit %s, %s s per scenario, %s; from `scripts/perf --publish`._" % (
+        ", ".join(commits), "/".join("%g" % s for s in secs), res[0].get("time", "")[:10]))
+    return lines
+
+
+def gate(name):
+    path = os.path.join(PERF, name + ".json")
+    if not os.path.exists(path):
+        return None
+    g = load(path)
+    rows = []
+    for sc, metric, ma, mb, change, noise, kind, limit, verdict in g["rows"]:
+        f = (lambda v: "%+.1f %%" % (100 * v)) if kind == "rel" else (lambda v: "%+.2f pp" % v)
+        rows.append((sc, metric, num(ma, 3 if ma < 100 else 0), num(mb, 3 if mb < 100 else 0),
+                     f(change), f(noise).lstrip("+"), f(limit).lstrip("+"),
+                     "**%s**" % verdict if verdict != "ok" else verdict))
+    lines = table(("scenario", "metric", "base median", "head median", "change", "noise (2 SD)",
+                   "limit", "verdict"), rows)
+    lines.append("")
+    lines.append("_%s; gate verdict: **%s**._" % (g.get("title", name), "FAIL" if g["failed"] else "pass"))
+    return lines
+
+
+def budgets():
+    path = os.path.join(ROOT, "testing", "performance", "baselines", "budgets.json")
+    if not os.path.exists(path):
+        return None
+    b = load(path)
+    items = b.get("items", b)
+    rows = []
+    for k, v in items.items():
+        if not isinstance(v, dict):
+            continue
+        rows.append((k, num(v.get("ir_per_request")), num(v.get("allocs_per_request"), 2)))
+    lines = table(("item", "instructions / request", "allocations / request"), rows)
+    lines.append("")
+    meta = b.get("updated", {})
+    lines.append("_Budgets from `testing/performance/baselines/budgets.json`%s; tolerance %s %%._" % (
+        (", last updated %s (%s)" % (meta.get("date", "?"), meta.get("reason", "?"))) if meta else "",
+        num(100 * b.get("tolerance", 0.02), 0)))
+    return lines
+
+
+def soak():
+    path = os.path.join(PERF, "soak.json")
+    if not os.path.exists(path):
+        return None
+    s = load(path)
+    rows = [(k, json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in s.items()]
+    return table(("field", "value"), rows)
+
+
+RENDER = {"suite": suite, "gate-aa": lambda: gate("gate-aa"), "gate-slow": lambda: gate("gate-slow"),
+          "budgets": budgets, "soak": soak}
+BLOCK = re.compile(r"(<!-- BEGIN generated:([\w-]+) -->\n)(.*?)(<!-- END generated:\2 -->)", re.S)
+
+
+def main():
+    with open(DOC) as f:
+        text = f.read()
+
+    def sub(m):
+        fn = RENDER.get(m.group(2))
+        lines = fn() if fn else None
+        if lines is None:
+            return m.group(0)
+        return m.group(1) + "\n".join(lines) + "\n" + m.group(4)
+
+    new = BLOCK.sub(sub, text)
+    if "--check" in sys.argv[1:]:
+        if new != text:
+            print("docs/PERFORMANCE.md is not what testing/performance/render-docs.py produces")
+            return 1
+        return 0
+    if new != text:
+        with open(DOC, "w") as f:
+            f.write(new)
+        print("docs/PERFORMANCE.md: tables regenerated")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
