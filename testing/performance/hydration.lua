@@ -2,7 +2,7 @@
 -- feeds with a mailbox peek joined with storage objects. Names come from the
 -- demo data set (src/demo/demo.c). Seeded, so runs are comparable.
 -- TOKEN (env) is sent as the capability (none when empty); MIX=healthz sends
--- /healthz only, MIX=views sends only composed views.
+-- /healthz only, MIX=views sends only composed views. PACE_MS: see pace.lua.
 local token = os.getenv("TOKEN") or ""
 local mix = os.getenv("MIX") or "hydration"
 local hdrs = {}
@@ -36,3 +36,4 @@ request = function()
 end
 
 done = require("report").done
+delay = require("pace").delay

@@ -26,3 +26,4 @@ function request()
 end
 
 done = report.done
+delay = require("pace").delay

@@ -85,7 +85,8 @@ def open_fds(pid):
 
 # --- metrics ---------------------------------------------------------------
 
-_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)')
+# Label values may hold braces (route="/v1/view/{name}") and escaped quotes.
+_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[^"}]|"(?:[^"\\]|\\.)*")*\})?\s+(\S+)')
 
 
 def scrape(admin_port, timeout=5):
@@ -97,7 +98,7 @@ def scrape(admin_port, timeout=5):
         m = _SAMPLE.match(line)
         if not m:
             continue
-        labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
+        labels = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
         out.setdefault(m.group(1), []).append((labels, float(m.group(3))))
     return out
 
