@@ -1,7 +1,8 @@
 # omnigate — one GNU Makefile (STYLE §20).
 #   make            build/omnigate and build/omnigate-substrate
-#   make check      every suite: unit (plain, ASan+UBSan, valgrind), fuzz replay,
-#                   integration; ends with one "N passed, N failed" line
+#   make check      every suite: unit (plain, ASan+UBSan, valgrind), instruction and
+#                   allocation budgets, fuzz replay, integration; ends with one
+#                   "N passed, N failed" line
 #   make asan       the same binaries and unit tests built with ASan+UBSan
 #   make fuzz       libFuzzer targets run for FUZZ_SECONDS each
 #   make bench      micro-benchmarks and load scripts (see docs/PERFORMANCE.md)
@@ -132,7 +133,7 @@ bench: all $(BENCH_BINS)
 perf: all $(BENCH_BINS)
 	scripts/perf $(PERF_ARGS)
 
-check: all $(UNIT_BIN)
+check: all $(UNIT_BIN) $(BENCH_BINS)
 	scripts/run-checks
 
 run: all

@@ -6,6 +6,14 @@
  * executable (they forward to glibc's __libc_* entry points), so every
  * allocation made by liboap — or by jansson/zstd on its behalf — is seen.
  * Prints one JSON line per measurement.
+ *
+ *   oap_bench            every measurement
+ *   oap_bench decode N   decoding only: each frame N times whole in one read
+ *                        and N/100 times straddling two, 2 (N + N/100) frames
+ *                        in all, so that the decoder's own work outweighs the
+ *                        64 KiB copies (testing/performance/budgets.py runs
+ *                        two counts under callgrind: instructions per frame,
+ *                        and allocations per frame, which must be 0)
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -59,7 +67,8 @@ static void report(const char *op, const char *frame, size_t bytes, uint64_t ite
            (double)a / (double)iters, copied ? "true" : "false");
 }
 
-static void bench_frame(const char *name, struct oap_frame *f, uint64_t iters)
+static void bench_frame(const char *name, struct oap_frame *f, uint64_t iters, uint64_t splits,
+                        int decode_only)
 {
     static uint8_t wire[OAP_HDR_BYTES + 70000];
     uint8_t hdr[OAP_HDR_BYTES];
@@ -92,7 +101,7 @@ static void bench_frame(const char *name, struct oap_frame *f, uint64_t iters)
      * buffer, which is reused from frame to frame */
     a0 = allocs;
     t0 = now_ns();
-    for (uint64_t i = 0; i < iters / 10; i++) {
+    for (uint64_t i = 0; i < splits; i++) {
         size_t half = (size_t)n / 2;
         if (oap_decoder_feed(&d, wire, half, &used, &out) != OAP_E_AGAIN ||
             oap_decoder_feed(&d, wire + half, (size_t)n - half, &used, &out) != 0)
@@ -100,8 +109,10 @@ static void bench_frame(const char *name, struct oap_frame *f, uint64_t iters)
         sink += out.payload_len;
     }
     t1 = now_ns();
-    report("decode_split", name, (size_t)n, iters / 10, t1 - t0, allocs - a0, 1);
+    report("decode_split", name, (size_t)n, splits, t1 - t0, allocs - a0, 1);
     oap_decoder_release(&d);
+    if (decode_only)
+        return;
 
     /* encode as iovecs: header written, payload referenced */
     a0 = allocs;
@@ -117,16 +128,27 @@ static void bench_frame(const char *name, struct oap_frame *f, uint64_t iters)
     (void)sink;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     /* OAP_BENCH_SCALE divides the iteration counts, e.g. 1000 under callgrind. */
     const char *sc = getenv("OAP_BENCH_SCALE");
     uint64_t scale = sc && atoi(sc) > 0 ? (uint64_t)atoi(sc) : 1;
+    int decode_only = argc == 3 && strcmp(argv[1], "decode") == 0;
+    uint64_t n_ctl = 20000000 / scale, n_data = 5000000 / scale, split_div = 10;
     static uint8_t payload[65536];
     static uint8_t body[65536];
     struct oap_frame f = {0};
     const char *js =
         "{\"obj\":\"b3:ea8f163db38682925e4491c5e58d4bb3506ef8c14eb78a86e908c5624a67200f\"}";
+
+    if (argc != 1 && !decode_only) {
+        fprintf(stderr, "usage: oap_bench [decode N]\n");
+        return 2;
+    }
+    if (decode_only) {
+        n_ctl = n_data = strtoull(argv[2], NULL, 10);
+        split_div = 100;
+    }
 
     /* small control frame: a 4-byte credit-grant-sized payload */
     f.h.flags = OAP_FLAG_REQ;
@@ -134,7 +156,7 @@ int main(void)
     f.h.corr_id = 42;
     f.payload = (const uint8_t *)"\0\0\0\x10";
     f.payload_len = 4;
-    bench_frame("control", &f, 20000000 / scale);
+    bench_frame("control", &f, n_ctl, n_ctl / split_div, decode_only);
 
     /* 64 KiB DATA frame */
     memset(body, 'x', sizeof(body));
@@ -145,6 +167,6 @@ int main(void)
     f.h.flags = OAP_FLAG_RESP;
     f.payload = payload;
     f.payload_len = (size_t)n;
-    bench_frame("data_64k", &f, 5000000 / scale);
+    bench_frame("data_64k", &f, n_data, n_data / split_div, decode_only);
     return 0;
 }
