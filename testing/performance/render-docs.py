@@ -16,8 +16,9 @@ Sources (all committed):
   budgets    testing/performance/baselines/budgets.json
   soak       docs/perf/soak.json                 soak.sh --publish
 
-Usage: testing/performance/render-docs.py [--check]
-  --check  exit 1 if the document is not what the sources produce
+Usage: testing/performance/render-docs.py [--check] [--doc FILE]
+  --check     exit 1 if the document is not what the sources produce
+  --doc FILE  another copy of the document (tests)
 """
 import glob
 import json
@@ -101,8 +102,9 @@ def budgets():
     for k, v in items.items():
         if not isinstance(v, dict):
             continue
-        rows.append((k, num(v.get("ir_per_request")), num(v.get("allocs_per_request"), 2)))
-    lines = table(("item", "instructions / request", "allocations / request"), rows)
+        rows.append((k, v.get("per", "request"), num(v.get("ir_per_request")),
+                     num(v.get("allocs_per_request"), 0)))
+    lines = table(("item", "per", "instructions", "allocations"), rows)
     lines.append("")
     meta = b.get("updated", {})
     lines.append("_Budgets from `testing/performance/baselines/budgets.json`%s; tolerance %s %%._" % (
@@ -116,8 +118,30 @@ def soak():
     if not os.path.exists(path):
         return None
     s = load(path)
-    rows = [(k, json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in s.items()]
-    return table(("field", "value"), rows)
+    c, rss, fds, idle = s["config"], s["rss_kib"], s["fds"], s.get("idle") or {}
+    w = s.get("wrk", {})
+    rows = [
+        ("load", "%s s at %s req/s measured (target %s): %s requests, %s errors" % (
+            num(c["seconds"]), num(s["rps"]), num(c["rate_target"]), num(s["requests"]), s["errors"])),
+        ("latency p50 / p99 (hydration, media)", "; ".join(
+            "%s %.2f / %.2f ms" % (k, v["p50_ms"], v["p99_ms"]) for k, v in w.items())),
+        ("slow clients", "%d answered, %d clean 408" % (
+            s["slow_clients"]["answered"], s["slow_clients"]["clean_408"])),
+        ("RSS start → after warm-up → end (max)", "%s → %s → %s KiB (%s); bound +%s KiB after warm-up" % (
+            num(rss["start"]), num(rss["warm"]), num(rss["end"]), num(rss["max"]), num(rss["bound_growth"]))),
+        ("open FDs before / under load / after", "%s / %s–%s / %s" % (
+            fds["before"], fds["start"], fds["max"], fds["after"])),
+    ]
+    if idle:
+        rows.append(("idle keep-alive connections", "%s held: RSS %s → %s KiB, **%s bytes each** (bound %s)" % (
+            num(idle["conns"]), num(idle["rss_kib_before"]), num(idle["rss_kib_after"]),
+            num(idle["per_idle_conn_bytes"]), num(idle["max_bytes"]))))
+    rows.append(("checks", ", ".join("%s %s" % kv for kv in s["checks"].items())))
+    lines = table(("", "soak result"), rows)
+    lines.append("")
+    lines.append("_Commit %s, %s; verdict **%s**; from `testing/performance/soak.sh --publish`._" % (
+        s["commit"], s.get("time", "")[:10], s["verdict"]))
+    return lines
 
 
 RENDER = {"suite": suite, "gate-aa": lambda: gate("gate-aa"), "gate-slow": lambda: gate("gate-slow"),
@@ -126,7 +150,10 @@ BLOCK = re.compile(r"(<!-- BEGIN generated:([\w-]+) -->\n)(.*?)(<!-- END generat
 
 
 def main():
-    with open(DOC) as f:
+    doc = DOC
+    if "--doc" in sys.argv[1:]:
+        doc = sys.argv[sys.argv.index("--doc") + 1]
+    with open(doc) as f:
         text = f.read()
 
     def sub(m):
@@ -143,7 +170,7 @@ def main():
             return 1
         return 0
     if new != text:
-        with open(DOC, "w") as f:
+        with open(doc, "w") as f:
             f.write(new)
         print("docs/PERFORMANCE.md: tables regenerated")
     return 0

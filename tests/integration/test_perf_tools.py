@@ -1,0 +1,103 @@
+"""The performance harness itself: the gate's verdicts on known inputs, a real
+one-second suite run that writes a complete JSON result, and the docs
+renderer (testing/performance/, docs/PERFORMANCE.md)."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from harness import *
+
+PERF = os.path.join(ROOT, "testing", "performance")
+sys.path.insert(0, PERF)
+import perf  # noqa: E402
+
+
+def runs(rps, p95=1.0, cpu=20.0, rss=20000, shed=0.0):
+    return [{"rps": r, "p95_ms": p95, "cpu_us_per_req": cpu, "peak_rss_kib": rss, "shed_pct": shed}
+            for r in rps]
+
+
+def verdicts(rows):
+    return {(r[0], r[1]): r[-1] for r in rows}
+
+
+def test_gate_passes_two_alike_builds():
+    base = {"s": runs([50000, 51000, 49500, 50500, 50200])}
+    head = {"s": runs([49800, 50900, 50100, 49000, 50400])}
+    rows, failed = perf.judge(base, head)
+    check(not failed, rows)
+    check(set(verdicts(rows).values()) == {"ok"}, rows)
+
+
+def test_gate_fails_a_clear_slowdown():
+    base = {"s": runs([50000, 51000, 49500, 50500, 50200], cpu=20.0)}
+    head = [dict(r) for r in runs([41000, 42100, 40800, 41900, 41500], cpu=24.0)]
+    rows, failed = perf.judge(base, {"s": head})
+    v = verdicts(rows)
+    check(failed, rows)
+    check(v[("s", "rps")] == "FAIL" and v[("s", "cpu_us_per_req")] == "FAIL", v)
+    check(v[("s", "p95_ms")] == "ok", v)
+
+
+def test_gate_calls_a_difference_inside_the_noise_noisy():
+    base = {"s": runs([50000, 30000, 70000, 40000, 60000])}
+    head = {"s": runs([44000, 26000, 62000, 36000, 54000])}
+    rows, failed = perf.judge(base, head)
+    check(not failed, rows)
+    check(verdicts(rows)[("s", "rps")] == "noisy", rows)
+
+
+def test_gate_shed_share_in_points():
+    base = {"s": runs([50000] * 5, shed=0.0)}
+    head = {"s": [dict(r, shed_pct=s) for r, s in zip(runs([50000] * 5), [1.0, 1.2, 0.9, 1.1, 1.0])]}
+    rows, failed = perf.judge(base, head)
+    check(failed and verdicts(rows)[("s", "shed_pct")] == "FAIL", rows)
+
+
+def test_suite_run_writes_a_complete_result():
+    out = tempfile.mkdtemp(prefix="og-perf-test-")
+    try:
+        p = subprocess.run(["/usr/bin/python3", os.path.join(PERF, "perf.py"), "--build", BUILD,
+                            "--out", out, "--scenarios", "healthz,range-64k", "--seconds", "1"],
+                           capture_output=True, text=True, timeout=120, cwd=ROOT)
+        check(p.returncode == 0, p.stdout + p.stderr)
+        for sc in ("healthz", "range-64k"):
+            with open(os.path.join(out, sc + ".json")) as f:
+                r = json.load(f)
+            for k in ("scenario", "commit", "config", "rps", "p50_ms", "p95_ms", "p99_ms", "errors",
+                      "shed_pct", "cpu_us_per_req", "peak_rss_kib"):
+                check(k in r, "%s lacks %s" % (sc, k))
+            check(r["rps"] > 0 and r["errors"] == 0 and r["cpu_us_per_req"] > 0, r)
+            check(r["peak_rss_kib"] > 1000 and r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"], r)
+        check(r["mbps"] > 0, r)  # 64 KiB ranges move bytes
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def test_docs_tables_are_regenerated_from_json():
+    # render-docs --check fails as soon as a generated table is edited by hand.
+    with open(os.path.join(ROOT, "docs", "PERFORMANCE.md")) as f:
+        text = f.read()
+    marker = "<!-- END generated:budgets -->"
+    check(marker in text)
+    tmp = tempfile.mkdtemp(prefix="og-doc-test-")
+    doc = os.path.join(tmp, "PERFORMANCE.md")
+    render = ["/usr/bin/python3", os.path.join(PERF, "render-docs.py"), "--doc", doc]
+    try:
+        with open(doc, "w") as f:
+            f.write(text.replace(marker, "| hand | edited |\n" + marker))
+        p = subprocess.run(render + ["--check"], capture_output=True, text=True)
+        check(p.returncode == 1, p.stdout)
+        p = subprocess.run(render, capture_output=True, text=True)
+        check(p.returncode == 0, p.stdout)
+        with open(doc) as f:
+            check(f.read() == text, "regenerating did not restore the tables")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    run_tests(globals())
