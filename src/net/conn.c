@@ -32,10 +32,12 @@
 #include "http/response.h"
 
 /* A refused connection gets this and is closed at once (no queueing). */
+#define BUSY_BODY     "{\"error\":\"busy\",\"reason\":\"too many open connections\",\"corr_id\":\"\"}\n"
+#define BUSY_BODY_LEN "67"
+_Static_assert(sizeof(BUSY_BODY) - 1 == 67, "BUSY_BODY_LEN must be the length of BUSY_BODY");
 static const char BUSY_RESPONSE[] =
     "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-    "Retry-After: 1\r\nConnection: close\r\nContent-Length: 77\r\n\r\n"
-    "{\"error\":\"busy\",\"reason\":\"too many open connections\",\"corr_id\":\"\"}       \n";
+    "Retry-After: 1\r\nConnection: close\r\nContent-Length: " BUSY_BODY_LEN "\r\n\r\n" BUSY_BODY;
 
 /* After the last byte of a closing response, keep reading (and dropping)
  * for this long so unread input does not turn our close into a reset that

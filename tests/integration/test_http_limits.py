@@ -79,7 +79,10 @@ def test_max_connections():
         out += chunk
     check(time.time() - t0 < 1.0, "the refused connection was not closed promptly")
     check(status_of(out) == 503, out)
-    body = json.loads(out.split(b"\r\n\r\n", 1)[1])
+    head, raw_body = out.split(b"\r\n\r\n", 1)
+    check(b"\r\nContent-Length: %d\r\n" % len(raw_body) in head + b"\r\n",
+          "declared length is the body's: %r" % out)
+    body = json.loads(raw_body)
     check(body["error"] == "busy", body)
     check(b"Retry-After:" in out)
     # the held ones still work; after one closes there is room again
