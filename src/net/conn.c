@@ -685,7 +685,8 @@ void conn_on_accept(uv_stream_t *server, int status)
         return;
     if (!w->is_admin) {
         long n = atomic_fetch_add(&g_server.conns, 1) + 1;
-        if (n > w->cfg->max_connections || atomic_load(&g_server.draining)) {
+        if (n > w->cfg->max_connections || n > g_server.conns_fd_room ||
+            atomic_load(&g_server.draining)) {
             atomic_fetch_sub(&g_server.conns, 1);
             SHARD_ADD(w->m->conns_refused, 1);
             refuse(server);

@@ -74,6 +74,10 @@ struct server {
     struct router admin_router;
 
     atomic_long conns; /* open client connections */
+    /* Client connections the descriptor limit leaves room for, next to
+     * listeners, loops, downstream pools and one spare to refuse with
+     * (server_run; read-only after start-up). */
+    long conns_fd_room;
     atomic_long inflight; /* requests dispatched and not yet answered */
     atomic_bool draining;
     atomic_bool force_close;

@@ -59,6 +59,7 @@ static void setup(void)
 {
     config_defaults(&cfg);
     atomic_store(&g_server.cfg, &cfg);
+    g_server.conns_fd_room = 1000;
     log_min_level = LOG_ERROR;
     metrics_init(1);
     router.routes = ROUTES;
