@@ -43,6 +43,15 @@ static void on_later(struct http_req *req)
     req->on_cancel = on_later_cancel;
 }
 
+/* Answer the request /later is holding, as its handler would. */
+static void answer_held(const char *text)
+{
+    struct http_req *r = held;
+    held = NULL;
+    r->on_cancel = NULL;
+    http_respond(r, 200, "text/plain", text, strlen(text));
+}
+
 static void on_echo(struct http_req *req)
 {
     http_respond(req, 200, "application/octet-stream", req->body.p, req->body.n);
@@ -227,10 +236,7 @@ Test(conn, request_answered_later_keeps_its_state_and_the_bytes_behind_it)
     cr_assert(held->path.n == 6 && memcmp(held->path.p, "/later", 6) == 0,
               "head slices stay valid");
     cr_assert_eq(w.reqs.n, 0);
-    struct http_req *r = held;
-    held = NULL;
-    r->on_cancel = NULL;
-    http_respond(r, 200, "text/plain", "later", 5);
+    answer_held("later");
     cr_assert_eq(responses(2, body, sizeof(body)), 200200);
     cr_assert_str_eq(body, "later|/now/next|");
     assert_idle(c);
@@ -263,37 +269,41 @@ Test(conn, bodies_larger_than_the_buffer)
     assert_idle(c);
 }
 
-/* Close with a reset: a FIN alone is a half-close, after which the request
- * is still answered. */
-static void reset_client(void)
+/* The client goes away: with a reset, or with a FIN (a half-close, after
+ * which a request already read is still answered). */
+static void close_client(bool reset)
 {
     struct linger lg = {1, 0};
-    setsockopt(client, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    if (reset)
+        setsockopt(client, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
     close(client);
     client = -1;
+}
+
+/* The connection is gone and gave its read buffer and request state back. */
+static void assert_closed_and_given_back(void)
+{
+    RUN_UNTIL(w.nconns == 0);
+    cr_assert_eq(w.rbufs.n, 1, "the read buffer is back");
+    cr_assert_eq(w.reqs.n, 1, "the request state is back");
 }
 
 Test(conn, client_gone_mid_request_gives_everything_back)
 {
     SEND("GET /later HTTP/1.1\r\nHost: t\r\n\r\n");
     RUN_UNTIL(held != NULL);
-    reset_client();
-    RUN_UNTIL(w.nconns == 0);
+    close_client(true);
+    assert_closed_and_given_back();
     cr_assert_eq(cancelled, 1, "the handler was told");
     cr_assert_null(held);
-    cr_assert_eq(w.rbufs.n, 1);
-    cr_assert_eq(w.reqs.n, 1);
 }
 
 Test(conn, client_gone_mid_head_gives_everything_back)
 {
     SEND("GET /now HTTP/1.1\r\nHo");
     RUN_UNTIL(w.conns->rq != NULL);
-    close(client);
-    client = -1;
-    RUN_UNTIL(w.nconns == 0);
-    cr_assert_eq(w.rbufs.n, 1);
-    cr_assert_eq(w.reqs.n, 1);
+    close_client(false);
+    assert_closed_and_given_back();
 }
 
 Test(conn, connection_close_drops_what_is_pipelined_behind)
@@ -318,15 +328,11 @@ Test(conn, half_close_still_gets_its_answer)
     for (int i = 0; i < 20; i++)
         uv_run(&w.loop, UV_RUN_NOWAIT);
     cr_assert_eq(w.nconns, 1, "a FIN alone does not abandon the request");
-    struct http_req *r = held;
-    r->on_cancel = NULL;
-    http_respond(r, 200, "text/plain", "late", 4);
+    answer_held("late");
     cr_assert_eq(responses(1, body, sizeof(body)), 200);
     cr_assert_str_eq(body, "late|");
-    RUN_UNTIL(w.nconns == 0);
+    assert_closed_and_given_back(); /* Connection: close after a half-close */
     cr_assert_eq(cancelled, 0);
-    cr_assert_eq(w.rbufs.n, 1);
-    cr_assert_eq(w.reqs.n, 1);
 }
 
 Test(conn, head_timeout_answers_408_and_gives_everything_back)
@@ -336,11 +342,8 @@ Test(conn, head_timeout_answers_408_and_gives_everything_back)
     SEND("GET /now HTTP/1.1\r\nHost:");
     cr_assert_eq(responses(1, body, sizeof(body)), 408);
     cr_assert(strstr(body, "\"timeout\""), "%s", body);
-    close(client);
-    client = -1;
-    RUN_UNTIL(w.nconns == 0);
-    cr_assert_eq(w.rbufs.n, 1);
-    cr_assert_eq(w.reqs.n, 1);
+    close_client(false);
+    assert_closed_and_given_back();
 }
 
 Test(conn, buffers_follow_header_max_after_a_reload)
