@@ -49,7 +49,7 @@ const struct config_row config_rows[] = {
      "keep-alive connection idle timeout"},
     {"limits", "write_timeout", CFG_DURATION, F(write_timeout_ms), 100, 600000, "10s", true,
      "a response write that makes no progress for this long closes the connection"},
-    {"limits", "max_connections", CFG_INT, F(max_connections), 1, 1000000, "1024", true,
+    {"limits", "max_connections", CFG_INT, F(max_connections), 1, 1000000, "16384", true,
      "open client connections; beyond it new ones get 503 and are closed at once"},
     {"limits", "inflight_max", CFG_INT, F(inflight_max), 1, 1000000, "512", true,
      "requests being served at once (503 busy with Retry-After)"},

@@ -4,6 +4,11 @@
  * Every slice points into the connection's read buffer (zero copy): the
  * request head stays in place until the response is done. Only the body is
  * copied, into a buffer sized after the body cap was checked.
+ *
+ * A struct http_req lives from the request's first byte until its response
+ * is finished (net/conn.c takes it from a per-worker free list and gives it
+ * back then, to serve another connection's request): a handler must not
+ * touch req, nor keep a slice of it, after the call that finishes it.
  */
 #ifndef HTTP_REQUEST_T_H
 #define HTTP_REQUEST_T_H

@@ -6,7 +6,9 @@
  * extra headers) and written with the body as iovecs; bodies handed over as
  * a struct buf are not copied. Finishing a response records the metrics and
  * the access log line, releases the inflight slot and lets the connection
- * go on to the next (pipelined) request.
+ * go on to the next (pipelined) request. The calls that finish a response —
+ * http_respond*, http_respond_error, http_stream_end, http_req_abandon — end
+ * req's life: it must not be used after they return.
  */
 #ifndef HTTP_RESPONSE_H
 #define HTTP_RESPONSE_H

@@ -8,6 +8,15 @@
  * while a request is served, further bytes wait in the read buffer, and a
  * full buffer stops reading until the request is done — the backpressure a
  * pipelining client sees.
+ *
+ * Memory follows the bytes, not the connection (nginx gives a keep-alive
+ * connection's buffers back the same way): the read buffer is taken from
+ * the worker's free list when libuv asks for room to read into, and the
+ * request state (parser and struct http_req) when a request's first byte is
+ * parsed. The request state goes back when its response is handed to the
+ * writer, the buffer when, in addition, no byte in it is unread. An idle
+ * connection holds neither; a connection that holds a buffer always has
+ * bytes in it or a request pointing into it.
  */
 #include "net/conn.h"
 
@@ -17,14 +26,18 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "core/freelist.h"
 #include "core/log.h"
+#include "http/h1.h"
 #include "http/response.h"
 
 /* A refused connection gets this and is closed at once (no queueing). */
+#define BUSY_BODY     "{\"error\":\"busy\",\"reason\":\"too many open connections\",\"corr_id\":\"\"}\n"
+#define BUSY_BODY_LEN "67"
+_Static_assert(sizeof(BUSY_BODY) - 1 == 67, "BUSY_BODY_LEN must be the length of BUSY_BODY");
 static const char BUSY_RESPONSE[] =
     "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-    "Retry-After: 1\r\nConnection: close\r\nContent-Length: 77\r\n\r\n"
-    "{\"error\":\"busy\",\"reason\":\"too many open connections\",\"corr_id\":\"\"}       \n";
+    "Retry-After: 1\r\nConnection: close\r\nContent-Length: " BUSY_BODY_LEN "\r\n\r\n" BUSY_BODY;
 
 /* After the last byte of a closing response, keep reading (and dropping)
  * for this long so unread input does not turn our close into a reset that
@@ -33,12 +46,57 @@ static const char BUSY_RESPONSE[] =
 /* Extra read-buffer room beyond the head cap, used for bodies. */
 #define CONN_BODY_ROOM (16 * 1024)
 
+/* Request-only state, from the worker's free list for one request. */
+struct conn_req {
+    struct http_req req;
+    struct h1 h1;
+};
+
 static void conn_process(struct conn *c);
 static void conn_rearm(struct conn *c);
 
 static const struct og_config *CFG(const struct conn *c)
 {
     return c->w->cfg;
+}
+
+/* ---- buffers and request state ------------------------------------------ */
+
+/* A read buffer sized for the current header_max. Returns 0 or -1 (memory). */
+static int rbuf_take(struct conn *c)
+{
+    size_t cap = (size_t)CFG(c)->header_max + CONN_BODY_ROOM;
+    c->rbuf = freelist_get(&c->w->rbufs, cap);
+    if (c->rbuf == NULL)
+        return -1;
+    c->rcap = (uint32_t)cap;
+    c->rpos = c->rlen = 0;
+    return 0;
+}
+
+/* The buffer goes back once no byte in it is unread and no request points
+ * into it (a request's head slices do until its response is handed over). */
+static void rbuf_maybe_give_back(struct conn *c)
+{
+    if (c->rbuf == NULL || c->rq != NULL || c->rpos != c->rlen)
+        return;
+    freelist_put(&c->w->rbufs, c->rbuf, c->rcap);
+    c->rbuf = NULL;
+    c->rpos = c->rlen = 0;
+}
+
+/* Request state goes back without heap memory of its own: the body and the
+ * extra header lines are freed (they are rare, and a cached state should
+ * not keep up to body_max alive). */
+static void req_give_back(struct conn *c)
+{
+    struct conn_req *q = c->rq;
+    if (q == NULL)
+        return;
+    c->rq = NULL;
+    buf_release(&q->req.body);
+    buf_release(&q->req.resp_hdrs);
+    freelist_put(&c->w->reqs, q, sizeof(*q));
 }
 
 /* ---- lifecycle ---------------------------------------------------------- */
@@ -58,9 +116,8 @@ static void on_handle_closed(uv_handle_t *h)
     w->nconns--;
     if (!w->is_admin)
         atomic_fetch_sub(&g_server.conns, 1);
-    buf_release(&c->req.body);
-    buf_release(&c->req.resp_hdrs);
-    free(c->rbuf);
+    req_give_back(c);
+    freelist_put(&w->rbufs, c->rbuf, c->rcap);
     c->rbuf = NULL;
     free(c);
     worker_maybe_finish(w);
@@ -75,7 +132,7 @@ void conn_close(struct conn *c)
      * body — is told through its cancel hook, so nothing refers to this
      * connection after it is freed. */
     if (c->req_active)
-        http_req_abandon(&c->req, 499, "client_closed");
+        http_req_abandon(&c->rq->req, 499, "client_closed");
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
 }
@@ -85,9 +142,9 @@ void conn_close_all(struct worker *w, bool idle_only)
     for (struct conn *c = w->conns, *next; c; c = next) {
         next = c->next;
         /* A request whose head or body is still arriving is in flight: the
-         * parser has consumed every byte, so rpos == rlen alone says nothing. */
-        bool started = c->h1.req != NULL && c->phase != PHASE_CLOSING;
-        bool idle = !c->req_active && !started && c->rpos == c->rlen && c->writes_pending == 0;
+         * parser has consumed every byte, so rpos == rlen alone says nothing;
+         * it holds request state from its first byte to its response. */
+        bool idle = c->rq == NULL && c->rpos == c->rlen && c->writes_pending == 0;
         if (!idle_only || idle)
             conn_close(c);
         else
@@ -97,17 +154,21 @@ void conn_close_all(struct worker *w, bool idle_only)
 
 /* ---- reading ------------------------------------------------------------ */
 
+/* libuv asks for room before every read. A connection without a buffer
+ * takes one here; if the read brings nothing (nread 0, EOF, an error),
+ * on_read gives it back or the close does. No room at all is UV_ENOBUFS. */
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
 {
     struct conn *c = h->data;
+    *b = uv_buf_init(NULL, 0);
+    if (c->rbuf == NULL && rbuf_take(c) != 0)
+        return;
     if (c->phase == PHASE_CLOSING) {
         /* lingering: read into the start of the buffer and drop it */
-        b->base = c->rbuf;
-        b->len = c->rcap;
+        *b = uv_buf_init(c->rbuf, c->rcap);
         return;
     }
-    b->base = c->rbuf + c->rlen;
-    b->len = c->rcap - c->rlen;
+    *b = uv_buf_init(c->rbuf + c->rlen, c->rcap - c->rlen);
 }
 
 static void start_reading(struct conn *c);
@@ -116,13 +177,22 @@ static void stop_reading(struct conn *c);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 {
     struct conn *c = s->data;
-    if (nread == 0 || c->closing)
+    if (c->closing)
         return;
-    if (nread == UV_ENOBUFS) { /* buffer full behind a request in service */
-        stop_reading(c);
+    if (nread == 0) { /* EAGAIN: a buffer taken for this read goes back */
+        rbuf_maybe_give_back(c);
+        return;
+    }
+    if (nread == UV_ENOBUFS) {
+        if (c->rbuf == NULL) /* no memory for a read buffer */
+            conn_close(c);
+        else /* buffer full behind a request in service */
+            stop_reading(c);
         return;
     }
     if (c->phase == PHASE_CLOSING) { /* lingering close: discard */
+        c->rpos = c->rlen = 0;
+        rbuf_maybe_give_back(c);
         if (nread < 0)
             conn_close(c);
         return;
@@ -141,7 +211,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
         return;
     }
     SHARD_ADD(c->w->m->bytes_in, (uint64_t)nread);
-    c->rlen += (size_t)nread;
+    c->rlen += (uint32_t)nread;
     if (c->phase == PHASE_IDLE) {
         c->phase = PHASE_HEAD;
         c->phase_ms = conn_now(c);
@@ -165,7 +235,9 @@ static void stop_reading(struct conn *c)
 
 /* ---- request lifecycle -------------------------------------------------- */
 
-static void start_request(struct conn *c)
+/* Request state for the bytes at rpos, with the current limits. Returns 0,
+ * or -1 when memory is short. */
+static int start_request(struct conn *c)
 {
     /* Between requests nothing points into the buffer: compact it. */
     if (c->rpos > 0) {
@@ -173,25 +245,28 @@ static void start_request(struct conn *c)
         c->rlen -= c->rpos;
         c->rpos = 0;
     }
-    struct http_req *r = &c->req;
-    struct buf body = r->body, hdrs = r->resp_hdrs;
-    body.n = hdrs.n = 0;
-    memset(r, 0, offsetof(struct http_req, body));
-    memset(&r->route, 0, sizeof(*r) - offsetof(struct http_req, route));
-    r->body = body;
-    r->resp_hdrs = hdrs;
+    struct conn_req *q = freelist_get(&c->w->reqs, sizeof(*q));
+    if (q == NULL)
+        return -1;
+    struct http_req *r = &q->req;
+    memset(r, 0, sizeof(*r));
     r->conn = c;
     r->content_length = -1;
     r->route_id = metrics_route_unmatched();
-    c->h1.lim.header_max = (size_t)CFG(c)->header_max;
-    c->h1.lim.header_count_max = (unsigned)CFG(c)->header_count_max;
-    c->h1.lim.body_max = (size_t)CFG(c)->body_max;
-    h1_begin(&c->h1, r);
+    const struct og_config *cfg = CFG(c);
+    struct h1_limits lim = {(size_t)cfg->header_max, (unsigned)cfg->header_count_max,
+                            (size_t)cfg->body_max};
+    /* A fresh parser per request: llhttp resumed after a message and one
+     * started on the next byte parse the same way. */
+    h1_init(&q->h1, &lim);
+    h1_begin(&q->h1, r);
+    c->rq = q;
     c->body_base = 0;
     if (c->phase != PHASE_HEAD) {
         c->phase = PHASE_HEAD;
         c->phase_ms = conn_now(c);
     }
+    return 0;
 }
 
 static void send_continue(struct conn *c)
@@ -206,7 +281,7 @@ static void send_continue(struct conn *c)
 
 static void dispatch(struct conn *c)
 {
-    struct http_req *r = &c->req;
+    struct http_req *r = &c->rq->req;
     struct worker *w = c->w;
     const struct og_config *cfg = CFG(c);
     c->phase = PHASE_HANDLER;
@@ -255,13 +330,16 @@ static void dispatch(struct conn *c)
 void conn_request_finished(struct conn *c)
 {
     c->req_active = false;
-    if (c->req.body.cap > 64 * 1024)
-        buf_release(&c->req.body); /* keep small buffers, return big ones */
-    if (c->req.close_after || c->close_after_write || c->closing) {
+    bool close_now = (c->rq && c->rq->req.close_after) || c->close_after_write || c->closing;
+    req_give_back(c);
+    if (close_now) {
         c->close_after_write = true;
         c->phase = PHASE_CLOSING;
         c->phase_ms = conn_now(c);
         stop_reading(c);
+        /* Pipelined requests behind this one are not answered: drop them. */
+        c->rpos = c->rlen = 0;
+        rbuf_maybe_give_back(c);
         if (c->writes_pending == 0 && !c->closing) {
             /* Lingering close: FIN now, drain input briefly, then close. */
             start_reading(c);
@@ -277,15 +355,16 @@ void conn_request_finished(struct conn *c)
         conn_rearm(c);
 }
 
-static void answer_parse_error(struct conn *c)
+/* Answer the request being read with an error and close after it. */
+static void answer_parse_error(struct conn *c, enum og_err e, const char *reason)
 {
-    struct http_req *r = &c->req;
+    struct http_req *r = &c->rq->req;
     c->req_active = true;
     c->close_after_write = true;
     r->close_after = true;
     if (r->t_start_ns == 0)
         r->t_start_ns = uv_hrtime();
-    http_respond_error(r, c->h1.err, c->h1.err_reason);
+    http_respond_error(r, e, reason);
 }
 
 static void conn_process(struct conn *c)
@@ -294,54 +373,53 @@ static void conn_process(struct conn *c)
         return;
     c->in_process = true;
     while (!c->closing && !c->req_active && c->phase != PHASE_CLOSING) {
-        if (c->h1.req == NULL) {
-            if (c->rpos == c->rlen) {
-                c->rpos = c->rlen = 0;
+        if (c->rq == NULL) {
+            if (c->rpos == c->rlen)
+                break;
+            if (start_request(c) != 0) {
+                conn_close(c); /* no memory to read a request with */
                 break;
             }
-            start_request(c);
         }
+        struct h1 *h = &c->rq->h1;
+        const struct http_req *r = &c->rq->req;
         size_t used = 0;
-        enum h1_result res = h1_feed(&c->h1, c->rbuf, c->rpos, c->rlen, &used);
-        c->rpos += used;
+        enum h1_result res = h1_feed(h, c->rbuf, c->rpos, c->rlen, &used);
+        c->rpos += (uint32_t)used;
         if (res == H1_NEED_MORE) {
-            if (c->h1.in_body && c->rpos == c->rlen)
+            if (h->in_body && c->rpos == c->rlen)
                 c->rpos = c->rlen = c->body_base; /* body bytes were copied out */
-            else if (c->rlen == c->rcap) {
+            else if (c->rlen == c->rcap)
                 /* The head cannot fit: the parser already refused it, or the
                  * buffer is shorter than the configured cap after a reload. */
-                c->h1.err = OG_E_HEADER_TOO_LARGE;
-                c->h1.err_reason = "request head over the cap";
-                answer_parse_error(c);
-            }
+                answer_parse_error(c, OG_E_HEADER_TOO_LARGE, "request head over the cap");
             break;
         }
         if (res == H1_HEAD_DONE) {
             c->body_base = c->rpos;
             c->phase = PHASE_BODY;
             c->phase_ms = conn_now(c);
-            if (c->req.expect_continue && (c->req.content_length > 0 || c->req.chunked))
+            if (r->expect_continue && (r->content_length > 0 || r->chunked))
                 send_continue(c);
             continue;
         }
         if (res == H1_REQ_DONE) {
-            c->h1.req = NULL; /* the next bytes start a new request */
-            dispatch(c);
+            dispatch(c); /* the request state stays until its response is done */
             continue;
         }
-        c->h1.req = NULL;
-        answer_parse_error(c);
+        answer_parse_error(c, h->err, h->err_reason);
         break;
     }
     c->in_process = false;
     if (c->closing)
         return;
+    rbuf_maybe_give_back(c);
     /* Reading goes on while a request is served (pipelined bytes wait in
      * the buffer), so the poll set is not touched per request; a full buffer
      * stops it (on_read, UV_ENOBUFS) until the request is done. */
     if (c->phase == PHASE_CLOSING || c->close_after_write)
         stop_reading(c);
-    else if (c->rlen < c->rcap)
+    else if (c->rbuf == NULL || c->rlen < c->rcap)
         start_reading(c);
     if (c->phase == PHASE_CLOSING && c->writes_pending == 0)
         start_reading(c); /* lingering close */
@@ -369,32 +447,26 @@ static void on_timer(uv_timer_t *t)
         break;
     case PHASE_HEAD:
         if (now >= c->phase_ms + (uint64_t)cfg->head_timeout_ms) {
-            if (c->rlen == c->rpos && c->h1.req == NULL) {
+            if (c->rq == NULL) {
                 conn_close(c); /* nothing of a request arrived: just close */
                 return;
             }
-            c->h1.req = NULL;
-            c->h1.err = OG_E_TIMEOUT;
-            c->h1.err_reason = "request head not received in time";
             stop_reading(c);
-            answer_parse_error(c);
+            answer_parse_error(c, OG_E_TIMEOUT, "request head not received in time");
         }
         break;
     case PHASE_BODY: {
         uint64_t elapsed = now - c->phase_ms;
         if (elapsed >= (uint64_t)cfg->body_grace_ms &&
-            (double)c->req.body.n < (double)cfg->body_min_rate * ((double)elapsed / 1000.0)) {
-            c->h1.req = NULL;
-            c->h1.err = OG_E_TIMEOUT;
-            c->h1.err_reason = "request body slower than the minimum rate";
+            (double)c->rq->req.body.n < (double)cfg->body_min_rate * ((double)elapsed / 1000.0)) {
             stop_reading(c);
-            answer_parse_error(c);
+            answer_parse_error(c, OG_E_TIMEOUT, "request body slower than the minimum rate");
         }
         break;
     }
-    case PHASE_HANDLER:
-        if (now >= c->req.deadline_ms && !c->req.responded) {
-            struct http_req *r = &c->req;
+    case PHASE_HANDLER: {
+        struct http_req *r = &c->rq->req;
+        if (now >= r->deadline_ms && !r->responded) {
             if (r->on_cancel) {
                 http_cancel_fn fn = r->on_cancel;
                 r->on_cancel = NULL;
@@ -403,6 +475,7 @@ static void on_timer(uv_timer_t *t)
             http_respond_error(r, OG_E_DOWNSTREAM_TIMEOUT, "request timeout");
         }
         break;
+    }
     case PHASE_CLOSING:
         if (c->writes_pending == 0 && now >= c->phase_ms + CONN_LINGER_MS)
             conn_close(c);
@@ -430,8 +503,8 @@ static void conn_rearm(struct conn *c)
         break;
     }
     case PHASE_HANDLER:
-        if (!c->req.responded)
-            DUE(c->req.deadline_ms);
+        if (!c->rq->req.responded)
+            DUE(c->rq->req.deadline_ms);
         break;
     case PHASE_CLOSING:
         if (c->writes_pending == 0)
@@ -612,30 +685,23 @@ void conn_on_accept(uv_stream_t *server, int status)
         return;
     if (!w->is_admin) {
         long n = atomic_fetch_add(&g_server.conns, 1) + 1;
-        if (n > w->cfg->max_connections || atomic_load(&g_server.draining)) {
+        if (n > w->cfg->max_connections || n > g_server.conns_fd_room ||
+            atomic_load(&g_server.draining)) {
             atomic_fetch_sub(&g_server.conns, 1);
             SHARD_ADD(w->m->conns_refused, 1);
             refuse(server);
             return;
         }
     }
+    /* No read buffer yet: it is taken when the first bytes arrive. */
     struct conn *c = calloc(1, sizeof(*c));
-    size_t rcap = (size_t)w->cfg->header_max + CONN_BODY_ROOM;
-    char *rbuf = c ? malloc(rcap) : NULL;
-    if (c == NULL || rbuf == NULL) {
-        free(c);
-        free(rbuf);
+    if (c == NULL) {
         if (!w->is_admin)
             atomic_fetch_sub(&g_server.conns, 1);
         refuse(server);
         return;
     }
     c->w = w;
-    struct h1_limits lim = {(size_t)w->cfg->header_max, (unsigned)w->cfg->header_count_max,
-                            (size_t)w->cfg->body_max};
-    h1_init(&c->h1, &lim);
-    c->rbuf = rbuf;
-    c->rcap = rcap;
     uv_tcp_init(&w->loop, &c->tcp);
     uv_timer_init(&w->loop, &c->timer);
     c->tcp.data = c->timer.data = c;

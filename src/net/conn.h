@@ -14,30 +14,42 @@
 #define NET_CONN_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <uv.h>
 
-#include "http/h1.h"
 #include "net/server.h"
 
 enum conn_phase { PHASE_IDLE, PHASE_HEAD, PHASE_BODY, PHASE_HANDLER, PHASE_CLOSING };
 
+/* Read buffers and request states a worker keeps for reuse; more are freed
+ * when given back. With responses written at once a worker needs one of
+ * each, with slow downstreams one per request in service. */
+#define CONN_RBUFS_CACHED 32
+#define CONN_REQS_CACHED  64
+
+struct conn_req; /* the request being read or served: parser and struct http_req */
+
+/* An idle keep-alive connection is this struct and its two libuv handles:
+ * the read buffer and the request state are taken when bytes arrive and
+ * given back when the response is done and no byte is left unread. */
 struct conn {
     uv_tcp_t tcp; /* first: handle->data is not needed to find us */
     uv_timer_t timer;
     struct worker *w;
     struct conn *prev, *next;
 
+    /* Read buffer of rcap bytes (header_max + 16 KiB at the time it was
+     * taken), NULL while nothing is unread and no request points into it.
+     * 32-bit offsets: header_max is at most 1 MiB. */
     char *rbuf;
-    size_t rlen, rpos, rcap;
-    size_t body_base; /* while reading a body, space after the head is reused */
+    uint32_t rlen, rpos, rcap;
+    uint32_t body_base; /* while reading a body, space after the head is reused */
 
-    struct h1 h1;
-    struct http_req req;
+    struct conn_req *rq; /* NULL between requests */
 
     enum conn_phase phase;
     uint64_t phase_ms;
     uint64_t write_progress_ms;
-    size_t write_queue_seen;
     unsigned writes_pending;
     unsigned handles_open;
     bool in_process; /* conn_process is on the stack */
@@ -50,8 +62,10 @@ struct conn {
 /* Accept callback for a listener (service or admin). */
 void conn_on_accept(uv_stream_t *server, int status);
 
-/* The response to c's current request is fully handed to the writer:
- * continue with the next request, or close if asked. */
+/* The response to c's current request is fully handed to the writer: its
+ * request state goes back to the worker (the struct http_req must not be
+ * used after this call), then the connection goes on with the next request,
+ * waits idle, or closes if asked. */
 void conn_request_finished(struct conn *c);
 
 /* Queue a write of nbufs (≤ CONN_WRITE_BUFS_MAX, else UV_EINVAL) buffers.

@@ -3,10 +3,13 @@
  */
 #include "net/lifecycle.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "core/log.h"
@@ -61,6 +64,61 @@ static void wake_workers(void)
         worker_wake(&g_server.workers[i]);
 }
 
+/* Descriptors kept for other than client connections: stdio, per worker its
+ * loop, wake-up descriptor, listener and downstream pools, and the admin
+ * side with a spare to accept-and-refuse with. */
+#define FD_RESERVE_FIXED      64
+#define FD_RESERVE_PER_WORKER 4
+
+static void warn_fd_room(const struct og_config *cfg)
+{
+    if (cfg->max_connections > g_server.conns_fd_room)
+        log_event(LOG_WARN, "fd_limit",
+                  "max_connections %lld is more than the descriptor limit leaves room for "
+                  "(raise the hard RLIMIT_NOFILE): connections beyond %ld are refused",
+                  (long long)cfg->max_connections, g_server.conns_fd_room);
+}
+
+/* Every client connection is a descriptor, and the soft RLIMIT_NOFILE is
+ * often 1024: raise it to the hard limit (what nginx's worker_rlimit_nofile
+ * or HAProxy do) and return how many client connections fit beside the
+ * reserve. Past that, accept() would fail with EMFILE, clients would be
+ * dropped without an answer and downstream reconnects would fail, so
+ * conn_on_accept refuses them with 503 as it does over max_connections. */
+static long raise_fd_limit(const struct og_config *cfg, int nworkers)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
+        return LONG_MAX; /* unknown: max_connections alone decides */
+    rlim_t want = rl.rlim_max;
+    if (want == RLIM_INFINITY) {
+        /* An unlimited hard limit still stops at fs.nr_open. */
+        long nr_open = 1024 * 1024;
+        FILE *f = fopen("/proc/sys/fs/nr_open", "r");
+        if (f) {
+            if (fscanf(f, "%ld", &nr_open) != 1)
+                nr_open = 1024 * 1024;
+            fclose(f);
+        }
+        want = (rlim_t)nr_open;
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+        struct rlimit nu = {want, rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &nu) == 0)
+            rl.rlim_cur = want;
+        else
+            log_event(LOG_WARN, "fd_limit", "cannot raise RLIMIT_NOFILE from %llu to %llu: %s",
+                      (unsigned long long)rl.rlim_cur, (unsigned long long)want, strerror(errno));
+    }
+    long limit = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > (rlim_t)LONG_MAX / 2
+                     ? LONG_MAX / 2
+                     : (long)rl.rlim_cur;
+    long services = (long)(sizeof(cfg->ds_addr) / sizeof(cfg->ds_addr[0]));
+    long reserve =
+        FD_RESERVE_FIXED + (long)nworkers * (FD_RESERVE_PER_WORKER + services * cfg->ds_pool_size);
+    return limit > reserve ? limit - reserve : 1;
+}
+
 static void on_hup(uv_signal_t *s, int signum)
 {
     struct og_config *nu = malloc(sizeof(*nu));
@@ -91,6 +149,7 @@ static void on_hup(uv_signal_t *s, int signum)
     g_server.admin.cfg = nu;
     atomic_fetch_add(&g_server.cfg_gen, 1);
     atomic_store(&g_server.last_reload_ok, true);
+    warn_fd_room(nu);
     wake_workers();
     log_event(LOG_INFO, "reload", "configuration reloaded from %s",
               nu->config_path[0] ? nu->config_path : "(no file)");
@@ -170,6 +229,8 @@ int server_run(struct og_config *cfg, const struct config_args *args, char *cons
     atomic_store(&g_server.config_loaded, true);
     atomic_store(&g_server.last_reload_ok, true);
     g_server.nworkers = n;
+    g_server.conns_fd_room = raise_fd_limit(cfg, n);
+    warn_fd_room(cfg);
     g_server.workers = xcalloc((size_t)n, sizeof(struct worker));
     metrics_init(n + 1);
     setup_router(&g_server.router, routes, nroutes);
@@ -235,7 +296,7 @@ int server_run(struct og_config *cfg, const struct config_args *args, char *cons
         log_flush(&adm->logbuf);
     uv_run(loop, UV_RUN_NOWAIT);
     uv_loop_close(loop);
-    buf_release(&adm->logbuf);
+    worker_release(adm);
     log_event(LOG_INFO, "stop", "drained, exiting");
     return 0;
 }

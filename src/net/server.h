@@ -18,6 +18,7 @@
 
 #include "config/config.h"
 #include "core/buf.h"
+#include "core/freelist.h"
 #include "http/router.h"
 #include "ops/metrics.h"
 
@@ -48,6 +49,8 @@ struct worker {
     struct metrics_shard *m;
     struct conn *conns; /* intrusive list head */
     unsigned nconns;
+    struct freelist rbufs; /* connections' read buffers, for reuse (net/conn.c) */
+    struct freelist reqs;  /* request states, for reuse (net/conn.c) */
     bool listener_open;
     bool loop_gone; /* the loop has stopped: no more wakes (under worker_wake's lock) */
     const struct og_config *cfg; /* this worker's snapshot, refreshed on wake */
@@ -70,7 +73,11 @@ struct server {
     struct router router;
     struct router admin_router;
 
-    atomic_long conns;    /* open client connections */
+    atomic_long conns; /* open client connections */
+    /* Client connections the descriptor limit leaves room for, next to
+     * listeners, loops, downstream pools and one spare to refuse with
+     * (server_run; read-only after start-up). */
+    long conns_fd_room;
     atomic_long inflight; /* requests dispatched and not yet answered */
     atomic_bool draining;
     atomic_bool force_close;
@@ -108,6 +115,8 @@ int worker_listen(struct worker *w, const char *addr);
 void *worker_main(void *arg);
 /* Initialise the loop side of a worker (loop, async, check handles). */
 int worker_init(struct worker *w, int id, bool is_admin, const struct router *router);
+/* Free what w keeps for reuse (buffers, cached blocks), after its loop is closed. */
+void worker_release(struct worker *w);
 /* Called on the worker's loop when the main thread wakes it. */
 void worker_on_wake(uv_async_t *a);
 /* Close a drained worker's handles so its loop can end. */

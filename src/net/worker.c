@@ -110,6 +110,8 @@ int worker_init(struct worker *w, int id, bool is_admin, const struct router *ro
     w->m = metrics_shard(id);
     w->cfg = atomic_load(&g_server.cfg);
     w->date_sec = -1;
+    freelist_init(&w->rbufs, CONN_RBUFS_CACHED);
+    freelist_init(&w->reqs, CONN_REQS_CACHED);
     w->rid_state = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ ((uint64_t)id << 56);
     int rc = uv_loop_init(&w->loop);
     if (rc != 0)
@@ -182,7 +184,14 @@ void *worker_main(void *arg)
     int rc = uv_loop_close(&w->loop);
     if (rc != 0)
         log_event(LOG_WARN, "worker_exit", "worker %d loop closed with handles open", w->id);
+    worker_release(w);
+    return NULL;
+}
+
+void worker_release(struct worker *w)
+{
     buf_release(&w->logbuf);
     buf_release(&w->scratch);
-    return NULL;
+    freelist_release(&w->rbufs);
+    freelist_release(&w->reqs);
 }

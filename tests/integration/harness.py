@@ -7,6 +7,7 @@ stopped by PID; tests are plain functions named test_* run in file order.
 """
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -86,12 +87,13 @@ class Server:
 _servers = []
 
 
-def start_omnigate(*extra, env=None, workers=2, wait=True):
-    """Start build/omnigate on free ports; extra args are appended."""
+def start_omnigate(*extra, env=None, workers=2, wait=True, nofile=None):
+    """Start build/omnigate on free ports; extra args are appended. nofile =
+    (soft, hard) sets its RLIMIT_NOFILE."""
     port, admin = free_port(), free_port()
     args = [OMNIGATE, "--bind", "127.0.0.1:%d" % port, "--admin", "127.0.0.1:%d" % admin,
             "--workers", str(workers)] + list(extra)
-    return _start(args, port, admin, env, wait)
+    return _start(args, port, admin, env, wait, nofile)
 
 
 def start_substrate(role, *extra, env=None, wait=True):
@@ -101,14 +103,16 @@ def start_substrate(role, *extra, env=None, wait=True):
     return _start(args, port, admin, env, wait)
 
 
-def _start(args, port, admin, env, wait):
+def _start(args, port, admin, env, wait, nofile=None):
     logpath = "%s/check-logs/srv-%d.log" % (BUILD, port)
     os.makedirs(os.path.dirname(logpath), exist_ok=True)
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("OMNIGATE_")}
     if env:
         full_env.update(env)
     logf = open(logpath, "w")
-    proc = subprocess.Popen(args, stdout=logf, stderr=logf, env=full_env, cwd=ROOT)
+    limits = (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, nofile)) if nofile else None
+    proc = subprocess.Popen(args, stdout=logf, stderr=logf, env=full_env, cwd=ROOT,
+                            preexec_fn=limits)
     srv = Server(args, port, admin, proc, logpath)
     _servers.append(srv)
     if wait:

@@ -2,6 +2,7 @@
 bodies, idle keep-alive, max connections, and no leaked descriptors."""
 import json
 import os
+import resource
 import socket
 import time
 
@@ -79,7 +80,10 @@ def test_max_connections():
         out += chunk
     check(time.time() - t0 < 1.0, "the refused connection was not closed promptly")
     check(status_of(out) == 503, out)
-    body = json.loads(out.split(b"\r\n\r\n", 1)[1])
+    head, raw_body = out.split(b"\r\n\r\n", 1)
+    check(b"\r\nContent-Length: %d\r\n" % len(raw_body) in head + b"\r\n",
+          "declared length is the body's: %r" % out)
+    body = json.loads(raw_body)
     check(body["error"] == "busy", body)
     check(b"Retry-After:" in out)
     # the held ones still work; after one closes there is room again
@@ -100,6 +104,46 @@ def test_max_connections():
     check(ok, "no room after a connection closed")
     st, _, text = http("GET", srv.admin_url + "/metrics")
     check(metric_value(text.decode(), "connections_refused_total") >= 1)
+
+
+def open_files_limit(pid):
+    """(soft, hard) RLIMIT_NOFILE of a running process."""
+    with open("/proc/%d/limits" % pid) as f:
+        for line in f:
+            if line.startswith("Max open files"):
+                soft, hard = line.split()[3:5]
+                return int(soft), int(hard)
+    raise AssertionError("no open files limit for %d" % pid)
+
+
+def test_soft_fd_limit_raised_to_the_hard_one():
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        with open("/proc/sys/fs/nr_open") as f:
+            hard = int(f.read())
+    srv = start_omnigate(nofile=(min(256, hard), hard))
+    check(open_files_limit(srv.proc.pid)[0] == hard, open_files_limit(srv.proc.pid))
+
+
+def test_connections_over_the_fd_room_get_503_not_a_reset():
+    # 200 descriptors: 64 + 2 workers x (4 + 3 services x pool 2) = 84 kept back
+    srv = start_omnigate("--max-connections", "100000", nofile=(200, 200))
+    room = 200 - 84
+    check(any(l.get("event") == "fd_limit" and "beyond %d " % room in l.get("msg", "")
+              for l in srv.log_json()), srv.log_lines()[-5:])
+    held = []
+    for _ in range(room):
+        c = Conn(srv.port)
+        c.send(GET)
+        check(c.response()[0] == 200)
+        held.append(c)
+    extra = Conn(srv.port)
+    st, h, body = extra.response()
+    check(st == 503 and json.loads(body)["error"] == "busy", (st, body))
+    held[0].send(GET)
+    check(held[0].response()[0] == 200, "held connections keep working")
+    for c in held + [extra]:
+        c.close()
 
 
 def fd_count(pid):

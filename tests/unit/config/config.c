@@ -59,7 +59,7 @@ Test(config, defaults)
     cr_assert_eq(c.body_grace_ms, 5000);
     cr_assert_eq(c.request_timeout_ms, 5000);
     cr_assert_eq(c.idle_timeout_ms, 60000);
-    cr_assert_eq(c.max_connections, 1024);
+    cr_assert_eq(c.max_connections, 16384);
     cr_assert_eq(c.inflight_max, 512);
     cr_assert_eq(c.write_timeout_ms, 10000);
     cr_assert_eq(c.drain_grace_ms, 10000);
