@@ -332,10 +332,7 @@ void http_respond_error(struct http_req *req, enum og_err e, const char *reason)
     struct jw j;
     jw_init(&j, &body);
     jw_obj_open(&j);
-    jw_key(&j, "error");
-    jw_str(&j, og_err_code(e));
-    jw_key(&j, "reason");
-    jw_str(&j, reason ? reason : og_err_reason(e));
+    og_err_json(&j, e, reason ? reason : og_err_reason(e));
     jw_key(&j, "corr_id");
     jw_str(&j, req->corr_id);
     jw_obj_close(&j);

@@ -6,7 +6,7 @@
  * value sets, histogram buckets, where the values live) and registers it once
  * at start-up with metrics_register(). metrics_render() writes every
  * registered family in the Prometheus text format 0.0.4; no module formats
- * exposition text itself.
+ * exposition text itself. omnigate and omnigate-substrate share this code.
  *
  * Values live in one of two places:
  *  - shards: counters and histograms on the request path. Each worker owns
