@@ -93,7 +93,8 @@ int http_add_header(struct http_req *req, const char *name, const char *value, s
 
 static const char *method_label(const struct http_req *req)
 {
-    return req->method_name.n ? llhttp_method_name((llhttp_method_t)req->method) : "-";
+    return req->method == HTTP_METHOD_UNKNOWN ? "unknown"
+                                              : llhttp_method_name((llhttp_method_t)req->method);
 }
 
 static void access_log(struct http_req *req, uint64_t latency_us)

@@ -14,6 +14,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "http/request-t.h"
 #include "http/router.h"
 
 /* ---- registry ------------------------------------------------------------- */
@@ -204,9 +205,13 @@ static int nroutes;
 #define AS_STR(s) #s,
 static const int STATUSES[METRICS_STATUSES] = {HTTP_STATUS_LABELS(AS_INT)};
 static const char *const STATUS_LABELS[METRICS_STATUSES] = {HTTP_STATUS_LABELS(AS_STR)};
-/* Indexed by the M_* bit number, then methods outside them. */
-static const char *const METHODS[METRICS_METHODS] = {"GET",    "HEAD",    "POST",  "PUT",
-                                                     "DELETE", "OPTIONS", "PATCH", "OTHER"};
+/* Indexed by the M_* bit number; then methods outside them, then a head that
+ * failed before its method was read (lowercase, unlike every method
+ * llhttp knows). */
+static const char *const METHODS[METRICS_METHODS] = {
+    "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "OTHER", "unknown"};
+#define METHOD_OTHER   7
+#define METHOD_UNKNOWN 8
 static const double BUCKETS[METRICS_BUCKETS - 1] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2};
 static const char *const REASONS[OG_E__COUNT] = {
 #define X(name, http, code, reason) code,
@@ -289,7 +294,9 @@ static int status_index(int status)
 static int method_index(int m)
 {
     unsigned bit = router_method_bit(m);
-    return bit ? __builtin_ctz(bit) : METRICS_METHODS - 1;
+    if (bit)
+        return __builtin_ctz(bit);
+    return m == HTTP_METHOD_UNKNOWN ? METHOD_UNKNOWN : METHOD_OTHER;
 }
 
 void metrics_observe_request(struct metrics_shard *m, int route_id, int llhttp_method, int status,

@@ -114,7 +114,7 @@ static inline int metrics_bucket(const double *le, int nle, uint64_t us)
 /* ---- omnigate's HTTP families ------------------------------------------- */
 
 #define METRICS_ROUTES_MAX 48
-#define METRICS_METHODS    8 /* 7 names, OTHER */
+#define METRICS_METHODS    9 /* 7 names, OTHER, unknown */
 #define METRICS_STATUSES   28
 #define METRICS_BUCKETS    10 /* 0.005 … 2 s, then +Inf */
 
@@ -144,8 +144,10 @@ int metrics_route_label(const char *tmpl);
 /* The id of the label for requests that matched no route. */
 int metrics_route_unmatched(void);
 
-/* One answered request. Methods outside GET, HEAD, POST, PUT, DELETE,
- * OPTIONS, PATCH are labelled OTHER. */
+/* One answered request. llhttp_method is an enum llhttp_method, or
+ * HTTP_METHOD_UNKNOWN (http/request-t.h) when the head failed before its
+ * method was parsed: labelled "unknown". Methods outside GET, HEAD, POST,
+ * PUT, DELETE, OPTIONS, PATCH are labelled OTHER. */
 void metrics_observe_request(struct metrics_shard *m, int route_id, int llhttp_method, int status,
                              uint64_t latency_us);
 /* Time from dispatch to the response head being handed to the socket: for

@@ -1,11 +1,12 @@
 """The admin listener (/metrics passes promtool, /healthz, /readyz), every
 other /metrics the repo serves (macronode omnigate, each substrate role),
-and the command line: --help, --version, --check-config, exit code 2 on bad
-values."""
+the method label, and the command line: --help, --version, --check-config,
+exit code 2 on bad values."""
 import json
 import os
 import subprocess
 import tempfile
+import time
 
 from harness import *
 from profiles import metrics_text, start_profile
@@ -62,6 +63,38 @@ def test_every_metrics_endpoint_passes_promtool():
         for fam in (name, "substrate_bytes_in_total", "substrate_bytes_out_total"):
             check("# HELP %s " % fam in m, "%s: no HELP for %s" % (role, fam))
         check(metric_value(m, "substrate_requests_total", {"role": role}) >= 1, m)
+
+
+def test_head_refused_early_is_not_counted_as_delete():
+    """Regression: a head refused before it ended kept method 0 (llhttp's
+    DELETE) in the metric and the log line. A method that was read is named;
+    one that never was is "unknown"."""
+    srv = start_omnigate("--header-count-max", "8")
+    many = b"GET /healthz HTTP/1.1\r\nHost: t\r\n" + b"X-N: v\r\n" * 20 + b"\r\n"
+    check(status_of(raw(srv.port, many)) == 431)
+    check(status_of(raw(srv.port, b"BREW /healthz HTTP/1.1\r\nHost: t\r\n\r\n")) == 400)
+    check(status_of(raw(srv.port, b"PROPFIND /healthz HTTP/1.1\r\nHost: t\r\n"
+                         b"Connection: close\r\n\r\n")) == 405)
+    st, _, body = http("GET", srv.admin_url + "/metrics")
+    text = body.decode()
+    promtool_check(body)
+    check(metric_value(text, "http_requests_total",
+                       {"route": "unmatched", "method": "GET", "status": "431"}) == 1, text)
+    check(metric_value(text, "http_requests_total",
+                       {"route": "unmatched", "method": "unknown", "status": "400"}) == 1, text)
+    check(metric_value(text, "http_requests_total",
+                       {"route": "/healthz", "method": "OTHER", "status": "405"}) == 1, text)
+    check(metric_value(text, "request_latency_seconds_count", {"method": "unknown"}) == 1, text)
+    check('method="DELETE"' not in text, "nothing was a DELETE")
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        reqs = {j["status"]: j for j in srv.log_json() if j.get("event") == "request"}
+        if {400, 405, 431} <= set(reqs):
+            break
+        time.sleep(0.05)
+    check(reqs[431]["method"] == "GET", reqs[431])
+    check(reqs[400]["method"] == "unknown", reqs[400])
+    check(reqs[405]["method"] == "PROPFIND", reqs[405])
 
 
 def test_healthz_and_readyz():

@@ -2,13 +2,14 @@
  * The metric registry (src/ops/metrics.c): counters, gauges and histograms
  * with labels rendered from declarative tables, byte for byte in the
  * Prometheus text format 0.0.4; shards summed; sparse families; bounded and
- * escaped label values; omnigate's HTTP families.
+ * escaped label values; the HTTP families' method label.
  */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "http/request-t.h"
 #include "ops/metrics.h"
 
 #include <llhttp.h>
@@ -185,7 +186,7 @@ Test(metrics, registry_renders_tables_in_registration_order)
 
 /* ---- omnigate's HTTP families ------------------------------------------------ */
 
-Test(metrics, http_families)
+Test(metrics, http_families_and_the_unknown_method)
 {
     metrics_init(2);
     int view = metrics_route_label("/v1/view/{name}");
@@ -193,6 +194,8 @@ Test(metrics, http_families)
     metrics_observe_request(metrics_shard(0), view, HTTP_GET, 200, 1000);
     metrics_observe_request(metrics_shard(1), view, HTTP_GET, 200, 30000);
     metrics_observe_request(metrics_shard(1), view, HTTP_PROPFIND, 405, 10);
+    metrics_observe_request(metrics_shard(0), metrics_route_unmatched(), HTTP_METHOD_UNKNOWN, 400,
+                            10);
     metrics_observe_request(metrics_shard(0), metrics_route_unmatched(), HTTP_DELETE, 999, 10);
     metrics_observe_ttfb(metrics_shard(1), view, 3000000);
     metrics_rejected(metrics_shard(0), OG_E_HEADER_TOO_LARGE);
@@ -204,6 +207,8 @@ Test(metrics, http_families)
         strstr(t, "# HELP http_requests_total HTTP requests by route template, method and "
                   "status.\n# TYPE http_requests_total counter\n"
                   "http_requests_total{route=\"unmatched\",method=\"DELETE\",status=\"0\"} 1\n"
+                  "http_requests_total{route=\"unmatched\",method=\"unknown\",status=\"400\"} "
+                  "1\n"
                   "http_requests_total{route=\"/v1/view/{name}\",method=\"GET\",status=\"200\"} "
                   "2\n"
                   "http_requests_total{route=\"/v1/view/{name}\",method=\"OTHER\",status=\"405\"}"
@@ -230,5 +235,6 @@ Test(metrics, http_families)
     cr_assert(strstr(t, "rejected_total{reason=\"bad_request\"} 0\n"), "dense: every reason");
     cr_assert(strstr(t, "rejected_total{reason=\"header_too_large\"} 1\n"));
     cr_assert(strstr(t, "# TYPE process_open_fds gauge\nprocess_open_fds "), "process last");
+    cr_assert_null(strstr(t, "DELETE\",status=\"400\""), "an unread method is not DELETE");
     buf_release(&out);
 }
