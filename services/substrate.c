@@ -24,11 +24,15 @@
 
 #include "cas/cas.h"
 #include "oap/oap-t.h"
+#include "ops/metrics.h"
 
 struct svc g_svc;
 
 static const int CODES[SVC_CODES_N] = {200, 201, 206, 400, 404, 413, 416,
                                        429, 500, 503, 504, 507, 401, 0};
+static const char *const CODE_LABELS[SVC_CODES_N] = {"200", "201", "206", "400",  "404",
+                                                     "413", "416", "429", "500",  "503",
+                                                     "504", "507", "401", "other"};
 static const char *const OP_NAMES[SVC_OP__N] = {
 #define SVC_OP_NAME(e, s) s,
     SVC_OPS(SVC_OP_NAME)
@@ -91,6 +95,91 @@ void svc_count(enum svc_op op, int code)
         if (CODES[i] == code)
             break;
     g_svc.requests[op < SVC_OP__N ? op : SVC_OP_INVALID][i]++;
+}
+
+/* --------------------------------------------------------------- metrics */
+
+/* The service's families, rendered by src/ops/metrics.c on the admin port.
+ * g_svc is the one shard: the loop thread writes it and serves /metrics. */
+static const char *const FAULT_KINDS[FAULT__N] = {"latency", "error", "stall", "drop", "corrupt"};
+static const struct metric_label L_ROLE = {"role", &g_svc.role, 1, NULL};
+static const struct metric_label L_OP = {"op", OP_NAMES, SVC_OP__N, NULL};
+static const struct metric_label L_CODE = {"code", CODE_LABELS, SVC_CODES_N, NULL};
+static const struct metric_label L_KIND = {"kind", FAULT_KINDS, FAULT__N, NULL};
+
+#define IN_SVC(field) offsetof(struct svc, field)
+static const struct metric_def SVC_METRICS[] = {
+    {"substrate_requests_total", METRIC_COUNTER, "OAP/1 requests answered, by op and code.",
+     .labels = {&L_ROLE, &L_OP, &L_CODE}, .off = IN_SVC(requests), .flags = METRIC_SPARSE},
+    {"substrate_inflight", METRIC_GAUGE, "Requests received and not yet fully answered.",
+     .labels = {&L_ROLE}, .off = IN_SVC(inflight)},
+    {"substrate_connections", METRIC_GAUGE, "Open OAP/1 connections.", .labels = {&L_ROLE},
+     .off = IN_SVC(conns)},
+    {"substrate_connections_total", METRIC_COUNTER, "OAP/1 connections accepted.",
+     .labels = {&L_ROLE}, .off = IN_SVC(conns_total)},
+    {"substrate_frame_errors_total", METRIC_COUNTER, "Connections closed on a bad frame.",
+     .labels = {&L_ROLE}, .off = IN_SVC(frame_errors)},
+    {"substrate_streams_total", METRIC_COUNTER, "Responses sent as credit-paced streams.",
+     .labels = {&L_ROLE}, .off = IN_SVC(streams)},
+    {"substrate_bytes_in_total", METRIC_COUNTER, "Bytes read from OAP/1 clients.",
+     .labels = {&L_ROLE}, .off = IN_SVC(bytes_in)},
+    {"substrate_bytes_out_total", METRIC_COUNTER, "Bytes written to OAP/1 clients.",
+     .labels = {&L_ROLE}, .off = IN_SVC(bytes_out)},
+    {"substrate_faults_injected_total", METRIC_COUNTER, "Faults injected, by kind.",
+     .labels = {&L_ROLE, &L_KIND}, .off = IN_SVC(faults)},
+};
+
+/* A uint64_t field of the storage engine's stats, at the row's off. */
+static double read_storage(const struct metric_def *d, const int *ix)
+{
+    struct storage_stats st;
+    uint64_t v;
+
+    storage_stats(g_svc.eng.storage, &st);
+    memcpy(&v, (const char *)&st + d->off, sizeof(v));
+    return (double)v;
+}
+
+static double read_index_names(const struct metric_def *d, const int *ix)
+{
+    return (double)index_count(g_svc.eng.index);
+}
+
+static double read_mailbox_channels(const struct metric_def *d, const int *ix)
+{
+    return (double)mailbox_channels(g_svc.eng.mailbox);
+}
+
+#define IN_STATS(field) .off = offsetof(struct storage_stats, field), .read = read_storage
+static const struct metric_def STORAGE_METRICS[] = {
+    {"substrate_storage_objects", METRIC_GAUGE, "Objects held in memory.", IN_STATS(objects)},
+    {"substrate_storage_bytes", METRIC_GAUGE, "Object bytes held in memory.", IN_STATS(bytes)},
+    {"substrate_storage_mem_cap_bytes", METRIC_GAUGE, "The cap on object bytes in memory.",
+     IN_STATS(mem_cap_bytes)},
+    {"substrate_storage_disk_loads_total", METRIC_COUNTER,
+     "Objects loaded from the data directory and verified.", IN_STATS(disk_loads)},
+    {"substrate_storage_corrupt_reads_total", METRIC_COUNTER,
+     "Object files in the data directory that failed verification.", IN_STATS(corrupt_reads)},
+};
+static const struct metric_def INDEX_METRICS[] = {
+    {"substrate_index_names", METRIC_GAUGE, "Names in the index.", .read = read_index_names},
+};
+static const struct metric_def MAILBOX_METRICS[] = {
+    {"substrate_mailbox_channels", METRIC_GAUGE, "Mailbox channels.",
+     .read = read_mailbox_channels},
+};
+
+/* Start-up, once the role's engine exists. */
+static void register_metrics(void)
+{
+    metrics_register(
+        METRIC_TABLE(SVC_METRICS, .shards = &g_svc, .shard_bytes = sizeof(g_svc), .nshards = 1));
+    if (g_svc.eng.storage)
+        metrics_register(METRIC_TABLE(STORAGE_METRICS));
+    if (g_svc.eng.index)
+        metrics_register(METRIC_TABLE(INDEX_METRICS));
+    if (g_svc.eng.mailbox)
+        metrics_register(METRIC_TABLE(MAILBOX_METRICS));
 }
 
 /* ---------------------------------------------------------------- faults */
@@ -388,6 +477,7 @@ int main(int argc, char **argv)
         return 1;
     }
 
+    register_metrics();
     g_svc.loop = uv_default_loop();
     signal(SIGPIPE, SIG_IGN);
     for (int i = 0; i < nlisten; i++) {

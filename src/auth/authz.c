@@ -61,19 +61,20 @@ static void state_free(struct auth_state *s)
     free(s);
 }
 
-static void render(struct buf *out)
+static double read_outcome(const struct metric_def *d, const int *ix)
 {
-    static const char *const OUT[] = {"allow", "unauth", "forbidden", "policy_denied"};
-    char lab[96];
-    metrics_family(out, "auth_requests_total", "counter",
-                   "Capability and policy decisions by request class and outcome.");
-    for (int c = 0; c < 3; c++)
-        for (int o = 0; o < OUT__COUNT; o++) {
-            snprintf(lab, sizeof(lab), "class=\"%s\",outcome=\"%s\"",
-                     policy_class_name((enum policy_class)c), OUT[o]);
-            metrics_sample(out, "auth_requests_total", lab, (double)atomic_load(&outcomes[c][o]));
-        }
+    return (double)atomic_load(&outcomes[ix[0]][ix[1]]);
 }
+
+static const char *class_names[3]; /* policy_class_name()s; set at start-up */
+static const char *const OUTCOMES[OUT__COUNT] = {"allow", "unauth", "forbidden", "policy_denied"};
+static const struct metric_label L_CLASS = {"class", class_names, 3, NULL};
+static const struct metric_label L_OUTCOME = {"outcome", OUTCOMES, OUT__COUNT, NULL};
+static const struct metric_def METRICS[] = {
+    {"auth_requests_total", METRIC_COUNTER,
+     "Capability and policy decisions by request class and outcome.",
+     .labels = {&L_CLASS, &L_OUTCOME}, .read = read_outcome},
+};
 
 static bool key_keys_ok(void)
 {
@@ -177,7 +178,9 @@ int authz_start(const struct og_config *cfg, bool demo, char *dev_token, size_t 
         }
     }
     atomic_store(&current, s);
-    metrics_register(render);
+    for (int c = 0; c < 3; c++)
+        class_names[c] = policy_class_name((enum policy_class)c);
+    metrics_register(METRIC_TABLE(METRICS));
     ready_register("keys_ok", key_keys_ok);
     ready_register("policy_ok", key_policy_ok);
     return 0;

@@ -3,6 +3,8 @@
  */
 #include "core/status.h"
 
+#include "core/jw.h"
+
 static const struct {
     short http;
     const char *code, *reason;
@@ -25,6 +27,16 @@ const char *og_err_code(enum og_err e)
 const char *og_err_reason(enum og_err e)
 {
     return e < OG_E__COUNT ? ERRS[e].reason : "internal error";
+}
+
+void og_err_json(struct jw *j, enum og_err e, const char *reason)
+{
+    jw_key(j, "error");
+    jw_str(j, og_err_code(e));
+    if (reason) {
+        jw_key(j, "reason");
+        jw_str(j, reason);
+    }
 }
 
 const char *http_status_text(int status)

@@ -43,6 +43,12 @@ int og_err_http(enum og_err e);
 const char *og_err_code(enum og_err e);
 /* Default human-readable reason. */
 const char *og_err_reason(enum og_err e);
+struct jw;
+/* The members of a JSON error body, into an open object: "error" (the code)
+ * and, unless reason is NULL, "reason". One shape for every error answer
+ * (omnigate's and the reference services' admin port). */
+void og_err_json(struct jw *j, enum og_err e, const char *reason);
+
 /* Reason phrase for an HTTP status code ("Not Found"); "Unknown" if none. */
 const char *http_status_text(int status);
 

@@ -43,6 +43,9 @@ static const int CODES[DS_CODES] = {200, 201, 206, 400, 404, 413, 416, 429, 500,
 #define CODE_SHED        14
 #define CODE_BAD_GATEWAY 15
 #define CODE_CANCELLED   16 /* the caller gave up (client gone, hedge lost) */
+static const char *const CODE_LABELS[DS_CODES] = {
+    "200", "201", "206", "400", "404",     "413",  "416",         "429",      "500",
+    "502", "503", "504", "507", "timeout", "shed", "bad_gateway", "cancelled"};
 static const double BUCKETS[DS_BUCKETS - 1] = {0.001, 0.0025, 0.005, 0.01, 0.025,
                                                0.05,  0.1,    0.25,  1};
 
@@ -90,10 +93,12 @@ bool ds_is_micronode(void)
 
 /* ---- metrics ------------------------------------------------------------ */
 
+/* The op's label index, for each call that went downstream: the first byte
+ * tells most names apart, so strcmp runs about once. */
 static int op_index(const char *op)
 {
     for (int i = 0; i < DS_OPS - 1; i++)
-        if (strcmp(OPS[i], op) == 0)
+        if (OPS[i][0] == op[0] && strcmp(OPS[i], op) == 0)
             return i;
     return DS_OPS - 1;
 }
@@ -121,109 +126,55 @@ static void observe(struct ds_call *c, const struct ds_resp *r)
     int svc = c->req.svc, op = op_index(c->req.op);
     SHARD_ADD(s->req[svc][op][c->cancelled ? CODE_CANCELLED : code_index(r)], 1);
     uint64_t us = (uint64_t)(r->latency_ms * 1000.0);
-    int b = 0;
-    while (b < DS_BUCKETS - 1 && (double)us > BUCKETS[b] * 1e6)
-        b++;
-    SHARD_ADD(s->lat[svc][op][b], 1);
+    SHARD_ADD(s->lat[svc][op][metrics_bucket(BUCKETS, DS_BUCKETS - 1, us)], 1);
     SHARD_ADD(s->lat_sum_us[svc][op], us);
 }
 
-static uint64_t sum_at(size_t off)
+static double read_inflight(const struct metric_def *d, const int *ix)
 {
-    uint64_t t = 0;
-    for (int i = 0; i < nshards; i++)
-        t += __atomic_load_n((uint64_t *)((char *)&shards[i] + off), __ATOMIC_RELAXED);
-    return t;
-}
-#define DSUM(field) sum_at(offsetof(struct ds_shard, field))
-
-static void code_label(int i, char *out, size_t n)
-{
-    if (i == CODE_TIMEOUT)
-        snprintf(out, n, "timeout");
-    else if (i == CODE_CANCELLED)
-        snprintf(out, n, "cancelled");
-    else if (i == CODE_SHED)
-        snprintf(out, n, "shed");
-    else if (i == CODE_BAD_GATEWAY)
-        snprintf(out, n, "bad_gateway");
-    else
-        snprintf(out, n, "%d", CODES[i]);
+    return (double)atomic_load(&inflight[ix[0]]);
 }
 
-static void render(struct buf *out)
+static double read_budget(const struct metric_def *d, const int *ix)
 {
-    char lab[160], code[16];
-    metrics_family(out, "downstream_requests_total", "counter",
-                   "Downstream calls by service, operation and status.");
-    for (int s = 0; s < DS__COUNT; s++)
-        for (int o = 0; o < DS_OPS; o++)
-            for (int k = 0; k < DS_CODES; k++) {
-                uint64_t v = DSUM(req[s][o][k]);
-                if (!v)
-                    continue;
-                code_label(k, code, sizeof(code));
-                snprintf(lab, sizeof(lab), "service=\"%s\",op=\"%s\",status=\"%s\"",
-                         SERVICE_NAMES[s], OPS[o], code);
-                metrics_sample(out, "downstream_requests_total", lab, (double)v);
-            }
-    metrics_family(out, "downstream_latency_seconds", "histogram",
-                   "Per-hop latency of downstream calls, all attempts included.");
-    for (int s = 0; s < DS__COUNT; s++)
-        for (int o = 0; o < DS_OPS; o++) {
-            uint64_t cnt[DS_BUCKETS], total = 0, cum = 0;
-            for (int b = 0; b < DS_BUCKETS; b++)
-                total += cnt[b] = DSUM(lat[s][o][b]);
-            if (!total)
-                continue;
-            for (int b = 0; b < DS_BUCKETS; b++) {
-                cum += cnt[b];
-                if (b < DS_BUCKETS - 1)
-                    snprintf(lab, sizeof(lab), "service=\"%s\",op=\"%s\",le=\"%g\"",
-                             SERVICE_NAMES[s], OPS[o], BUCKETS[b]);
-                else
-                    snprintf(lab, sizeof(lab), "service=\"%s\",op=\"%s\",le=\"+Inf\"",
-                             SERVICE_NAMES[s], OPS[o]);
-                metrics_sample(out, "downstream_latency_seconds_bucket", lab, (double)cum);
-            }
-            snprintf(lab, sizeof(lab), "service=\"%s\",op=\"%s\"", SERVICE_NAMES[s], OPS[o]);
-            metrics_sample(out, "downstream_latency_seconds_sum", lab,
-                           (double)DSUM(lat_sum_us[s][o]) / 1e6);
-            metrics_sample(out, "downstream_latency_seconds_count", lab, (double)total);
-        }
-    metrics_family(out, "downstream_inflight", "gauge", "Downstream calls in flight.");
-    for (int s = 0; s < DS__COUNT; s++) {
-        snprintf(lab, sizeof(lab), "service=\"%s\"", SERVICE_NAMES[s]);
-        metrics_sample(out, "downstream_inflight", lab, (double)atomic_load(&inflight[s]));
-    }
-    metrics_family(out, "downstream_retries_total", "counter", "Retries of idempotent reads.");
-    for (int s = 0; s < DS__COUNT; s++) {
-        snprintf(lab, sizeof(lab), "service=\"%s\"", SERVICE_NAMES[s]);
-        metrics_sample(out, "downstream_retries_total", lab, (double)DSUM(retries[s]));
-    }
-    metrics_family(out, "downstream_retry_budget_tokens", "gauge",
-                   "Retry and hedge tokens available per downstream.");
-    for (int s = 0; s < DS__COUNT; s++) {
-        snprintf(lab, sizeof(lab), "service=\"%s\"", SERVICE_NAMES[s]);
-        metrics_sample(out, "downstream_retry_budget_tokens", lab,
-                       (double)atomic_load(&budget[s]) / DS_BUDGET_SCALE);
-    }
-    metrics_family(out, "downstream_coalesced_total", "counter",
-                   "Reads answered by an identical read already in flight.");
-    for (int s = 0; s < DS__COUNT; s++) {
-        snprintf(lab, sizeof(lab), "service=\"%s\"", SERVICE_NAMES[s]);
-        metrics_sample(out, "downstream_coalesced_total", lab, (double)DSUM(coalesced[s]));
-    }
-    metrics_family(out, "hedged_requests_total", "counter", "Hedged reads by outcome.");
-    for (int s = 0; s < DS__COUNT; s++)
-        for (int k = 0; k < 2; k++) {
-            snprintf(lab, sizeof(lab), "service=\"%s\",outcome=\"%s\"", SERVICE_NAMES[s],
-                     k ? "lost" : "won");
-            metrics_sample(out, "hedged_requests_total", lab, (double)DSUM(hedged[s][k]));
-        }
-    metrics_family(out, "amnesia", "gauge", "1 when no downstream data is written to disk.");
-    metrics_sample(out, "amnesia", NULL, ds_is_micronode() ? 1 : 0);
+    return (double)atomic_load(&budget[ix[0]]) / DS_BUDGET_SCALE;
 }
+
+static double read_amnesia(const struct metric_def *d, const int *ix)
+{
+    return ds_is_micronode() ? 1 : 0;
+}
+
+static const char *const OUTCOMES[2] = {"won", "lost"};
+static const struct metric_label L_SERVICE = {"service", SERVICE_NAMES, DS__COUNT, NULL};
+static const struct metric_label L_OP = {"op", OPS, DS_OPS, NULL};
+static const struct metric_label L_STATUS = {"status", CODE_LABELS, DS_CODES, NULL};
+static const struct metric_label L_OUTCOME = {"outcome", OUTCOMES, 2, NULL};
+
+#define IN_SHARD(field) offsetof(struct ds_shard, field)
+static const struct metric_def DS_METRICS[] = {
+    {"downstream_requests_total", METRIC_COUNTER,
+     "Downstream calls by service, operation and status.", .labels = {&L_SERVICE, &L_OP, &L_STATUS},
+     .off = IN_SHARD(req), .flags = METRIC_SPARSE},
+    {"downstream_latency_seconds", METRIC_HISTOGRAM,
+     "Per-hop latency of downstream calls, all attempts included.", .labels = {&L_SERVICE, &L_OP},
+     .off = IN_SHARD(lat), .sum_off = IN_SHARD(lat_sum_us), .le = BUCKETS, .nle = DS_BUCKETS - 1,
+     .flags = METRIC_SPARSE},
+    {"downstream_inflight", METRIC_GAUGE, "Downstream calls in flight.", .labels = {&L_SERVICE},
+     .read = read_inflight},
+    {"downstream_retries_total", METRIC_COUNTER, "Retries of idempotent reads.",
+     .labels = {&L_SERVICE}, .off = IN_SHARD(retries)},
+    {"downstream_retry_budget_tokens", METRIC_GAUGE,
+     "Retry and hedge tokens available per downstream.", .labels = {&L_SERVICE},
+     .read = read_budget},
+    {"downstream_coalesced_total", METRIC_COUNTER,
+     "Reads answered by an identical read already in flight.", .labels = {&L_SERVICE},
+     .off = IN_SHARD(coalesced)},
+    {"hedged_requests_total", METRIC_COUNTER, "Hedged reads by outcome.",
+     .labels = {&L_SERVICE, &L_OUTCOME}, .off = IN_SHARD(hedged)},
+    {"amnesia", METRIC_GAUGE, "1 when no downstream data is written to disk.",
+     .read = read_amnesia},
+};
 
 static bool key_downstream_health(void)
 {
@@ -935,7 +886,8 @@ int ds_start(const struct og_config *cfg)
     shards = calloc((size_t)nshards, sizeof(*shards));
     if (shards == NULL)
         return -1;
-    metrics_register(render);
+    metrics_register(METRIC_TABLE(DS_METRICS, .shards = shards, .shard_bytes = sizeof(*shards),
+                                  .nshards = nshards));
     ready_register("downstream_health_ok", key_downstream_health);
     return 0;
 }

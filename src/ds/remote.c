@@ -1026,22 +1026,32 @@ static void on_tick(uv_timer_t *t)
 
 /* ---------------------------------------------------------------- metrics */
 
-static void render(struct buf *out)
+static double read_ready_conns(const struct metric_def *d, const int *ix)
 {
-    char lab[64];
-    metrics_family(out, "downstream_connections", "gauge",
-                   "OAP/1 connections to a downstream that finished HELLO.");
-    for (int s = 0; s < DS__COUNT; s++) {
-        snprintf(lab, sizeof(lab), "service=\"%s\"", ds_service_name((enum ds_service)s));
-        metrics_sample(out, "downstream_connections", lab, atomic_load(&ready_conns[s]));
-    }
-    metrics_family(out, "downstream_reconnects_total", "counter",
-                   "Connection attempts to a downstream after a failure or a lost connection.");
-    for (int s = 0; s < DS__COUNT; s++) {
-        snprintf(lab, sizeof(lab), "service=\"%s\"", ds_service_name((enum ds_service)s));
-        metrics_sample(out, "downstream_reconnects_total", lab,
-                       (double)atomic_load(&reconnects[s]));
-    }
+    return atomic_load(&ready_conns[ix[0]]);
+}
+
+static double read_reconnects(const struct metric_def *d, const int *ix)
+{
+    return (double)atomic_load(&reconnects[ix[0]]);
+}
+
+static const char *service_names[DS__COUNT]; /* ds_service_name()s; set before registering */
+static const struct metric_label L_SERVICE = {"service", service_names, DS__COUNT, NULL};
+static const struct metric_def METRICS[] = {
+    {"downstream_connections", METRIC_GAUGE,
+     "OAP/1 connections to a downstream that finished HELLO.", .labels = {&L_SERVICE},
+     .read = read_ready_conns},
+    {"downstream_reconnects_total", METRIC_COUNTER,
+     "Connection attempts to a downstream after a failure or a lost connection.",
+     .labels = {&L_SERVICE}, .read = read_reconnects},
+};
+
+static void register_metrics(void)
+{
+    for (int s = 0; s < DS__COUNT; s++)
+        service_names[s] = ds_service_name((enum ds_service)s);
+    metrics_register(METRIC_TABLE(METRICS));
 }
 
 /* ---------------------------------------------------------------- backend */
@@ -1053,7 +1063,7 @@ static void remote_worker_init(struct worker *w, enum ds_service svc)
     int n = ds__remote_pool_size > 0 ? ds__remote_pool_size : 1;
 
     if (!atomic_flag_test_and_set(&metrics_registered))
-        metrics_register(render);
+        register_metrics();
     if (rw == NULL) {
         rw = xcalloc(1, sizeof(*rw));
         rw->w = w;

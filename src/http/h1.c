@@ -51,6 +51,14 @@ static int on_method(llhttp_t *p, const char *at, size_t n)
     return extend(H(p), &H(p)->req->method_name, at, n);
 }
 
+/* The method is known as soon as its token is: a head refused later (too
+ * many header lines, a bad header) is still labelled with it. */
+static int on_method_complete(llhttp_t *p)
+{
+    H(p)->req->method = p->method;
+    return 0;
+}
+
 static int on_url(llhttp_t *p, const char *at, size_t n)
 {
     return extend(H(p), &H(p)->req->target, at, n);
@@ -137,7 +145,6 @@ static int on_headers_complete(llhttp_t *p)
 {
     struct h1 *h = H(p);
     struct http_req *r = h->req;
-    r->method = p->method;
     r->version_minor = p->http_minor;
     if (p->http_major != 1)
         return fail(h, OG_E_BAD_REQUEST, "unsupported HTTP version");
@@ -188,6 +195,7 @@ static int on_message_complete(llhttp_t *p)
 static const llhttp_settings_t SETTINGS = {
     .on_message_begin = on_message_begin,
     .on_method = on_method,
+    .on_method_complete = on_method_complete,
     .on_url = on_url,
     .on_header_field = on_header_field,
     .on_header_value = on_header_value,
@@ -207,6 +215,7 @@ void h1_init(struct h1 *h, const struct h1_limits *lim)
 void h1_begin(struct h1 *h, struct http_req *req)
 {
     h->req = req;
+    req->method = HTTP_METHOD_UNKNOWN;
     h->in_head = h->in_body = false;
     h->last_was_value = false;
     h->trailer_bytes = 0;

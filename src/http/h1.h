@@ -43,7 +43,8 @@ struct h1 {
 
 void h1_init(struct h1 *h, const struct h1_limits *lim);
 
-/* Bind the next request to fill. Call before feeding a new request's bytes. */
+/* Bind the next request to fill. Call before feeding a new request's bytes.
+ * req->method is HTTP_METHOD_UNKNOWN until a whole method token was read. */
 void h1_begin(struct h1 *h, struct http_req *req);
 
 /* Feed bytes buf[off, len). `buf` must stay the same buffer for a request's

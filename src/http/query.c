@@ -48,6 +48,33 @@ int query_get(struct slice q, const char *name, char *out, size_t cap)
     return -1;
 }
 
+int query_next(struct slice *q, struct slice *key, struct slice *value)
+{
+    while (q->n > 0) {
+        const char *amp = memchr(q->p, '&', q->n);
+        size_t len = amp ? (size_t)(amp - q->p) : q->n;
+        struct slice pair = {q->p, len};
+        q->p += amp ? len + 1 : len;
+        q->n -= amp ? len + 1 : len;
+        if (len == 0)
+            continue;
+        const char *eq = memchr(pair.p, '=', pair.n);
+        if (eq == NULL) {
+            *key = pair;
+            return -1;
+        }
+        *key = (struct slice){pair.p, (size_t)(eq - pair.p)};
+        *value = (struct slice){eq + 1, pair.n - key->n - 1};
+        return 1;
+    }
+    return 0;
+}
+
+int query_decode(struct slice raw, char *out, size_t cap)
+{
+    return decode(raw.p, raw.n, out, cap);
+}
+
 int query_get_uint(struct slice q, const char *name, uint64_t min, uint64_t max, uint64_t def,
                    uint64_t *out)
 {

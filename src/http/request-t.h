@@ -21,6 +21,10 @@
 
 #define HTTP_HEADERS_MAX 128
 #define HTTP_CORR_ID_MAX 64
+/* http_req.method before the reader has read a whole method token (a head
+ * that failed early, or a token llhttp does not know): labelled "unknown" in
+ * metrics and logs. llhttp's methods are all >= 0 (HTTP_DELETE is 0). */
+#define HTTP_METHOD_UNKNOWN (-1)
 
 struct http_header {
     struct slice name, value;
@@ -38,7 +42,7 @@ struct http_req {
     struct conn *conn;
 
     /* Head, as parsed. */
-    int method; /* enum llhttp_method */
+    int method; /* enum llhttp_method, or HTTP_METHOD_UNKNOWN */
     struct slice method_name, target, path, query;
     int version_minor;
     struct http_header hdrs[HTTP_HEADERS_MAX];

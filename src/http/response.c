@@ -93,7 +93,8 @@ int http_add_header(struct http_req *req, const char *name, const char *value, s
 
 static const char *method_label(const struct http_req *req)
 {
-    return req->method_name.n ? llhttp_method_name((llhttp_method_t)req->method) : "-";
+    return req->method == HTTP_METHOD_UNKNOWN ? "unknown"
+                                              : llhttp_method_name((llhttp_method_t)req->method);
 }
 
 static void access_log(struct http_req *req, uint64_t latency_us)
@@ -332,10 +333,7 @@ void http_respond_error(struct http_req *req, enum og_err e, const char *reason)
     struct jw j;
     jw_init(&j, &body);
     jw_obj_open(&j);
-    jw_key(&j, "error");
-    jw_str(&j, og_err_code(e));
-    jw_key(&j, "reason");
-    jw_str(&j, reason ? reason : og_err_reason(e));
+    og_err_json(&j, e, reason ? reason : og_err_reason(e));
     jw_key(&j, "corr_id");
     jw_str(&j, req->corr_id);
     jw_obj_close(&j);

@@ -10,16 +10,19 @@
 
 static atomic_ulong failures; /* any thread */
 
-static void render(struct buf *out)
+static double read_failures(const struct metric_def *d, const int *ix)
 {
-    metrics_family(out, "integrity_failures_total", "counter",
-                   "Objects whose bytes did not hash to their address.");
-    metrics_sample(out, "integrity_failures_total", NULL, (double)atomic_load(&failures));
+    return (double)atomic_load(&failures);
 }
+
+static const struct metric_def METRICS[] = {
+    {"integrity_failures_total", METRIC_COUNTER,
+     "Objects whose bytes did not hash to their address.", .read = read_failures},
+};
 
 void integrity_init(void)
 {
-    metrics_register(render);
+    metrics_register(METRIC_TABLE(METRICS));
 }
 
 void integrity_report(const struct cas_addr *a, const char *where, const char *corr_id)

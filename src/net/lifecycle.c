@@ -46,17 +46,32 @@ static bool key_not_draining(void)
     return !atomic_load(&g_server.draining);
 }
 
-static void render_gauges(struct buf *out)
+static double read_inflight(const struct metric_def *d, const int *ix)
 {
-    metrics_family(out, "inflight_requests", "gauge", "Requests being served now.");
-    metrics_sample(out, "inflight_requests", NULL, (double)atomic_load(&g_server.inflight));
-    metrics_family(out, "open_connections", "gauge", "Open client connections.");
-    metrics_sample(out, "open_connections", NULL, (double)atomic_load(&g_server.conns));
-    metrics_family(out, "readyz_degraded", "gauge", "1 when /readyz answers 503.");
-    metrics_sample(out, "readyz_degraded", NULL, ready_all() ? 0 : 1);
-    metrics_family(out, "workers", "gauge", "Worker threads serving requests.");
-    metrics_sample(out, "workers", NULL, g_server.nworkers);
+    return (double)atomic_load(&g_server.inflight);
 }
+
+static double read_conns(const struct metric_def *d, const int *ix)
+{
+    return (double)atomic_load(&g_server.conns);
+}
+
+static double read_degraded(const struct metric_def *d, const int *ix)
+{
+    return ready_all() ? 0 : 1;
+}
+
+static double read_workers(const struct metric_def *d, const int *ix)
+{
+    return g_server.nworkers;
+}
+
+static const struct metric_def GAUGES[] = {
+    {"inflight_requests", METRIC_GAUGE, "Requests being served now.", .read = read_inflight},
+    {"open_connections", METRIC_GAUGE, "Open client connections.", .read = read_conns},
+    {"readyz_degraded", METRIC_GAUGE, "1 when /readyz answers 503.", .read = read_degraded},
+    {"workers", METRIC_GAUGE, "Worker threads serving requests.", .read = read_workers},
+};
 
 static void wake_workers(void)
 {
@@ -236,7 +251,7 @@ int server_run(struct og_config *cfg, const struct config_args *args, char *cons
     setup_router(&g_server.router, routes, nroutes);
     setup_router(&g_server.admin_router, ADMIN_ROUTES,
                  sizeof(ADMIN_ROUTES) / sizeof(ADMIN_ROUTES[0]));
-    metrics_register(render_gauges);
+    metrics_register(METRIC_TABLE(GAUGES));
     ready_register("listener_bound", key_listener_bound);
     ready_register("config_loaded", key_config_loaded);
     ready_register("last_reload_ok", key_last_reload_ok);

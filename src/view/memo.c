@@ -24,19 +24,26 @@ static __thread size_t bytes;
 static __thread uint8_t sipkey[16];
 static atomic_ulong hits, misses; /* all workers, for /metrics */
 
-static void render(struct buf *out)
+static double read_hits(const struct metric_def *d, const int *ix)
 {
-    metrics_family(out, "view_memo_hits_total", "counter",
-                   "Plans and renderings reused for identical content.");
-    metrics_sample(out, "view_memo_hits_total", NULL, (double)atomic_load(&hits));
-    metrics_family(out, "view_memo_misses_total", "counter",
-                   "Plans and renderings derived from content seen for the first time.");
-    metrics_sample(out, "view_memo_misses_total", NULL, (double)atomic_load(&misses));
+    return (double)atomic_load(&hits);
 }
+
+static double read_misses(const struct metric_def *d, const int *ix)
+{
+    return (double)atomic_load(&misses);
+}
+
+static const struct metric_def METRICS[] = {
+    {"view_memo_hits_total", METRIC_COUNTER, "Plans and renderings reused for identical content.",
+     .read = read_hits},
+    {"view_memo_misses_total", METRIC_COUNTER,
+     "Plans and renderings derived from content seen for the first time.", .read = read_misses},
+};
 
 void memo_init(void)
 {
-    metrics_register(render);
+    metrics_register(METRIC_TABLE(METRICS));
 }
 
 /* A key as looked up: stored as domain tag, extra, NUL, key bytes. */

@@ -176,6 +176,18 @@ def metric_value(text, name, labels=None):
     return total if found else None
 
 
+PROMTOOL = "/usr/bin/promtool"  # installed by scripts/bootstrap
+
+
+def promtool_check(text, what="metrics"):
+    """`promtool check metrics` must accept an exposition (str or bytes):
+    the format, a HELP and a TYPE for every family, the naming lints."""
+    data = text.encode() if isinstance(text, str) else text
+    p = subprocess.run([PROMTOOL, "check", "metrics"], input=data, capture_output=True, timeout=10)
+    check(p.returncode == 0 and not p.stdout.strip() and not p.stderr.strip(),
+          "promtool on %s: %r %r" % (what, p.stdout, p.stderr))
+
+
 def check(cond, msg="check failed"):
     if not cond:
         raise AssertionError(msg)

@@ -1,11 +1,15 @@
-"""The admin listener (/metrics passes promtool, /healthz, /readyz) and the
-command line: --help, --version, --check-config, exit code 2 on bad values."""
+"""The admin listener (/metrics passes promtool, /healthz, /readyz), every
+other /metrics the repo serves (macronode omnigate, each substrate role),
+the method label, and the command line: --help, --version, --check-config,
+exit code 2 on bad values."""
 import json
 import os
 import subprocess
 import tempfile
+import time
 
 from harness import *
+from profiles import metrics_text, start_profile
 
 
 def run_cli(*args, env=None):
@@ -23,9 +27,7 @@ def test_metrics_pass_promtool_and_count():
     raw(srv.port, b"GET / HTTP/1.1\r\nHost : t\r\n\r\n")
     st, h, body = http("GET", srv.admin_url + "/metrics")
     check(st == 200 and h["content-type"].startswith("text/plain; version=0.0.4"), h)
-    p = subprocess.run(["/usr/bin/promtool", "check", "metrics"], input=body,
-                       capture_output=True, timeout=10)
-    check(p.returncode == 0, p.stdout + p.stderr)
+    promtool_check(body, "omnigate micronode")
     text = body.decode()
     check(metric_value(text, "http_requests_total",
                        {"route": "/healthz", "method": "GET", "status": "200"}) == 1)
@@ -35,6 +37,64 @@ def test_metrics_pass_promtool_and_count():
     check(metric_value(text, "request_latency_seconds_count", {"route": "/healthz"}) >= 1)
     check(metric_value(text, "open_connections") is not None)
     check(metric_value(text, "process_open_fds") > 0)
+
+
+def test_every_metrics_endpoint_passes_promtool():
+    """macronode: omnigate (with the remote backend's families) and the three
+    substrate roles, each after traffic, so sparse families have series."""
+    p = start_profile("macronode")
+    for path in ("/v1/view/user-007", "/v1/feed/news?limit=3", "/v1/search?q=user-01",
+                 "/v1/index/clip-1", "/v1/view/nobody", "/nope"):
+        p.get(path)
+    p.get("/v1/o", method="PUT", body=b"promtool")
+    http("POST", p.subs["storage"].admin_url + "/faults?latency_ms=0")
+    endpoints = [("omnigate", p.og.admin_url)] + \
+        [("substrate " + role, s.admin_url) for role, s in sorted(p.subs.items())]
+    for what, url in endpoints:
+        st, h, body = http("GET", url + "/metrics")
+        check(st == 200 and h["content-type"].startswith("text/plain; version=0.0.4"), (what, h))
+        promtool_check(body, what)
+    text = p.metrics()
+    check(metric_value(text, "downstream_connections", {"service": "index"}) >= 1, text)
+    check(metric_value(text, "downstream_requests_total", {"service": "storage"}) >= 1, text)
+    for role, name in (("index", "substrate_index_names"), ("storage", "substrate_storage_objects"),
+                       ("mailbox", "substrate_mailbox_channels")):
+        m = metrics_text(p.subs[role].admin_url)
+        for fam in (name, "substrate_bytes_in_total", "substrate_bytes_out_total"):
+            check("# HELP %s " % fam in m, "%s: no HELP for %s" % (role, fam))
+        check(metric_value(m, "substrate_requests_total", {"role": role}) >= 1, m)
+
+
+def test_head_refused_early_is_not_counted_as_delete():
+    """Regression: a head refused before it ended kept method 0 (llhttp's
+    DELETE) in the metric and the log line. A method that was read is named;
+    one that never was is "unknown"."""
+    srv = start_omnigate("--header-count-max", "8")
+    many = b"GET /healthz HTTP/1.1\r\nHost: t\r\n" + b"X-N: v\r\n" * 20 + b"\r\n"
+    check(status_of(raw(srv.port, many)) == 431)
+    check(status_of(raw(srv.port, b"BREW /healthz HTTP/1.1\r\nHost: t\r\n\r\n")) == 400)
+    check(status_of(raw(srv.port, b"PROPFIND /healthz HTTP/1.1\r\nHost: t\r\n"
+                         b"Connection: close\r\n\r\n")) == 405)
+    st, _, body = http("GET", srv.admin_url + "/metrics")
+    text = body.decode()
+    promtool_check(body)
+    check(metric_value(text, "http_requests_total",
+                       {"route": "unmatched", "method": "GET", "status": "431"}) == 1, text)
+    check(metric_value(text, "http_requests_total",
+                       {"route": "unmatched", "method": "unknown", "status": "400"}) == 1, text)
+    check(metric_value(text, "http_requests_total",
+                       {"route": "/healthz", "method": "OTHER", "status": "405"}) == 1, text)
+    check(metric_value(text, "request_latency_seconds_count", {"method": "unknown"}) == 1, text)
+    check('method="DELETE"' not in text, "nothing was a DELETE")
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        reqs = {j["status"]: j for j in srv.log_json() if j.get("event") == "request"}
+        if {400, 405, 431} <= set(reqs):
+            break
+        time.sleep(0.05)
+    check(reqs[431]["method"] == "GET", reqs[431])
+    check(reqs[400]["method"] == "unknown", reqs[400])
+    check(reqs[405]["method"] == "PROPFIND", reqs[405])
 
 
 def test_healthz_and_readyz():

@@ -580,6 +580,36 @@ def test_admin_endpoints():
     check("# TYPE substrate_requests_total counter" in m, m)
 
 
+def test_admin_reads_with_the_http_reader():
+    """The admin port reads requests with src/http/h1.c: its limits and
+    strictness answer, in the project's error vocabulary, and every role's
+    /metrics passes promtool."""
+    for role in ("index", "storage", "mailbox"):
+        srv = start(role)
+        c = OapClient.tcp(srv.port)
+        c.hello()
+        c.close()
+        m = metrics(srv)
+        promtool_check(m, "substrate " + role)
+        check(metric_value(m, "substrate_requests_total", {"role": role, "op": "hello"}) == 1, m)
+    big = b"GET /metrics HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n"
+    out = raw(srv.admin, big)
+    check(status_of(out) == 431 and b'{"error":"header_too_large"}' in out, out[:200])
+    out = raw(srv.admin, b"GET /metrics HTTP/1.1\r\nHost: a\r\nX-A: b\r\n c\r\n\r\n")
+    check(status_of(out) == 400 and b'{"error":"bad_request"}' in out, out[:200])
+    out = raw(srv.admin, b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+    check(status_of(out) == 200 and b"Connection: close\r\n" in out and out.endswith(b'"ok"}'),
+          out)
+    out = raw(srv.admin, b"POST /faults?latency_ms=%3" + b" HTTP/1.1\r\nHost: a\r\n\r\n")
+    check(status_of(out) == 400 and b"bad fault setting latency_ms" in out, out)
+    out = raw(srv.admin, b"POST /faults?latency%5fms=7&&jitter_ms=1 HTTP/1.1\r\nHost: a\r\n"
+              b"Content-Length: 3\r\n\r\nabc")
+    f = json.loads(out.split(b"\r\n\r\n", 1)[1])
+    check(status_of(out) == 200 and f["latency_ms"] == 7 and f["jitter_ms"] == 1, out)
+    out = raw(srv.admin, b"POST /faults?latency_ms HTTP/1.1\r\nHost: a\r\n\r\n")
+    check(status_of(out) == 400 and b"expected key=value" in out, out)
+
+
 def test_sigterm_exits_cleanly():
     path = unix_path("term")
     srv = start("storage", unix=path)

@@ -368,6 +368,42 @@ Test(h1, header_count_max)
     free(many);
 }
 
+/* Regression: a head refused before it ended (too many header lines, a bad
+ * header) kept method 0, which is llhttp's HTTP_DELETE, so it was counted and
+ * logged as DELETE. The method is set when its token is read; until then it
+ * is HTTP_METHOD_UNKNOWN. */
+static int method_after(const char *in, const struct h1_limits *lim, enum h1_result want)
+{
+    struct h1 h;
+    struct http_req req;
+    size_t used = 0, n = strlen(in);
+
+    memset(&req, 0, sizeof(req)); /* method 0 = HTTP_DELETE, as conn.c leaves it */
+    h1_init(&h, lim);
+    h1_begin(&h, &req);
+    cr_assert_eq(req.method, HTTP_METHOD_UNKNOWN);
+    cr_assert_eq(h1_feed(&h, in, 0, n, &used), want, "%s", in);
+    buf_release(&req.body);
+    return req.method;
+}
+
+Test(h1, method_of_a_head_refused_early_is_not_delete)
+{
+    struct h1_limits lim = {16384, 2, 0};
+    cr_assert_eq(
+        method_after("GET / HTTP/1.1\r\nHost: a\r\nX-1: a\r\nX-2: b\r\n\r\n", &lim, H1_ERROR),
+        HTTP_GET, "too many header lines: the method was read");
+    cr_assert_eq(method_after("PUT / HTTP/1.1\r\nHost: a\r\nX\x01: b\r\n\r\n", &lim, H1_ERROR),
+                 HTTP_PUT, "a bad header name");
+    cr_assert_eq(method_after("BREW / HTTP/1.1\r\nHost: a\r\n\r\n", &lim, H1_ERROR),
+                 HTTP_METHOD_UNKNOWN, "a token llhttp does not know");
+    cr_assert_eq(method_after("DEL", &lim, H1_NEED_MORE), HTTP_METHOD_UNKNOWN, "half a token");
+    cr_assert_eq(method_after("DELETE /x HTTP/1.1\r\nHost: a\r\n\r\n", &lim, H1_HEAD_DONE),
+                 HTTP_DELETE);
+    cr_assert_eq(method_after("PROPFIND /x HTTP/1.1\r\nHost: a\r\n\r\n", &lim, H1_HEAD_DONE),
+                 HTTP_PROPFIND);
+}
+
 Test(h1, body_max_content_length)
 {
     struct h1_limits lim = {16384, 100, 10};
