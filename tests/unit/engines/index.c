@@ -2,6 +2,7 @@
  * Tests for engines/index: name and manifest validation, put/replace/resolve,
  * prefix search order and limits, 100 000 names, deletion, threads.
  */
+#include <valgrind/valgrind.h>
 #include <criterion/criterion.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -230,7 +231,7 @@ static uint64_t rng(uint64_t *s)
     return *s;
 }
 
-Test(index, hundred_thousand_names, .timeout = 60)
+Test(index, hundred_thousand_names, .timeout = 600)
 {
     enum { N = 100000, SEARCHES = 10000 };
     struct index *idx = mk(0, 0);
@@ -272,8 +273,11 @@ Test(index, hundred_thousand_names, .timeout = 60)
     }
     double t_search = now_s() - t0;
     cr_log_info("100k inserts %.3f s, 10k searches %.3f s", t_insert, t_search);
-    cr_assert_lt(t_search, 2.0, "10k searches took %.3f s", t_search);
-    cr_assert_lt(t_insert, 5.0, "100k inserts took %.3f s", t_insert);
+    /* Order-of-magnitude guards, not benchmarks: under valgrind the same
+     * work runs tens of times slower. */
+    double slack = RUNNING_ON_VALGRIND ? 50.0 : 1.0;
+    cr_assert_lt(t_search, 2.0 * slack, "10k searches took %.3f s", t_search);
+    cr_assert_lt(t_insert, 5.0 * slack, "100k inserts took %.3f s", t_insert);
 
     /* The whole order, walked through resolve and a full scan by prefixes. */
     cr_assert_eq(index_search(idx, "user/9999", 9, 100, r), ENG_OK);

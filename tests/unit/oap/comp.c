@@ -69,7 +69,7 @@ static uint8_t *zero_bomb(uint64_t total, size_t *zlen)
     return out;
 }
 
-Test(oap_comp, bomb_rejected_without_allocating, .timeout = 60)
+Test(oap_comp, bomb_rejected_without_allocating, .timeout = 600)
 {
     size_t zlen, n;
     uint8_t *bomb = zero_bomb(1ull << 30, &zlen);
