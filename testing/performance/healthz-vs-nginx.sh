@@ -7,7 +7,7 @@ cd "$(dirname "$0")/../.."
 DUR=${1:-10}
 CONNS=${2:-64}
 WORKERS=${3:-1}
-OG=${OMNIGATE:-build/omnigate}
+OG=${OMNIGATE:-${OG_BUILD:-build}/omnigate}
 tmp=$(mktemp -d)
 trap 'kill $og_pid $ng_pid 2>/dev/null || true; rm -rf "$tmp"' EXIT INT TERM
 

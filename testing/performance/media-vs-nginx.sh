@@ -13,7 +13,7 @@ cd "$(dirname "$0")/../.."
 DUR=${1:-10}
 CONNS=${2:-16}
 SEED=${3:-42}
-OG=${OMNIGATE:-build/omnigate}
+OG=${OMNIGATE:-${OG_BUILD:-build}/omnigate}
 PERF=testing/performance
 export LUA_PATH="$PERF/?.lua;;"
 tmp=$(mktemp -d)
