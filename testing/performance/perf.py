@@ -18,6 +18,7 @@ stack, from /proc) and omnigate's peak RSS (VmHWM).
 """
 import argparse
 import json
+import math
 import os
 import statistics
 import sys
@@ -46,9 +47,12 @@ RULES = [
     ("peak_rss_kib", "up", 0.15, "rel"),
     ("shed_pct", "up", 0.5, "pp"),
 ]
-# A difference counts only when it is larger than the noise of the runs:
-# NOISE_K robust standard deviations (1.4826 x median absolute deviation)
-# of the noisier of the two builds.
+# Rounds are paired: in round i the two builds run the same scenario back
+# to back (A B, then B A in the next round), so drift of the machine
+# between rounds hits both alike. The change is the median over rounds of
+# head/base (or head - base, for points); it counts only when it is larger
+# than NOISE_K standard errors of that median, estimated from the spread of
+# the paired values: 1.2533 x 1.4826 x MAD / sqrt(rounds).
 NOISE_K = 2.0
 
 
@@ -143,29 +147,37 @@ def robust_sd(xs):
     return 1.4826 * statistics.median([abs(x - m) for x in xs])
 
 
+def median_se(xs):
+    """Standard error of the median of xs, from a robust estimate of their spread."""
+    return 1.2533 * robust_sd(xs) / math.sqrt(len(xs))
+
+
 def judge(base, head):
-    """Rows of (scenario, metric, base median, head median, change, noise, verdict)."""
+    """Rows of (scenario, metric, base median, head median, change, noise,
+    kind, limit, verdict); base[sc][i] and head[sc][i] are round i's runs."""
     rows, failed = [], False
     for sc in base:
         for metric, worse, limit, kind in RULES:
             a = [r[metric] for r in base[sc]]
             b = [r[metric] for r in head[sc]]
+            if len(a) != len(b) or not a:
+                raise ValueError("%s: base and head need the same rounds" % sc)
             ma, mb = statistics.median(a), statistics.median(b)
-            noise = NOISE_K * max(robust_sd(a), robust_sd(b))
-            diff = mb - ma
             if kind == "rel":
-                change = diff / ma if ma else 0.0
-                noise_rel = noise / ma if ma else 0.0
+                paired = [y / x if x else 1.0 for x, y in zip(a, b)]
+                change = statistics.median(paired) - 1.0
             else:
-                change, noise_rel = diff, noise
+                paired = [y - x for x, y in zip(a, b)]
+                change = statistics.median(paired)
+            noise = NOISE_K * median_se(paired)
             bad = change if worse == "up" else -change
             verdict = "ok"
-            if bad > limit and abs(diff) > noise:
+            if bad > limit and bad > noise:
                 verdict = "FAIL"
                 failed = True
             elif bad > limit:
                 verdict = "noisy"
-            rows.append((sc, metric, ma, mb, change, noise_rel, kind, limit, verdict))
+            rows.append((sc, metric, ma, mb, change, noise, kind, limit, verdict))
     return rows, failed
 
 
@@ -194,8 +206,8 @@ def gate(a):
     print("\nperf-gate: %d rounds x %d scenarios, %gs each, interleaved, %.0fs in all" % (
         a.rounds, len(names), seconds, time.time() - t0))
     print("base %s\nhead %s" % (base_build, head_build))
-    print("rule: FAIL when the median is worse than the limit AND the difference exceeds "
-          "%g robust SDs (1.4826 x MAD) of the noisier build\n" % NOISE_K)
+    print("rule: FAIL when the median paired change (head/base per round) is worse than the "
+          "limit AND larger than %g standard errors of that median (noise)\n" % NOISE_K)
     print("%-20s %-14s %12s %12s %9s %8s %7s  %s" % (
         "scenario", "metric", "base (med)", "head (med)", "change", "noise", "limit", "verdict"))
     for sc, metric, ma, mb, change, noise, kind, limit, verdict in rows:

@@ -143,7 +143,7 @@ class Stack:
 
     def _spawn(self, args, name):
         log = open(os.path.join(self.tmp, name + ".log"), "w")
-        p = subprocess.Popen(args, stdout=log, stderr=log, cwd=ROOT)
+        p = subprocess.Popen(args, stdout=log, stderr=log, cwd=ROOT, preexec_fn=pin(SERVER_CPUS))
         self.procs.append(p)
         return p
 
@@ -232,6 +232,24 @@ class Stack:
 
 # --- wrk -------------------------------------------------------------------
 
+# With two or more CPUs the servers of a stack run on CPU 0 and the load
+# generator on the rest, so the two do not take turns on one core (which
+# doubled the run-to-run spread on the 2-core reference machine). Both
+# builds of a gate are pinned alike. OG_PERF_PIN=0 turns it off.
+if (os.cpu_count() or 1) >= 2 and os.environ.get("OG_PERF_PIN", "1") != "0":
+    SERVER_CPUS = {0}
+    LOAD_CPUS = set(range(1, os.cpu_count()))
+else:
+    SERVER_CPUS = LOAD_CPUS = None
+
+
+def pin(cpus):
+    """A preexec_fn that pins the child to `cpus` (None: no pinning)."""
+    if cpus is None:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
 def wrk(url, script, seconds, conns, env=None, args=(), headers=(), threads=1):
     """One wrk run with a Lua script whose done() prints a JSON line; returns it as a dict."""
     cmd = ["wrk", "-t%d" % threads, "-c%d" % conns, "-d%gs" % seconds, "--latency",
@@ -243,7 +261,7 @@ def wrk(url, script, seconds, conns, env=None, args=(), headers=(), threads=1):
         cmd += ["--"] + [str(a) for a in args]
     full_env = dict(os.environ, LUA_PATH=PERF_DIR + "/?.lua;;", **(env or {}))
     r = subprocess.run(cmd, capture_output=True, text=True, env=full_env, cwd=ROOT,
-                       timeout=seconds + 60)
+                       timeout=seconds + 60, preexec_fn=pin(LOAD_CPUS))
     for line in r.stdout.splitlines():
         if line.startswith("{"):
             return json.loads(line)

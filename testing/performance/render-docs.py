@@ -85,7 +85,7 @@ def gate(name):
         rows.append((sc, metric, num(ma, 3 if ma < 100 else 0), num(mb, 3 if mb < 100 else 0),
                      f(change), f(noise).lstrip("+"), f(limit).lstrip("+"),
                      "**%s**" % verdict if verdict != "ok" else verdict))
-    lines = table(("scenario", "metric", "base median", "head median", "change", "noise (2 SD)",
+    lines = table(("scenario", "metric", "base median", "head median", "change", "noise (2 SE)",
                    "limit", "verdict"), rows)
     lines.append("")
     lines.append("_%s; gate verdict: **%s**._" % (g.get("title", name), "FAIL" if g["failed"] else "pass"))

@@ -43,11 +43,25 @@ def test_gate_fails_a_clear_slowdown():
 
 
 def test_gate_calls_a_difference_inside_the_noise_noisy():
+    # Medians 12 % apart, but round by round head ran from 30 % slower to
+    # 20 % faster than base: the change is inside the noise.
     base = {"s": runs([50000, 30000, 70000, 40000, 60000])}
-    head = {"s": runs([44000, 26000, 62000, 36000, 54000])}
+    head = {"s": runs([44000, 36000, 49000, 48000, 42000])}
     rows, failed = perf.judge(base, head)
     check(not failed, rows)
     check(verdicts(rows)[("s", "rps")] == "noisy", rows)
+
+
+def test_gate_pairs_rounds_so_machine_drift_cancels():
+    # The machine drifts from 30k to 70k req/s between rounds, hitting both
+    # builds alike: head is 12 % slower in every round, which is a FAIL,
+    # while a head that tracks base within 2 % passes.
+    base = {"s": runs([50000, 30000, 70000, 40000, 60000])}
+    slow = {"s": runs([44000, 26400, 61600, 35200, 52800])}
+    same = {"s": runs([50900, 29500, 70800, 39400, 60600])}
+    check(verdicts(perf.judge(base, slow)[0])[("s", "rps")] == "FAIL")
+    rows, failed = perf.judge(base, same)
+    check(not failed and set(verdicts(rows).values()) == {"ok"}, rows)
 
 
 def test_gate_shed_share_in_points():
