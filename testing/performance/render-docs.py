@@ -15,6 +15,7 @@ Sources (all committed):
   gate-slow  docs/perf/gate-slow.json            (a deliberate slowdown, not committed)
   budgets    testing/performance/baselines/budgets.json
   soak       docs/perf/soak.json                 soak.sh --publish
+  healthz-nginx docs/perf/healthz-vs-nginx.json  healthz-vs-nginx.py --publish
 
 Usage: testing/performance/render-docs.py [--check] [--doc FILE]
   --check     exit 1 if the document is not what the sources produce
@@ -144,7 +145,30 @@ def soak():
     return lines
 
 
-RENDER = {"suite": suite, "gate-aa": lambda: gate("gate-aa"), "gate-slow": lambda: gate("gate-slow"),
+def healthz_nginx():
+    path = os.path.join(PERF, "healthz-vs-nginx.json")
+    if not os.path.exists(path):
+        return None
+    r = load(path)
+    c, med = r["config"], r["median"]
+    rows = []
+    for n in ("omnigate", "nginx"):
+        m = med[n]
+        rows.append((n, num(m["rps"]), "%s / %s" % (num(1000 * m["p50_ms"]), num(1000 * m["p99_ms"])),
+                     num(m["cpu_us_per_req"], 2)))
+    rows.append(("**omnigate / nginx**", "**%.2f×**" % r["ratio"]["rps"], "",
+                 "**%.2f×**" % r["ratio"]["cpu_us_per_req"]))
+    lines = table(("server", "req/s", "p50 / p99 µs", "CPU µs per request"), rows)
+    lines.append("")
+    lines.append("_Medians of %d alternating rounds of %s s, %d connections, %d worker(s) each, %s, "
+                 "logging %s; commit %s, %s; errors %d; from `testing/performance/healthz-vs-nginx.py "
+                 "--publish`._" % (c["rounds"], num(c["seconds"]), c["conns"], c["workers"], c["wrk"],
+                                   c["logging"].replace(" on both", ""), r["commit"], r["time"][:10],
+                                   r["errors"]))
+    return lines
+
+
+RENDER = {"suite": suite, "healthz-nginx": healthz_nginx, "gate-aa": lambda: gate("gate-aa"), "gate-slow": lambda: gate("gate-slow"),
           "budgets": budgets, "soak": soak}
 BLOCK = re.compile(r"(<!-- BEGIN generated:([\w-]+) -->\n)(.*?)(<!-- END generated:\2 -->)", re.S)
 

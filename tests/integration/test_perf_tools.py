@@ -91,6 +91,25 @@ def test_suite_run_writes_a_complete_result():
         shutil.rmtree(out, ignore_errors=True)
 
 
+def test_nginx_comparison_measures_both_servers():
+    out = tempfile.mkdtemp(prefix="og-perf-test-")
+    try:
+        js = os.path.join(out, "vs.json")
+        p = subprocess.run(["/usr/bin/python3", os.path.join(PERF, "healthz-vs-nginx.py"), "--build", BUILD,
+                            "--seconds", "1", "--rounds", "1", "--conns", "8", "--json", js],
+                           capture_output=True, text=True, timeout=120, cwd=ROOT)
+        check(p.returncode == 0, p.stdout + p.stderr)
+        with open(js) as f:
+            r = json.load(f)
+        for n in ("omnigate", "nginx"):
+            m = r["median"][n]
+            check(m["rps"] > 0 and m["cpu_us_per_req"] > 0 and m["p50_ms"] <= m["p99_ms"], r)
+        check(r["errors"] == 0 and r["ratio"]["rps"] > 0, r)
+        check("omnigate/nginx" in p.stdout, p.stdout)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
 def test_docs_tables_are_regenerated_from_json():
     # render-docs --check fails as soon as a generated table is edited by hand.
     with open(os.path.join(ROOT, "docs", "PERFORMANCE.md")) as f:
