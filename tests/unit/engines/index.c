@@ -3,7 +3,6 @@
  * prefix search order and limits, 100 000 names, deletion, threads (readers
  * while a writer changes the index).
  */
-#include <valgrind/valgrind.h>
 #include <criterion/criterion.h>
 #include <pthread.h>
 #include <stdatomic.h>
