@@ -2,8 +2,9 @@
  * engines/common/buf.h — immutable, reference-counted byte buffers.
  *
  * Engines hand out stored objects (manifests, message bodies) as eng_buf
- * references: the engine's lock is held only to find the buffer and take a
- * reference, and the bytes are then read or streamed with no lock at all.
+ * references: the engine is looked into (without a lock, engines/common/rcu.h)
+ * only to find the buffer and take a reference, and the bytes are then read
+ * or streamed holding nothing else of the engine's.
  * The bytes are written once, by the creator, before the buffer is published;
  * after that nobody writes them. The count is atomic, so references may be
  * taken and dropped from any thread.

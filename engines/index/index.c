@@ -1,38 +1,72 @@
 /*
- * index.c — a two-level sorted array of names under one rwlock.
+ * index.c — names in a three-level sorted tree, published as immutable
+ * snapshots: readers take no lock.
  *
- * blocks[0..nblocks) are sorted, each holds 1..BLOCK_MAX sorted entry
- * pointers, and every entry of block i sorts before every entry of block
- * i + 1. Lookup: binary search over the blocks' first names, then inside one
- * block. Insert moves at most BLOCK_MAX pointers, and splitting a full block
- * moves nblocks pointers (n / 128 at worst): 100 000 random inserts cost a
- * few tens of milliseconds, where one flat sorted array would move gigabytes.
+ * The tree: a top node holds pages, a page holds up to PAGE_MAX leaves, a
+ * leaf holds up to LEAF_MAX entry pointers; every level is sorted, and
+ * everything under one child sorts before everything under the next.
+ * Lookup: binary search over the children's first names at each level, then
+ * inside one leaf. Nodes are never empty (locate() reads every child's
+ * first name); an empty index publishes NULL.
+ *
+ * Why snapshots (STYLE §17: no lock on the request path). Every view and
+ * search on every worker reads the index, and writes are rare (a publish).
+ * A reader-writer lock made each read write the lock's shared counter, so
+ * two workers' reads contended for one cache line. Now no node and no entry
+ * is changed once published: a read enters an RCU section
+ * (engines/common/rcu.h: a store to its own thread's slot), loads the top
+ * pointer, searches, takes a reference to the manifest and leaves. A write
+ * copies the path it changes — one leaf, one page, the top: at most
+ * LEAF_MAX + PAGE_MAX + n / (LEAF_MAX * PAGE_MAX / 4) pointers, about 3 KiB
+ * at a million names — publishes the new top with one atomic store, and
+ * retires the three old nodes; they are freed when no reader can still hold
+ * them, and an entry that leaves goes with its old leaf, manifest reference
+ * included, so a reader that found it always gets a live buffer. Writers
+ * still serialise on a mutex: they are not on the request path.
+ *
+ * Set aside: per-worker copies would make a write visible on other workers
+ * only later (a PUT then a GET on another connection could miss it);
+ * sharding the lock would still lock. A snapshot is seen whole: a search
+ * never mixes two versions.
  */
 #include "engines/index/index.h"
 
 #include <jansson.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define BLOCK_MAX 256
+#include "engines/common/rcu.h"
 
+#define LEAF_MAX 128 /* entries per leaf */
+#define PAGE_MAX 64  /* leaves per page */
+
+/* Entries and nodes are immutable once published. */
 struct entry {
-    struct eng_buf *manifest;
+    struct eng_buf *manifest; /* the entry's reference, dropped with it */
     uint8_t len;
     char name[]; /* len bytes, NUL-terminated for convenience */
 };
 
-struct block {
-    uint32_t n;
-    struct entry *e[BLOCK_MAX];
+/* A leaf (p[] are entries), a page (p[] are leaves) or the top (p[] are
+ * pages, no size limit). */
+struct node {
+    struct eng_rcu_head rcu;
+    /* Writer only, set when a leaf is retired: the entry that left the
+     * index with it, freed with the leaf. (Kept here rather than as a head
+     * in every entry: smaller entries make the reads' binary search touch
+     * fewer cache lines.) */
+    struct entry *gone;
+    size_t n;
+    void *p[];
 };
 
 struct index {
-    pthread_rwlock_t lock;
-    struct block **blocks;
-    size_t nblocks, cap_blocks;
-    size_t count;
+    _Atomic(struct node *) top;  /* NULL when empty; seq_cst loads and stores (rcu.h) */
+    pthread_mutex_t wlock;       /* writers: put, del */
+    struct eng_rcu_list retired; /* under wlock */
+    atomic_size_t count;         /* names; written under wlock */
     size_t max_names;
     size_t max_manifest;
 };
@@ -48,96 +82,154 @@ static int cmp(const struct entry *e, const char *k, size_t kn)
     return (e->len > kn) - (e->len < kn);
 }
 
-/* Position of the first entry ≥ key: block *bi, slot *ej (which may equal
- * that block's n, meaning "before the next block"). Returns whether the entry
- * there equals key. Caller holds the lock; nblocks > 0. */
-static bool locate(const struct index *idx, const char *k, size_t kn, size_t *bi, size_t *ej)
+/* The first entry under x, a node `level` levels above the entries (a leaf
+ * is level 1). */
+static const struct entry *first_entry(const struct node *x, int level)
 {
-    /* Last block whose first entry is ≤ key, or block 0. */
-    size_t lo = 0, hi = idx->nblocks;
+    while (--level > 0)
+        x = x->p[0];
+    return x->p[0];
+}
+
+/* The last child of x (level ≥ 2) whose first entry is ≤ key, or 0. */
+static size_t child_for(const struct node *x, int level, const char *k, size_t kn)
+{
+    size_t lo = 0, hi = x->n;
     while (hi - lo > 1) {
         size_t mid = lo + (hi - lo) / 2;
-        if (cmp(idx->blocks[mid]->e[0], k, kn) <= 0)
+        if (cmp(first_entry(x->p[mid], level - 1), k, kn) <= 0)
             lo = mid;
         else
             hi = mid;
     }
-    const struct block *b = idx->blocks[lo];
-    size_t l = 0, h = b->n;
+    return lo;
+}
+
+/* Where key is or would go under top (non-NULL): page *pi, leaf *li, slot
+ * *ej (which may equal that leaf's n: after its last entry). Returns whether
+ * the entry there equals key. */
+static bool locate(const struct node *top, const char *k, size_t kn, size_t *pi, size_t *li,
+                   size_t *ej)
+{
+    *pi = child_for(top, 3, k, kn);
+    const struct node *page = top->p[*pi];
+    *li = child_for(page, 2, k, kn);
+    const struct node *leaf = page->p[*li];
+    size_t l = 0, h = leaf->n;
     while (l < h) {
         size_t mid = l + (h - l) / 2;
-        if (cmp(b->e[mid], k, kn) < 0)
+        if (cmp(leaf->p[mid], k, kn) < 0)
             l = mid + 1;
         else
             h = mid;
     }
-    *bi = lo;
     *ej = l;
-    return l < b->n && cmp(b->e[l], k, kn) == 0;
+    return l < leaf->n && cmp(leaf->p[l], k, kn) == 0;
 }
 
-static struct entry *find(const struct index *idx, const char *k, size_t kn)
+/* ---------------------------------------------------------------- copies
+ * A write builds new nodes from the published ones along one path; nothing
+ * reachable from a published top is written. */
+
+static void free_entry(struct entry *e)
 {
-    size_t bi, ej;
-    if (idx->nblocks == 0 || !locate(idx, k, kn, &bi, &ej))
-        return NULL;
-    return idx->blocks[bi]->e[ej];
+    if (e == NULL)
+        return;
+    eng_buf_unref(e->manifest);
+    free(e);
 }
 
-/* ---------------------------------------------------------------- change */
-
-/* Insert block b at position pos of the block array. */
-static int blocks_insert(struct index *idx, size_t pos, struct block *b)
+static void free_node(struct eng_rcu_head *h)
 {
-    if (idx->nblocks == idx->cap_blocks) {
-        size_t cap = idx->cap_blocks ? idx->cap_blocks * 2 : 16;
-        struct block **nb = realloc(idx->blocks, cap * sizeof(*nb));
-        if (nb == NULL)
+    struct node *x = eng_container_of(h, struct node, rcu);
+    free_entry(x->gone);
+    free(x);
+}
+
+/* Copy src[0..m) to positions [k, k + m) of the sequence out[0]->p[0..left)
+ * ++ out[1]->p; returns k + m. */
+static size_t put_run(struct node *out[2], size_t left, size_t k, void *const *src, size_t m)
+{
+    size_t first = k < left ? (left - k < m ? left - k : m) : 0;
+    if (first > 0)
+        memcpy(out[0]->p + k, src, first * sizeof(src[0]));
+    if (m > first)
+        memcpy(out[1]->p + (k + first - left), src + first, (m - first) * sizeof(src[0]));
+    return k + m;
+}
+
+/* x (NULL: empty) with p[at, at + ndel) replaced by ins[0..nins), as new
+ * nodes in out[0..*nout): none when nothing is left, two halves when more
+ * than max. ENG_OK or ENG_E_NOMEM (nothing allocated). */
+static int node_splice(const struct node *x, size_t at, size_t ndel, void *const *ins, size_t nins,
+                       size_t max, struct node *out[2], size_t *nout)
+{
+    size_t n = (x ? x->n : 0) - ndel + nins;
+    size_t parts = n == 0 ? 0 : n > max ? 2 : 1;
+    size_t left = parts == 2 ? n / 2 : n;
+
+    out[0] = out[1] = NULL;
+    for (size_t i = 0; i < parts; i++) {
+        size_t m = i == 0 ? left : n - left;
+        if ((out[i] = malloc(sizeof(*out[i]) + m * sizeof(out[i]->p[0]))) == NULL) {
+            free(out[0]);
+            out[0] = NULL;
             return ENG_E_NOMEM;
-        idx->blocks = nb;
-        idx->cap_blocks = cap;
+        }
+        out[i]->gone = NULL;
+        out[i]->n = m;
     }
-    memmove(&idx->blocks[pos + 1], &idx->blocks[pos], (idx->nblocks - pos) * sizeof(*idx->blocks));
-    idx->blocks[pos] = b;
-    idx->nblocks++;
+    /* The result is x->p[0, at) ++ ins ++ x->p[at + ndel, end), cut at left. */
+    size_t k = put_run(out, left, 0, x ? x->p : NULL, at);
+    k = put_run(out, left, k, ins, nins);
+    put_run(out, left, k, x ? x->p + at + ndel : NULL, n - k);
+    *nout = parts;
     return ENG_OK;
 }
 
-/* Insert e at (bi, ej) as found by locate(). Caller holds the write lock. */
-static int insert_at(struct index *idx, size_t bi, size_t ej, struct entry *e)
+/* Replace entries [ej, ej + ndel) of leaf (pi, li) of top (NULL: empty)
+ * with `ins` (NULL: none), publish the new top, and retire the old top,
+ * page and leaf, the leaf taking `gone` (the entry that left, if any) with
+ * it. Caller holds wlock. ENG_OK or ENG_E_NOMEM (nothing changed). */
+static int change(struct index *idx, struct node *top, size_t pi, size_t li, size_t ej, size_t ndel,
+                  struct entry *ins, struct entry *gone)
 {
-    if (idx->nblocks == 0) {
-        struct block *b = calloc(1, sizeof(*b));
-        if (b == NULL)
-            return ENG_E_NOMEM;
-        if (blocks_insert(idx, 0, b) != ENG_OK) {
-            free(b);
-            return ENG_E_NOMEM;
-        }
-        bi = ej = 0;
+    struct node *page = top ? top->p[pi] : NULL;
+    struct node *leaf = page ? page->p[li] : NULL;
+    struct node *nl[2], *np[2], *nt[2];
+    size_t nnl, nnp, nnt;
+    void *v[2] = {ins};
+
+    if (node_splice(leaf, ej, ndel, v, ins ? 1 : 0, LEAF_MAX, nl, &nnl) != ENG_OK)
+        return ENG_E_NOMEM;
+    v[0] = nl[0];
+    v[1] = nl[1];
+    if (node_splice(page, li, leaf ? 1 : 0, v, nnl, PAGE_MAX, np, &nnp) != ENG_OK)
+        goto fail_leaf;
+    v[0] = np[0];
+    v[1] = np[1];
+    if (node_splice(top, pi, page ? 1 : 0, v, nnp, SIZE_MAX, nt, &nnt) != ENG_OK)
+        goto fail_page;
+
+    size_t count = atomic_load_explicit(&idx->count, memory_order_relaxed);
+    atomic_store_explicit(&idx->top, nnt ? nt[0] : NULL, memory_order_seq_cst);
+    atomic_store_explicit(&idx->count, count - ndel + (ins ? 1 : 0), memory_order_relaxed);
+    if (top != NULL) {
+        leaf->gone = gone;
+        eng_rcu_retire(&idx->retired, &top->rcu, free_node);
+        eng_rcu_retire(&idx->retired, &page->rcu, free_node);
+        eng_rcu_retire(&idx->retired, &leaf->rcu, free_node);
     }
-    struct block *b = idx->blocks[bi];
-    if (b->n == BLOCK_MAX) {
-        struct block *nb = malloc(sizeof(*nb));
-        if (nb == NULL)
-            return ENG_E_NOMEM;
-        if (blocks_insert(idx, bi + 1, nb) != ENG_OK) {
-            free(nb);
-            return ENG_E_NOMEM;
-        }
-        nb->n = BLOCK_MAX / 2;
-        memcpy(nb->e, &b->e[BLOCK_MAX / 2], nb->n * sizeof(nb->e[0]));
-        b->n = BLOCK_MAX / 2;
-        if (ej > b->n) {
-            ej -= b->n;
-            b = nb;
-        }
-    }
-    memmove(&b->e[ej + 1], &b->e[ej], (b->n - ej) * sizeof(b->e[0]));
-    b->e[ej] = e;
-    b->n++;
-    idx->count++;
+    eng_rcu_reclaim(&idx->retired);
     return ENG_OK;
+
+fail_page:
+    free(np[0]);
+    free(np[1]);
+fail_leaf:
+    free(nl[0]);
+    free(nl[1]);
+    return ENG_E_NOMEM;
 }
 
 /* ---------------------------------------------------------------- API */
@@ -170,7 +262,9 @@ struct index *index_new(const struct index_opts *opts, int *status)
     idx->max_names = opts && opts->max_names ? opts->max_names : INDEX_DEFAULT_MAX_NAMES;
     idx->max_manifest = opts && opts->max_manifest_bytes ? opts->max_manifest_bytes
                                                          : INDEX_DEFAULT_MAX_MANIFEST_BYTES;
-    pthread_rwlock_init(&idx->lock, NULL);
+    atomic_init(&idx->top, NULL);
+    atomic_init(&idx->count, 0);
+    pthread_mutex_init(&idx->wlock, NULL);
     if (status)
         *status = ENG_OK;
     return idx;
@@ -180,16 +274,20 @@ void index_free(struct index *idx)
 {
     if (idx == NULL)
         return;
-    for (size_t i = 0; i < idx->nblocks; i++) {
-        struct block *b = idx->blocks[i];
-        for (uint32_t j = 0; j < b->n; j++) {
-            eng_buf_unref(b->e[j]->manifest);
-            free(b->e[j]);
+    eng_rcu_release(&idx->retired);
+    struct node *top = atomic_load_explicit(&idx->top, memory_order_relaxed);
+    for (size_t i = 0; top != NULL && i < top->n; i++) {
+        struct node *page = top->p[i];
+        for (size_t j = 0; j < page->n; j++) {
+            struct node *leaf = page->p[j];
+            for (size_t k = 0; k < leaf->n; k++)
+                free_entry(leaf->p[k]);
+            free(leaf);
         }
-        free(b);
+        free(page);
     }
-    free(idx->blocks);
-    pthread_rwlock_destroy(&idx->lock);
+    free(top);
+    pthread_mutex_destroy(&idx->wlock);
     free(idx);
 }
 
@@ -205,7 +303,7 @@ int index_put(struct index *idx, const char *name, size_t name_len, const void *
     struct eng_buf *m = eng_buf_from(manifest, manifest_len);
     if (m == NULL)
         return ENG_E_NOMEM;
-    /* Allocated before the lock in case the name is new; freed if not. */
+    /* A new entry either way: published entries are not changed. */
     struct entry *e = malloc(sizeof(*e) + name_len + 1);
     if (e == NULL) {
         eng_buf_unref(m);
@@ -216,29 +314,24 @@ int index_put(struct index *idx, const char *name, size_t name_len, const void *
     e->name[name_len] = '\0';
     e->manifest = m;
 
-    struct eng_buf *old = NULL;
     bool created = false;
-    size_t bi = 0, ej = 0;
-    pthread_rwlock_wrlock(&idx->lock);
-    if (idx->nblocks > 0 && locate(idx, name, name_len, &bi, &ej)) {
-        struct entry *cur = idx->blocks[bi]->e[ej];
-        old = cur->manifest;
-        cur->manifest = m;
-    } else if (idx->count >= idx->max_names) {
+    size_t pi = 0, li = 0, ej = 0;
+    pthread_mutex_lock(&idx->wlock);
+    struct node *top = atomic_load_explicit(&idx->top, memory_order_relaxed);
+    if (top != NULL && locate(top, name, name_len, &pi, &li, &ej)) {
+        struct node *leaf = ((struct node *)top->p[pi])->p[li];
+        rc = change(idx, top, pi, li, ej, 1, e, leaf->p[ej]);
+    } else if (atomic_load_explicit(&idx->count, memory_order_relaxed) >= idx->max_names) {
         rc = ENG_E_FULL;
     } else {
-        rc = insert_at(idx, bi, ej, e);
+        rc = change(idx, top, pi, li, ej, 0, e, NULL);
         created = rc == ENG_OK;
     }
-    pthread_rwlock_unlock(&idx->lock);
+    pthread_mutex_unlock(&idx->wlock);
 
-    if (!created) {
-        free(e);
-        if (rc != ENG_OK)
-            eng_buf_unref(m);
-    }
-    eng_buf_unref(old);
-    if (rc == ENG_OK && created_out)
+    if (rc != ENG_OK)
+        free_entry(e);
+    else if (created_out)
         *created_out = created;
     return rc;
 }
@@ -249,12 +342,18 @@ int index_resolve(struct index *idx, const char *name, size_t name_len, struct e
     int rc = eng_name_check(name, name_len);
     if (rc != ENG_OK)
         return rc;
-    pthread_rwlock_rdlock(&idx->lock);
-    struct entry *e = find(idx, name, name_len);
-    if (e != NULL)
-        *out = eng_buf_ref(e->manifest);
-    pthread_rwlock_unlock(&idx->lock);
-    return e != NULL ? ENG_OK : ENG_E_NOT_FOUND;
+    if ((rc = eng_rcu_enter()) != ENG_OK)
+        return rc;
+    const struct node *top = atomic_load_explicit(&idx->top, memory_order_seq_cst);
+    size_t pi, li, ej;
+    rc = ENG_E_NOT_FOUND;
+    if (top != NULL && locate(top, name, name_len, &pi, &li, &ej)) {
+        const struct node *leaf = ((const struct node *)top->p[pi])->p[li];
+        *out = eng_buf_ref(((const struct entry *)leaf->p[ej])->manifest);
+        rc = ENG_OK;
+    }
+    eng_rcu_exit();
+    return rc;
 }
 
 int index_del(struct index *idx, const char *name, size_t name_len)
@@ -262,31 +361,17 @@ int index_del(struct index *idx, const char *name, size_t name_len)
     int rc = eng_name_check(name, name_len);
     if (rc != ENG_OK)
         return rc;
-    struct entry *e = NULL;
-    struct block *dead = NULL;
-    size_t bi, ej;
-    pthread_rwlock_wrlock(&idx->lock);
-    if (idx->nblocks > 0 && locate(idx, name, name_len, &bi, &ej)) {
-        struct block *b = idx->blocks[bi];
-        e = b->e[ej];
-        memmove(&b->e[ej], &b->e[ej + 1], (b->n - ej - 1) * sizeof(b->e[0]));
-        b->n--;
-        idx->count--;
-        if (b->n == 0) {
-            /* Blocks are never empty: locate() reads e[0]. */
-            dead = b;
-            memmove(&idx->blocks[bi], &idx->blocks[bi + 1],
-                    (idx->nblocks - bi - 1) * sizeof(idx->blocks[0]));
-            idx->nblocks--;
-        }
+    size_t pi, li, ej;
+    pthread_mutex_lock(&idx->wlock);
+    struct node *top = atomic_load_explicit(&idx->top, memory_order_relaxed);
+    if (top != NULL && locate(top, name, name_len, &pi, &li, &ej)) {
+        struct node *leaf = ((struct node *)top->p[pi])->p[li];
+        rc = change(idx, top, pi, li, ej, 1, NULL, leaf->p[ej]);
+    } else {
+        rc = ENG_E_NOT_FOUND;
     }
-    pthread_rwlock_unlock(&idx->lock);
-    free(dead);
-    if (e == NULL)
-        return ENG_E_NOT_FOUND;
-    eng_buf_unref(e->manifest);
-    free(e);
-    return ENG_OK;
+    pthread_mutex_unlock(&idx->wlock);
+    return rc;
 }
 
 int index_search(struct index *idx, const char *prefix, size_t prefix_len, size_t limit,
@@ -303,35 +388,38 @@ int index_search(struct index *idx, const char *prefix, size_t prefix_len, size_
             return ENG_E_INVALID;
     }
 
-    pthread_rwlock_rdlock(&idx->lock);
-    size_t bi, ej;
-    if (idx->nblocks > 0) {
-        locate(idx, prefix, prefix_len, &bi, &ej);
-        for (; bi < idx->nblocks; bi++, ej = 0) {
-            const struct block *b = idx->blocks[bi];
-            for (; ej < b->n; ej++) {
-                const struct entry *e = b->e[ej];
-                if (e->len < prefix_len || memcmp(e->name, prefix, prefix_len) != 0)
-                    goto done;
-                if (out->count == limit) {
-                    out->more = true;
-                    goto done;
+    int rc = eng_rcu_enter();
+    if (rc != ENG_OK)
+        return rc;
+    const struct node *top = atomic_load_explicit(&idx->top, memory_order_seq_cst);
+    size_t pi, li, ej;
+    if (top != NULL) {
+        locate(top, prefix, prefix_len, &pi, &li, &ej);
+        for (; pi < top->n; pi++, li = 0) {
+            const struct node *page = top->p[pi];
+            for (; li < page->n; li++, ej = 0) {
+                const struct node *leaf = page->p[li];
+                for (; ej < leaf->n; ej++) {
+                    const struct entry *e = leaf->p[ej];
+                    if (e->len < prefix_len || memcmp(e->name, prefix, prefix_len) != 0)
+                        goto done;
+                    if (out->count == limit) {
+                        out->more = true;
+                        goto done;
+                    }
+                    out->len[out->count] = e->len;
+                    memcpy(out->name[out->count], e->name, (size_t)e->len + 1);
+                    out->count++;
                 }
-                out->len[out->count] = e->len;
-                memcpy(out->name[out->count], e->name, (size_t)e->len + 1);
-                out->count++;
             }
         }
     }
 done:
-    pthread_rwlock_unlock(&idx->lock);
+    eng_rcu_exit();
     return ENG_OK;
 }
 
 size_t index_count(struct index *idx)
 {
-    pthread_rwlock_rdlock(&idx->lock);
-    size_t n = idx->count;
-    pthread_rwlock_unlock(&idx->lock);
-    return n;
+    return atomic_load_explicit(&idx->count, memory_order_relaxed);
 }

@@ -7,17 +7,20 @@
  * JSON_REJECT_DUPLICATES, at most max_manifest_bytes), kept byte for byte as
  * sent in an immutable reference-counted `struct eng_buf`.
  *
- * Names are kept in one sorted structure (a two-level sorted array: a sorted
- * array of blocks of up to 256 sorted entries), so exact lookup and prefix
- * search are both binary searches, O(log n), and inserting moves at most one
- * block's pointers. Exact lookup uses the same binary search rather than a
+ * Names are kept in one sorted structure (a three-level tree of sorted
+ * arrays: pages of leaves of up to 128 entries), so exact lookup and prefix
+ * search are both binary searches, O(log n), and a change copies one path
+ * of it (a few KiB). Exact lookup uses the same binary search rather than a
  * separate hash map: one structure to keep consistent, and no hash to flood.
  *
- * Threads: any function may be called from any thread. One reader-writer
- * lock; readers (resolve, search) share it, writers (put, del) take it only
- * for the structural change: JSON validation and copying happen before, and
- * the old manifest is released after. Manifests are handed out as
- * references, so nothing is locked while they are read or sent.
+ * Threads: any function may be called from any thread. Readers (resolve,
+ * search, count) take no lock: they read an immutable snapshot published
+ * behind an atomic pointer (engines/common/rcu.h; index.c says why).
+ * Writers (put, del) serialise on a mutex held for the copy-and-publish
+ * only: JSON validation and copying the manifest happen before. Manifests
+ * are handed out as references, so nothing is held while they are read or
+ * sent. A reader that is the first of its thread may fail with ENG_E_NOMEM
+ * (its reader slot could not be allocated).
  */
 #ifndef ENGINES_INDEX_INDEX_H
 #define ENGINES_INDEX_INDEX_H
@@ -71,24 +74,25 @@ __attribute__((warn_unused_result)) int index_put(struct index *idx, const char 
                                                   size_t manifest_len, bool *created_out);
 
 /* The manifest of `name`: ENG_OK with *out a new reference (release with
- * eng_buf_unref()); ENG_E_NOT_FOUND; ENG_E_INVALID (bad name). *out is NULL
- * on error. */
+ * eng_buf_unref()); ENG_E_NOT_FOUND; ENG_E_INVALID (bad name); ENG_E_NOMEM
+ * (see Threads). *out is NULL on error. Takes no lock. */
 __attribute__((warn_unused_result)) int index_resolve(struct index *idx, const char *name,
                                                       size_t name_len, struct eng_buf **out);
 
-/* Remove `name`: ENG_OK, ENG_E_NOT_FOUND or ENG_E_INVALID. */
+/* Remove `name`: ENG_OK, ENG_E_NOT_FOUND, ENG_E_INVALID or ENG_E_NOMEM. */
 int index_del(struct index *idx, const char *name, size_t name_len);
 
 /* Up to `limit` names that start with prefix[0..prefix_len), in ascending
  * byte-wise lexicographic order (a name sorts before its extensions), copied
  * into *out. prefix_len may be 0 (all names). The prefix is checked only for
  * length (≤ 255) and control characters: it may end inside a UTF-8 sequence.
- * Returns ENG_OK (out->count may be 0) or ENG_E_INVALID (bad prefix, or limit
- * outside 1..INDEX_SEARCH_MAX). O(log n + limit). */
+ * Returns ENG_OK (out->count may be 0), ENG_E_INVALID (bad prefix, or limit
+ * outside 1..INDEX_SEARCH_MAX) or ENG_E_NOMEM (see Threads). O(log n +
+ * limit); the names all come from one snapshot. Takes no lock. */
 int index_search(struct index *idx, const char *prefix, size_t prefix_len, size_t limit,
                  struct index_search_result *out);
 
-/* Number of names. */
+/* Number of names (an atomic read). */
 size_t index_count(struct index *idx);
 
 /* Validate a manifest as index_put() would: ENG_OK, ENG_E_TOO_LARGE or

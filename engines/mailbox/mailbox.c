@@ -1,6 +1,6 @@
 /*
  * mailbox.c — channels of messages with leases, idempotency keys and a
- * dead-letter queue.
+ * dead-letter queue; peeks take no lock.
  *
  * Per channel, live messages sit in one array sorted by id (ids only grow and
  * removals keep the order), so ACK finds an id by binary search and RECV/PEEK
@@ -9,14 +9,42 @@
  * Idempotency keys live in a keyed hash table plus a FIFO in send order,
  * which is expiry order since every key gets the same window.
  *
+ * What takes no lock, and why the rest still does (STYLE §17). Views and
+ * feeds PEEK channels on every request, on every worker; nothing on the
+ * request path SENDs, RECVs or ACKs. So the live array is a `struct mview`
+ * published behind an atomic pointer (engines/common/rcu.h), whose published
+ * messages never change: PEEK enters an RCU section, finds the channel in
+ * the channel table (also published, immutable but for slots going from NULL
+ * to a channel), reads the view's length, copies the newest messages out
+ * with a reference to each body, and leaves. SEND appends in place when the
+ * view has room (it writes past the published length, then publishes the
+ * new length; room doubles like a realloc, so a SEND is amortised O(1)).
+ * Any other change copies the array (O(depth), as ACK's memmove and RECV's
+ * walk already were), publishes the copy and retires the old view; a body
+ * leaving the live set (acked, or
+ * moved to the DLQ, which takes a reference of its own) is released only
+ * when the view that held it is freed, so a reader of that view always gets
+ * a live body. RECV leases what it returns, so it is a write; SEND and ACK
+ * are writes; DLQ peeks and stats move dead letters and purge keys. Those
+ * stay serialised on the channel's mutex, as before. PEEK itself moves dead
+ * letters too (a message whose last allowed lease has ended): each view
+ * records when its first one falls due (`dead_at`), and a PEEK at or past it
+ * takes the mutex and sweeps first, exactly as before, so the answers and
+ * the DLQ are what they were. Creating a channel locks the table.
+ *
  * Channels are never removed while the mailbox lives, so a channel pointer
- * found under the table lock stays valid after it is released.
+ * found in a section stays valid after the section ends.
  */
 #include "engines/mailbox/mailbox.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "engines/common/rcu.h"
+
+#define TAB_MIN_SLOTS 16
 
 struct idem {
     struct eng_hnode node;
@@ -27,25 +55,52 @@ struct idem {
     char key[];
 };
 
+/* The live messages of a channel. m[0..len) never change once published;
+ * SEND appends in place (writes m[len], then publishes len + 1), every other
+ * change publishes a new view. The live set holds one reference to each
+ * body. */
+struct mview {
+    /* Writer only, once the view is retired: the nd bodies its successor no
+     * longer holds, released when this view is freed. */
+    struct eng_rcu_head rcu;
+    size_t nd;
+    struct eng_buf **drop;
+    size_t cap; /* room for cap messages, then cap drop slots */
+    /* Read by PEEK. */
+    atomic_size_t len;      /* ≥ 1: an empty channel publishes NULL */
+    uint64_t dead_at;       /* earliest lease end among messages at K deliveries;
+                               UINT64_MAX: none (appended messages have none) */
+    struct mailbox_msg m[]; /* ascending id */
+};
+
 struct channel {
-    struct eng_hnode node;
-    pthread_mutex_t mu;
+    pthread_mutex_t mu;           /* writers of this channel (all but PEEK) */
+    _Atomic(struct mview *) view; /* NULL: no live message; seq_cst (rcu.h) */
+    struct eng_rcu_list retired;  /* under mu */
     uint64_t next_id;
-    struct mailbox_msg *v; /* live messages, ascending id */
-    size_t n, cap;
-    size_t leased_exhausted; /* live messages with deliveries ≥ K */
     struct mailbox_msg *dlq; /* ring of max_depth entries, lazily allocated */
     size_t dlq_head, dlq_n, dlq_cap;
     uint64_t dlq_dropped;
     struct eng_hmap idem;
     struct idem *fifo_head, *fifo_tail;
+    uint64_t hash;
     uint8_t len;
     char name[];
 };
 
+/* Open addressing, linear probing, at most half full. Slots only go from
+ * NULL to a channel; growing publishes a new table and retires this one. */
+struct ctab {
+    struct eng_rcu_head rcu;
+    size_t cap; /* a power of two */
+    _Atomic(struct channel *) slot[];
+};
+
 struct mailbox {
-    pthread_rwlock_t lock; /* guards `channels` */
-    struct eng_hmap channels;
+    _Atomic(struct ctab *) tab;  /* seq_cst (rcu.h) */
+    pthread_mutex_t lock;        /* creating channels */
+    struct eng_rcu_list retired; /* old tables, under lock */
+    atomic_size_t nchannels;
     uint8_t seed[16];
     size_t max_channels;
     size_t max_depth;
@@ -61,18 +116,131 @@ struct probe {
     size_t n;
 };
 
-static bool channel_eq(const struct eng_hnode *node, const void *arg)
-{
-    const struct channel *c = eng_container_of(node, struct channel, node);
-    const struct probe *pr = arg;
-    return c->len == pr->n && memcmp(c->name, pr->p, pr->n) == 0;
-}
-
 static bool idem_eq(const struct eng_hnode *node, const void *arg)
 {
     const struct idem *k = eng_container_of(node, struct idem, node);
     const struct probe *pr = arg;
     return k->len == pr->n && memcmp(k->key, pr->p, pr->n) == 0;
+}
+
+/* ---------------------------------------------------------------- views */
+
+/* A view of n messages with room to grow (doubling, as a realloc would, up
+ * to max_depth), so that SENDs append without copying. */
+static struct mview *view_new(const struct mailbox *mb, size_t n)
+{
+    size_t cap = n < 8 ? 16 : 2 * n;
+    if (cap > mb->max_depth)
+        cap = mb->max_depth > n ? mb->max_depth : n;
+    struct mview *v = malloc(sizeof(*v) + cap * (sizeof(v->m[0]) + sizeof(struct eng_buf *)));
+    if (v == NULL)
+        return NULL;
+    v->nd = 0;
+    v->drop = (struct eng_buf **)(v->m + cap);
+    v->cap = cap;
+    atomic_init(&v->len, n);
+    return v;
+}
+
+/* Messages in v (NULL: none). */
+static size_t view_len(const struct mview *v)
+{
+    return v != NULL ? atomic_load_explicit(&v->len, memory_order_acquire) : 0;
+}
+
+static void view_free(struct eng_rcu_head *h)
+{
+    struct mview *v = eng_container_of(h, struct mview, rcu);
+    for (size_t i = 0; i < v->nd; i++)
+        eng_buf_unref(v->drop[i]);
+    free(v);
+}
+
+static bool is_exhausted(const struct mailbox *mb, const struct mailbox_msg *m)
+{
+    return m->deliveries >= mb->max_deliveries;
+}
+
+/* Publish nv (NULL, or a view of ≥ 1 messages) in place of old, whose drop
+ * list the caller has filled, and retire old. Caller holds c->mu. */
+static void view_publish(struct mailbox *mb, struct channel *c, struct mview *old, struct mview *nv)
+{
+    if (nv != NULL) {
+        nv->dead_at = UINT64_MAX;
+        for (size_t i = 0, n = view_len(nv); i < n; i++)
+            if (is_exhausted(mb, &nv->m[i]) && nv->m[i].lease_until < nv->dead_at)
+                nv->dead_at = nv->m[i].lease_until;
+    }
+    atomic_store_explicit(&c->view, nv, memory_order_seq_cst);
+    if (old != NULL)
+        eng_rcu_retire(&c->retired, &old->rcu, view_free);
+    eng_rcu_reclaim(&c->retired);
+}
+
+/* The current view, for a writer holding c->mu. */
+static struct mview *view_of(struct channel *c)
+{
+    return atomic_load_explicit(&c->view, memory_order_relaxed);
+}
+
+/* The newest `max` messages of v, newest first, into out with a body
+ * reference each, leaving out dead letters not yet swept when `now` is at
+ * or past v->dead_at. Returns the count. */
+static size_t view_newest(const struct mailbox *mb, const struct mview *v, size_t max, uint64_t now,
+                          struct mailbox_msg *out)
+{
+    size_t k = 0;
+    for (size_t i = view_len(v); i > 0 && k < max; i--) {
+        const struct mailbox_msg *m = &v->m[i - 1];
+        if (now >= v->dead_at && is_exhausted(mb, m) && m->lease_until <= now)
+            continue;
+        out[k] = *m;
+        eng_buf_ref(out[k].body);
+        k++;
+    }
+    return k;
+}
+
+/* ---------------------------------------------------------------- table */
+
+static struct ctab *tab_new(size_t cap)
+{
+    struct ctab *t = calloc(1, sizeof(*t) + cap * sizeof(t->slot[0]));
+    if (t != NULL)
+        t->cap = cap;
+    return t;
+}
+
+static void tab_free(struct eng_rcu_head *h)
+{
+    free(eng_container_of(h, struct ctab, rcu));
+}
+
+static void tab_place(struct ctab *t, struct channel *c)
+{
+    size_t i = c->hash & (t->cap - 1);
+    while (atomic_load_explicit(&t->slot[i], memory_order_relaxed) != NULL)
+        i = (i + 1) & (t->cap - 1);
+    atomic_store_explicit(&t->slot[i], c, memory_order_release);
+}
+
+/* Channel `name` in t, or NULL. Inside a section, or holding mb->lock. */
+static struct channel *tab_find(const struct ctab *t, uint64_t h, const char *name, size_t n)
+{
+    for (size_t i = h & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
+        struct channel *c = atomic_load_explicit(&t->slot[i], memory_order_acquire);
+        if (c == NULL)
+            return NULL;
+        if (c->hash == h && c->len == n && memcmp(c->name, name, n) == 0)
+            return c;
+    }
+}
+
+/* Channel `name` (hash h) in the published table, or NULL. Inside a
+ * section. */
+static struct channel *channel_find(struct mailbox *mb, uint64_t h, const char *name, size_t n)
+{
+    return tab_find(atomic_load_explicit(&mb->tab, memory_order_seq_cst), h, name, n);
 }
 
 /* ---------------------------------------------------------------- setup */
@@ -83,12 +251,16 @@ struct mailbox *mailbox_new(const struct mailbox_opts *opts, int *status)
     if (opts != NULL)
         o = *opts;
     struct mailbox *mb = calloc(1, sizeof(*mb));
-    if (mb == NULL || eng_hmap_init(&mb->channels) != ENG_OK) {
+    struct ctab *t = tab_new(TAB_MIN_SLOTS);
+    if (mb == NULL || t == NULL) {
         free(mb);
+        free(t);
         if (status)
             *status = ENG_E_NOMEM;
         return NULL;
     }
+    atomic_init(&mb->tab, t);
+    atomic_init(&mb->nchannels, 0);
     mb->max_channels = o.max_channels ? o.max_channels : MAILBOX_DEFAULT_MAX_CHANNELS;
     mb->max_depth = o.max_depth ? o.max_depth : MAILBOX_DEFAULT_MAX_DEPTH;
     mb->idem_window = o.idem_window_ms ? o.idem_window_ms : MAILBOX_DEFAULT_IDEM_WINDOW_MS;
@@ -99,7 +271,7 @@ struct mailbox *mailbox_new(const struct mailbox_opts *opts, int *status)
     mb->max_msg = o.max_msg_bytes ? o.max_msg_bytes : MAILBOX_DEFAULT_MAX_MSG_BYTES;
     mb->max_idem = o.max_idem_keys ? o.max_idem_keys : 4 * mb->max_depth;
     eng_random_key(mb->seed, sizeof(mb->seed));
-    pthread_rwlock_init(&mb->lock, NULL);
+    pthread_mutex_init(&mb->lock, NULL);
     if (status)
         *status = ENG_OK;
     return mb;
@@ -107,9 +279,11 @@ struct mailbox *mailbox_new(const struct mailbox_opts *opts, int *status)
 
 static void channel_free(struct channel *c)
 {
-    for (size_t i = 0; i < c->n; i++)
-        eng_buf_unref(c->v[i].body);
-    free(c->v);
+    eng_rcu_release(&c->retired);
+    struct mview *v = view_of(c);
+    for (size_t i = 0, n = view_len(v); i < n; i++)
+        eng_buf_unref(v->m[i].body);
+    free(v);
     for (size_t i = 0; i < c->dlq_n; i++)
         eng_buf_unref(c->dlq[(c->dlq_head + i) % c->dlq_cap].body);
     free(c->dlq);
@@ -126,36 +300,38 @@ void mailbox_free(struct mailbox *mb)
 {
     if (mb == NULL)
         return;
-    for (size_t i = 0; i < mb->channels.nb; i++) {
-        struct eng_hnode *x = mb->channels.b[i], *next;
-        for (; x != NULL; x = next) {
-            next = x->next;
-            channel_free(eng_container_of(x, struct channel, node));
-        }
+    eng_rcu_release(&mb->retired);
+    struct ctab *t = atomic_load_explicit(&mb->tab, memory_order_relaxed);
+    for (size_t i = 0; i < t->cap; i++) {
+        struct channel *c = atomic_load_explicit(&t->slot[i], memory_order_relaxed);
+        if (c != NULL)
+            channel_free(c);
     }
-    eng_hmap_release(&mb->channels);
-    pthread_rwlock_destroy(&mb->lock);
+    free(t);
+    pthread_mutex_destroy(&mb->lock);
     free(mb);
 }
 
-/* Find channel `name`; with `create`, make it if missing. Returns ENG_OK
- * with *out, ENG_E_NOT_FOUND, ENG_E_FULL or ENG_E_NOMEM. */
+/* Find channel `name` (without a lock); with `create`, make it if missing
+ * (under mb->lock). Returns ENG_OK with *out, ENG_E_NOT_FOUND, ENG_E_FULL or
+ * ENG_E_NOMEM. */
 static int channel_get(struct mailbox *mb, const char *name, size_t n, bool create,
                        struct channel **out)
 {
-    struct probe pr = {name, n};
     uint64_t h = eng_siphash(mb->seed, name, n);
-    pthread_rwlock_rdlock(&mb->lock);
-    struct eng_hnode *x = eng_hmap_find(&mb->channels, h, channel_eq, &pr);
-    pthread_rwlock_unlock(&mb->lock);
-    if (x != NULL) {
-        *out = eng_container_of(x, struct channel, node);
+    int rc = eng_rcu_enter();
+    if (rc != ENG_OK)
+        return rc;
+    struct channel *c = channel_find(mb, h, name, n);
+    eng_rcu_exit();
+    if (c != NULL) {
+        *out = c;
         return ENG_OK;
     }
     if (!create)
         return ENG_E_NOT_FOUND;
 
-    struct channel *c = calloc(1, sizeof(*c) + n);
+    c = calloc(1, sizeof(*c) + n);
     if (c == NULL)
         return ENG_E_NOMEM;
     if (eng_hmap_init(&c->idem) != ENG_OK) {
@@ -163,24 +339,44 @@ static int channel_get(struct mailbox *mb, const char *name, size_t n, bool crea
         return ENG_E_NOMEM;
     }
     pthread_mutex_init(&c->mu, NULL);
+    atomic_init(&c->view, NULL);
     c->next_id = 1;
     c->len = (uint8_t)n;
     memcpy(c->name, name, n);
-    c->node.hash = h;
+    c->hash = h;
 
-    int rc = ENG_OK;
-    pthread_rwlock_wrlock(&mb->lock);
-    x = eng_hmap_find(&mb->channels, h, channel_eq, &pr); /* lost a race? */
+    pthread_mutex_lock(&mb->lock);
+    struct ctab *t = atomic_load_explicit(&mb->tab, memory_order_relaxed);
+    size_t nch = atomic_load_explicit(&mb->nchannels, memory_order_relaxed);
+    struct channel *x = tab_find(t, h, name, n); /* lost a race? */
     if (x != NULL) {
-        *out = eng_container_of(x, struct channel, node);
-    } else if (mb->channels.n >= mb->max_channels) {
+        *out = x;
+    } else if (nch >= mb->max_channels) {
         rc = ENG_E_FULL;
+    } else if ((nch + 1) * 2 > t->cap) {
+        struct ctab *nt = tab_new(t->cap * 2);
+        if (nt == NULL) {
+            rc = ENG_E_NOMEM;
+        } else {
+            for (size_t i = 0; i < t->cap; i++) {
+                struct channel *y = atomic_load_explicit(&t->slot[i], memory_order_relaxed);
+                if (y != NULL)
+                    tab_place(nt, y);
+            }
+            tab_place(nt, c);
+            atomic_store_explicit(&mb->tab, nt, memory_order_seq_cst);
+            eng_rcu_retire(&mb->retired, &t->rcu, tab_free);
+            eng_rcu_reclaim(&mb->retired);
+        }
     } else {
-        eng_hmap_insert(&mb->channels, &c->node);
+        tab_place(t, c);
+    }
+    if (rc == ENG_OK && x == NULL) {
+        atomic_store_explicit(&mb->nchannels, nch + 1, memory_order_relaxed);
         *out = c;
         c = NULL;
     }
-    pthread_rwlock_unlock(&mb->lock);
+    pthread_mutex_unlock(&mb->lock);
     if (c != NULL)
         channel_free(c);
     return rc;
@@ -201,13 +397,14 @@ static void idem_purge(struct channel *c, uint64_t now)
     }
 }
 
+/* Put a dead letter in the DLQ, which takes its own reference to the body
+ * (the live set's is released with the view that held it). */
 static void dlq_push(struct mailbox *mb, struct channel *c, const struct mailbox_msg *m)
 {
     if (c->dlq == NULL) {
         c->dlq = calloc(mb->max_depth, sizeof(*c->dlq));
         if (c->dlq == NULL) {
             /* Cannot keep it: count it as dropped rather than lose it quietly. */
-            eng_buf_unref(m->body);
             c->dlq_dropped++;
             return;
         }
@@ -219,39 +416,50 @@ static void dlq_push(struct mailbox *mb, struct channel *c, const struct mailbox
         c->dlq_n--;
         c->dlq_dropped++;
     }
-    c->dlq[(c->dlq_head + c->dlq_n) % mb->max_depth] = *m;
+    struct mailbox_msg *d = &c->dlq[(c->dlq_head + c->dlq_n) % mb->max_depth];
+    *d = *m;
+    eng_buf_ref(d->body);
     c->dlq_n++;
 }
 
-/* Move messages whose last allowed lease has ended to the DLQ. */
-static void sweep(struct mailbox *mb, struct channel *c, uint64_t now)
+/* Move messages whose last allowed lease has ended to the DLQ. ENG_OK or
+ * ENG_E_NOMEM (nothing moved). */
+static int sweep(struct mailbox *mb, struct channel *c, uint64_t now)
 {
-    if (c->leased_exhausted == 0)
-        return;
+    struct mview *v = view_of(c);
+    if (v == NULL || now < v->dead_at)
+        return ENG_OK;
+    size_t n = view_len(v), dead = 0;
+    for (size_t i = 0; i < n; i++)
+        dead += is_exhausted(mb, &v->m[i]) && v->m[i].lease_until <= now;
+    struct mview *nv = NULL;
+    if (dead < n && (nv = view_new(mb, n - dead)) == NULL)
+        return ENG_E_NOMEM;
     size_t w = 0;
-    for (size_t r = 0; r < c->n; r++) {
-        struct mailbox_msg *m = &c->v[r];
-        if (m->deliveries >= mb->max_deliveries && m->lease_until <= now) {
+    for (size_t i = 0; i < n; i++) {
+        const struct mailbox_msg *m = &v->m[i];
+        if (is_exhausted(mb, m) && m->lease_until <= now) {
             dlq_push(mb, c, m);
-            c->leased_exhausted--;
+            v->drop[v->nd++] = m->body;
         } else {
-            c->v[w++] = *m;
+            nv->m[w++] = *m;
         }
     }
-    c->n = w;
+    view_publish(mb, c, v, nv);
+    return ENG_OK;
 }
 
-static size_t find_id(const struct channel *c, uint64_t id)
+static size_t find_id(const struct mview *v, uint64_t id)
 {
-    size_t lo = 0, hi = c->n;
+    size_t n = view_len(v), lo = 0, hi = n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (c->v[mid].id < id)
+        if (v->m[mid].id < id)
             lo = mid + 1;
         else
             hi = mid;
     }
-    return lo < c->n && c->v[lo].id == id ? lo : SIZE_MAX;
+    return lo < n && v->m[lo].id == id ? lo : SIZE_MAX;
 }
 
 /* ---------------------------------------------------------------- API */
@@ -299,6 +507,8 @@ int mailbox_send(struct mailbox *mb, const char *ch, size_t ch_len, const void *
     bool dup = false;
     pthread_mutex_lock(&c->mu);
     idem_purge(c, now_ms);
+    struct mview *v = view_of(c), *nv = NULL;
+    size_t depth = view_len(v);
     struct eng_hnode *x = NULL;
     if (k != NULL) {
         struct probe pr = {key, key_len};
@@ -307,24 +517,25 @@ int mailbox_send(struct mailbox *mb, const char *ch, size_t ch_len, const void *
     if (x != NULL) {
         *id_out = eng_container_of(x, struct idem, node)->id;
         dup = true;
-    } else if (c->n >= mb->max_depth || (k != NULL && c->idem.n >= mb->max_idem)) {
+    } else if (depth >= mb->max_depth || (k != NULL && c->idem.n >= mb->max_idem)) {
         rc = ENG_E_BUSY;
+    } else if ((v == NULL || depth == v->cap) && (nv = view_new(mb, depth + 1)) == NULL) {
+        rc = ENG_E_NOMEM;
     } else {
-        if (c->n == c->cap) {
-            size_t cap = c->cap ? c->cap * 2 : 16;
-            if (cap > mb->max_depth)
-                cap = mb->max_depth;
-            struct mailbox_msg *v = realloc(c->v, cap * sizeof(*v));
-            if (v == NULL) {
-                rc = ENG_E_NOMEM;
-                goto unlock;
-            }
-            c->v = v;
-            c->cap = cap;
-        }
         uint64_t id = c->next_id++;
-        c->v[c->n++] = (struct mailbox_msg){.id = id, .sent_ms = now_ms, .body = b};
+        struct mailbox_msg m = {.id = id, .sent_ms = now_ms, .body = b};
         b = NULL;
+        if (nv == NULL) {
+            /* Room in the published view: readers see m[0..depth) until the
+             * release store makes m[depth] part of it. */
+            v->m[depth] = m;
+            atomic_store_explicit(&v->len, depth + 1, memory_order_release);
+        } else {
+            if (depth > 0)
+                memcpy(nv->m, v->m, depth * sizeof(nv->m[0]));
+            nv->m[depth] = m;
+            view_publish(mb, c, v, nv);
+        }
         if (k != NULL) {
             k->id = id;
             eng_hmap_insert(&c->idem, &k->node);
@@ -337,7 +548,6 @@ int mailbox_send(struct mailbox *mb, const char *ch, size_t ch_len, const void *
         }
         *id_out = id;
     }
-unlock:
     pthread_mutex_unlock(&c->mu);
     eng_buf_unref(b);
     free(k);
@@ -358,27 +568,36 @@ int mailbox_recv(struct mailbox *mb, const char *ch, size_t ch_len, size_t max, 
     if (lease_ms == 0)
         lease_ms = mb->lease;
     struct channel *c;
-    if (channel_get(mb, ch, ch_len, false, &c) != ENG_OK)
-        return ENG_OK; /* unknown channel: empty */
+    rc = channel_get(mb, ch, ch_len, false, &c);
+    if (rc != ENG_OK)
+        return rc == ENG_E_NOT_FOUND ? ENG_OK : rc; /* unknown channel: empty */
 
     size_t k = 0;
     pthread_mutex_lock(&c->mu);
-    sweep(mb, c, now_ms);
-    for (size_t i = 0; i < c->n && k < max; i++) {
-        struct mailbox_msg *m = &c->v[i];
-        if (m->lease_until > now_ms)
-            continue; /* leased to someone else */
-        m->lease_until = now_ms + lease_ms;
-        m->deliveries++;
-        if (m->deliveries == mb->max_deliveries)
-            c->leased_exhausted++;
-        out[k] = *m;
-        eng_buf_ref(out[k].body);
-        k++;
+    rc = sweep(mb, c, now_ms);
+    struct mview *v = view_of(c), *nv = NULL;
+    size_t n = view_len(v), visible = 0;
+    for (size_t i = 0; rc == ENG_OK && i < n && visible < max; i++)
+        visible += v->m[i].lease_until <= now_ms;
+    if (visible > 0 && (nv = view_new(mb, n)) == NULL)
+        rc = ENG_E_NOMEM;
+    if (nv != NULL) {
+        memcpy(nv->m, v->m, n * sizeof(nv->m[0]));
+        for (size_t i = 0; i < n && k < max; i++) {
+            struct mailbox_msg *m = &nv->m[i];
+            if (m->lease_until > now_ms)
+                continue; /* leased to someone else */
+            m->lease_until = now_ms + lease_ms;
+            m->deliveries++;
+            out[k] = *m;
+            eng_buf_ref(out[k].body);
+            k++;
+        }
+        view_publish(mb, c, v, nv);
     }
     pthread_mutex_unlock(&c->mu);
     *n_out = k;
-    return ENG_OK;
+    return rc;
 }
 
 int mailbox_ack(struct mailbox *mb, const char *ch, size_t ch_len, const uint64_t *ids, size_t n,
@@ -396,26 +615,56 @@ int mailbox_ack(struct mailbox *mb, const char *ch, size_t ch_len, const uint64_
     if (rc != ENG_OK)
         return rc;
 
-    struct eng_buf *drop[MAILBOX_BATCH_MAX];
+    /* Positions of the acked messages, ascending and distinct. */
+    size_t at[MAILBOX_BATCH_MAX];
     size_t nd = 0;
     pthread_mutex_lock(&c->mu);
-    for (size_t i = 0; i < n; i++) {
-        size_t at = find_id(c, ids[i]);
-        if (at == SIZE_MAX)
+    struct mview *v = view_of(c), *nv = NULL;
+    size_t vn = view_len(v);
+    for (size_t i = 0; v != NULL && i < n; i++) {
+        size_t p = find_id(v, ids[i]), j = nd;
+        if (p == SIZE_MAX)
             continue;
-        struct mailbox_msg *m = &c->v[at];
-        if (m->deliveries >= mb->max_deliveries)
-            c->leased_exhausted--;
-        drop[nd++] = m->body;
-        memmove(m, m + 1, (c->n - at - 1) * sizeof(*m));
-        c->n--;
+        while (j > 0 && at[j - 1] > p)
+            j--;
+        if (j > 0 && at[j - 1] == p)
+            continue; /* the same id twice */
+        memmove(&at[j + 1], &at[j], (nd - j) * sizeof(at[0]));
+        at[j] = p;
+        nd++;
+    }
+    if (nd > 0 && nd < vn && (nv = view_new(mb, vn - nd)) == NULL) {
+        rc = ENG_E_NOMEM;
+        nd = 0;
+    }
+    if (nd > 0) {
+        size_t w = 0, d = 0;
+        for (size_t i = 0; i < vn; i++) {
+            if (d < nd && at[d] == i) {
+                v->drop[v->nd++] = v->m[i].body;
+                d++;
+            } else {
+                nv->m[w++] = v->m[i];
+            }
+        }
+        view_publish(mb, c, v, nv);
     }
     pthread_mutex_unlock(&c->mu);
-    for (size_t i = 0; i < nd; i++)
-        eng_buf_unref(drop[i]);
     if (acked_out)
         *acked_out = nd;
-    return ENG_OK;
+    return rc;
+}
+
+/* PEEK when a dead letter is due: sweep first, as a write. */
+static int peek_locked(struct mailbox *mb, struct channel *c, size_t max, uint64_t now_ms,
+                       struct mailbox_msg *out, size_t *n_out)
+{
+    pthread_mutex_lock(&c->mu);
+    int rc = sweep(mb, c, now_ms);
+    if (rc == ENG_OK)
+        *n_out = view_newest(mb, view_of(c), max, now_ms, out);
+    pthread_mutex_unlock(&c->mu);
+    return rc;
 }
 
 int mailbox_peek(struct mailbox *mb, const char *ch, size_t ch_len, size_t max, uint64_t now_ms,
@@ -425,19 +674,21 @@ int mailbox_peek(struct mailbox *mb, const char *ch, size_t ch_len, size_t max, 
     int rc = check_batch(ch, ch_len, max);
     if (rc != ENG_OK)
         return rc;
-    struct channel *c;
-    if (channel_get(mb, ch, ch_len, false, &c) != ENG_OK)
-        return ENG_OK;
-    size_t k = 0;
-    pthread_mutex_lock(&c->mu);
-    sweep(mb, c, now_ms);
-    for (size_t i = c->n; i > 0 && k < max; i--) {
-        out[k] = c->v[i - 1];
-        eng_buf_ref(out[k].body);
-        k++;
+    uint64_t h = eng_siphash(mb->seed, ch, ch_len);
+    if ((rc = eng_rcu_enter()) != ENG_OK)
+        return rc;
+    struct channel *c = channel_find(mb, h, ch, ch_len);
+    if (c == NULL) {
+        eng_rcu_exit();
+        return ENG_OK; /* unknown channel: empty */
     }
-    pthread_mutex_unlock(&c->mu);
-    *n_out = k;
+    const struct mview *v = atomic_load_explicit(&c->view, memory_order_seq_cst);
+    if (v != NULL && now_ms >= v->dead_at) {
+        eng_rcu_exit();
+        return peek_locked(mb, c, max, now_ms, out, n_out);
+    }
+    *n_out = view_newest(mb, v, max, now_ms, out);
+    eng_rcu_exit();
     return ENG_OK;
 }
 
@@ -449,19 +700,20 @@ int mailbox_dlq_peek(struct mailbox *mb, const char *ch, size_t ch_len, size_t m
     if (rc != ENG_OK)
         return rc;
     struct channel *c;
-    if (channel_get(mb, ch, ch_len, false, &c) != ENG_OK)
-        return ENG_OK;
+    rc = channel_get(mb, ch, ch_len, false, &c);
+    if (rc != ENG_OK)
+        return rc == ENG_E_NOT_FOUND ? ENG_OK : rc;
     size_t k = 0;
     pthread_mutex_lock(&c->mu);
-    sweep(mb, c, now_ms);
-    for (size_t i = c->dlq_n; i > 0 && k < max; i--) {
+    rc = sweep(mb, c, now_ms);
+    for (size_t i = c->dlq_n; rc == ENG_OK && i > 0 && k < max; i--) {
         out[k] = c->dlq[(c->dlq_head + i - 1) % mb->max_depth];
         eng_buf_ref(out[k].body);
         k++;
     }
     pthread_mutex_unlock(&c->mu);
     *n_out = k;
-    return ENG_OK;
+    return rc;
 }
 
 int mailbox_channel_stats(struct mailbox *mb, const char *ch, size_t ch_len, uint64_t now_ms,
@@ -476,25 +728,23 @@ int mailbox_channel_stats(struct mailbox *mb, const char *ch, size_t ch_len, uin
     if (rc != ENG_OK)
         return rc;
     pthread_mutex_lock(&c->mu);
-    sweep(mb, c, now_ms);
+    rc = sweep(mb, c, now_ms);
     idem_purge(c, now_ms);
-    out->depth = c->n;
-    for (size_t i = 0; i < c->n; i++)
-        out->leased += c->v[i].lease_until > now_ms;
+    const struct mview *v = view_of(c);
+    out->depth = view_len(v);
+    for (size_t i = 0; i < out->depth; i++)
+        out->leased += v->m[i].lease_until > now_ms;
     out->dlq = c->dlq_n;
     out->dlq_dropped = c->dlq_dropped;
     out->next_id = c->next_id;
     out->idem_keys = c->idem.n;
     pthread_mutex_unlock(&c->mu);
-    return ENG_OK;
+    return rc;
 }
 
 size_t mailbox_channels(struct mailbox *mb)
 {
-    pthread_rwlock_rdlock(&mb->lock);
-    size_t n = mb->channels.n;
-    pthread_rwlock_unlock(&mb->lock);
-    return n;
+    return atomic_load_explicit(&mb->nchannels, memory_order_relaxed);
 }
 
 void mailbox_msgs_release(struct mailbox_msg *msgs, size_t n)

@@ -21,10 +21,16 @@
  * threads or timers inside. Leases and dead-lettering are evaluated lazily
  * whenever a call touches the channel.
  *
- * Threads: any function from any thread. The channel table is under a
- * rwlock held only to find or create a channel; each channel has its own
- * mutex held for the operation on its arrays. Bodies are handed out as
- * eng_buf references, so nothing is locked while they are sent.
+ * Threads: any function from any thread. PEEK takes no lock: it reads the
+ * channel's live messages from an immutable view published behind an atomic
+ * pointer (engines/common/rcu.h; mailbox.c says why), unless a dead letter
+ * is due to move, which it then does under the channel's mutex as before.
+ * RECV (it leases what it returns), SEND, ACK, DLQ peeks and stats change
+ * the channel and serialise on that mutex; creating a channel locks the
+ * channel table, finding one does not. Bodies are handed out as eng_buf
+ * references, so nothing is held while they are sent. Any call may return
+ * ENG_E_NOMEM: a change allocates the channel's next view, and a thread's
+ * first lock-free read allocates its reader slot.
  */
 #ifndef ENGINES_MAILBOX_MAILBOX_H
 #define ENGINES_MAILBOX_MAILBOX_H
@@ -105,7 +111,7 @@ mailbox_send(struct mailbox *mb, const char *ch, size_t ch_len, const void *body
  * Messages whose final delivery's lease has ended move to the DLQ first.
  * An unknown channel is simply empty (*n_out = 0, ENG_OK).
  * Returns ENG_OK; ENG_E_INVALID (bad name, max outside 1..MAILBOX_BATCH_MAX,
- * lease over MAILBOX_LEASE_MAX_MS). */
+ * lease over MAILBOX_LEASE_MAX_MS); ENG_E_NOMEM (nothing leased). */
 __attribute__((warn_unused_result)) int mailbox_recv(struct mailbox *mb, const char *ch,
                                                      size_t ch_len, size_t max, uint64_t lease_ms,
                                                      uint64_t now_ms, struct mailbox_msg *out,
@@ -114,13 +120,15 @@ __attribute__((warn_unused_result)) int mailbox_recv(struct mailbox *mb, const c
 /* Remove messages ids[0..n) from the channel, leased or not. Unknown or
  * already acked ids are counted out but harmless. *acked_out (optional):
  * how many were removed. Returns ENG_OK; ENG_E_INVALID (bad name, n over
- * MAILBOX_BATCH_MAX); ENG_E_NOT_FOUND only for an unknown channel. */
+ * MAILBOX_BATCH_MAX); ENG_E_NOT_FOUND only for an unknown channel;
+ * ENG_E_NOMEM (nothing removed). */
 int mailbox_ack(struct mailbox *mb, const char *ch, size_t ch_len, const uint64_t *ids, size_t n,
                 size_t *acked_out);
 
 /* The newest `max` live messages (visible or leased), newest first, without
  * leasing them or counting a delivery. Unknown channel: empty, ENG_OK.
- * ENG_E_INVALID as for mailbox_recv(). */
+ * ENG_E_INVALID as for mailbox_recv(); ENG_E_NOMEM. Takes no lock unless a
+ * dead letter is due (see Threads). */
 __attribute__((warn_unused_result)) int mailbox_peek(struct mailbox *mb, const char *ch,
                                                      size_t ch_len, size_t max, uint64_t now_ms,
                                                      struct mailbox_msg *out, size_t *n_out);
@@ -135,7 +143,7 @@ __attribute__((warn_unused_result)) int mailbox_dlq_peek(struct mailbox *mb, con
 int mailbox_channel_stats(struct mailbox *mb, const char *ch, size_t ch_len, uint64_t now_ms,
                           struct mailbox_channel_stats *out);
 
-/* Number of channels. */
+/* Number of channels (an atomic read). */
 size_t mailbox_channels(struct mailbox *mb);
 
 /* Drop the body references of msgs[0..n) and clear them. */

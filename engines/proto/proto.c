@@ -96,8 +96,13 @@ static int fail(struct proto_resp *rs, int code, const char *err, const char *re
     return code;
 }
 
+/* An engine's error. Any engine call may run out of memory (a write
+ * allocates the next snapshot, a thread's first read its reader slot): that
+ * reason is the same whatever the op. */
 static int fail_eng(struct proto_resp *rs, int st, const char *reason)
 {
+    if (st == ENG_E_NOMEM)
+        reason = "out of memory";
     return fail(rs, eng_status_http(st), eng_status_code(st), reason);
 }
 

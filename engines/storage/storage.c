@@ -3,9 +3,21 @@
  * persisted one file per object.
  *
  * Layout: 16 shards chosen by the address's keyed hash; each shard is an
- * open-addressing table of blob pointers with linear probing under a
- * pthread rwlock. Objects are never removed while the store lives (there is
- * no DELETE), so the table needs no tombstones. The byte budget is one
+ * open-addressing table of blob pointers with linear probing. Objects are
+ * never removed while the store lives (there is no DELETE), so the table
+ * needs no tombstones — and reads need no lock (STYLE §17): a slot only ever
+ * goes from NULL to a blob, stored with release after the blob is complete,
+ * so a reader probing with acquire loads sees either the blob whole or an
+ * empty slot (a miss, as if it had looked a moment earlier). Inserts and
+ * growth serialise on the shard's mutex. Growing publishes a new table
+ * behind the shard's atomic pointer; a reader may still be probing the old
+ * one, so superseded tables are kept until storage_free(): they add up to
+ * less than the current table (sizes double), 8 bytes a slot at a load of at
+ * most one half — a small price next to the objects — and in exchange a read
+ * costs no atomic read-modify-write at all, not even an RCU section
+ * (engines/common/rcu.h, which the index and mailbox need because they do
+ * remove things). The only RMW left on a read is the blob's reference
+ * count. The byte budget is one
  * atomic counter: a writer reserves its size with a compare-and-swap before
  * allocating, so the cap is never exceeded even transiently, and gives it
  * back if the insert loses a race or fails.
@@ -34,11 +46,18 @@
 #define TMP_PREFIX ".tmp-"
 #define MIN_SLOTS  64
 
+/* A shard's slot table. Published tables are written only by filling an
+ * empty slot. */
+struct stab {
+    struct stab *older; /* superseded tables, kept for readers (see above) */
+    size_t cap;         /* power of two */
+    _Atomic(struct storage_blob *) slots[];
+};
+
 struct shard {
-    pthread_rwlock_t lock;
-    struct storage_blob **slots; /* cap entries, NULL = empty */
-    size_t cap;                  /* power of two */
-    size_t n;
+    _Atomic(struct stab *) tab; /* NULL until the first insert */
+    pthread_mutex_t wlock;      /* inserts */
+    size_t n;                   /* under wlock */
 };
 
 struct storage {
@@ -65,10 +84,9 @@ void storage_blob_unref(struct storage_blob *b)
 {
     if (b == NULL)
         return;
-    if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_release) == 1) {
-        atomic_thread_fence(memory_order_acquire);
+    /* acq_rel, not release plus an acquire fence: see eng_buf_unref(). */
+    if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1)
         free(b);
-    }
 }
 
 void storage_view_release(struct storage_view *v)
@@ -129,13 +147,14 @@ static bool addr_eq(const struct cas_addr *a, const struct cas_addr *b)
     return memcmp(a->b, b->b, sizeof(a->b)) == 0;
 }
 
-/* Caller holds the shard lock (read or write). */
+/* The blob `a` in the shard's current table, or NULL. No lock. */
 static struct storage_blob *shard_find(const struct shard *sh, uint64_t h, const struct cas_addr *a)
 {
-    if (sh->cap == 0)
+    const struct stab *t = atomic_load_explicit(&sh->tab, memory_order_acquire);
+    if (t == NULL)
         return NULL;
-    for (size_t i = h & (sh->cap - 1);; i = (i + 1) & (sh->cap - 1)) {
-        struct storage_blob *b = sh->slots[i];
+    for (size_t i = h & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
+        struct storage_blob *b = atomic_load_explicit(&t->slots[i], memory_order_acquire);
         if (b == NULL)
             return NULL;
         if (addr_eq(&b->addr, a))
@@ -143,44 +162,46 @@ static struct storage_blob *shard_find(const struct shard *sh, uint64_t h, const
     }
 }
 
-static void slots_place(struct storage_blob **slots, size_t cap, uint64_t h, struct storage_blob *b)
+static void slots_place(struct stab *t, uint64_t h, struct storage_blob *b)
 {
-    size_t i = h & (cap - 1);
-    while (slots[i] != NULL)
-        i = (i + 1) & (cap - 1);
-    slots[i] = b;
+    size_t i = h & (t->cap - 1);
+    while (atomic_load_explicit(&t->slots[i], memory_order_relaxed) != NULL)
+        i = (i + 1) & (t->cap - 1);
+    atomic_store_explicit(&t->slots[i], b, memory_order_release);
 }
 
-/* Caller holds the write lock. Keeps the load at or under one half. */
+/* Caller holds wlock. Keeps the load at or under one half. */
 static int shard_insert(struct storage *st, struct shard *sh, uint64_t h, struct storage_blob *b)
 {
-    if ((sh->n + 1) * 2 > sh->cap) {
-        size_t cap = sh->cap ? sh->cap * 2 : MIN_SLOTS;
-        struct storage_blob **slots = calloc(cap, sizeof(*slots));
-        if (slots == NULL)
+    struct stab *t = atomic_load_explicit(&sh->tab, memory_order_relaxed);
+    size_t cap = t ? t->cap : 0;
+    if ((sh->n + 1) * 2 > cap) {
+        size_t ncap = cap ? cap * 2 : MIN_SLOTS;
+        struct stab *nt = calloc(1, sizeof(*nt) + ncap * sizeof(nt->slots[0]));
+        if (nt == NULL)
             return ENG_E_NOMEM;
-        for (size_t i = 0; i < sh->cap; i++)
-            if (sh->slots[i] != NULL)
-                slots_place(slots, cap, addr_hash(st, &sh->slots[i]->addr), sh->slots[i]);
-        free(sh->slots);
-        sh->slots = slots;
-        sh->cap = cap;
+        nt->cap = ncap;
+        nt->older = t;
+        for (size_t i = 0; i < cap; i++) {
+            struct storage_blob *x = atomic_load_explicit(&t->slots[i], memory_order_relaxed);
+            if (x != NULL)
+                slots_place(nt, addr_hash(st, &x->addr), x);
+        }
+        slots_place(nt, h, b);
+        atomic_store_explicit(&sh->tab, nt, memory_order_release);
+    } else {
+        slots_place(t, h, b);
     }
-    slots_place(sh->slots, sh->cap, h, b);
     sh->n++;
     return ENG_OK;
 }
 
-/* Take a reference to the resident blob `a`, or NULL. */
+/* Take a reference to the resident blob `a`, or NULL. No lock: resident
+ * blobs stay until storage_free(). */
 static struct storage_blob *lookup(struct storage *st, uint64_t h, const struct cas_addr *a)
 {
-    struct shard *sh = shard_of(st, h);
-    pthread_rwlock_rdlock(&sh->lock);
-    struct storage_blob *b = shard_find(sh, h, a);
-    if (b != NULL)
-        storage_blob_ref(b);
-    pthread_rwlock_unlock(&sh->lock);
-    return b;
+    struct storage_blob *b = shard_find(shard_of(st, h), h, a);
+    return b != NULL ? storage_blob_ref(b) : NULL;
 }
 
 /* Publish b (whose size is already reserved in the budget; the store takes
@@ -192,7 +213,7 @@ static int publish(struct storage *st, uint64_t h, struct storage_blob *b,
                    struct storage_blob **winner, bool *created)
 {
     struct shard *sh = shard_of(st, h);
-    pthread_rwlock_wrlock(&sh->lock);
+    pthread_mutex_lock(&sh->wlock);
     struct storage_blob *old = shard_find(sh, h, &b->addr);
     int rc = ENG_OK;
     if (old != NULL) {
@@ -208,7 +229,7 @@ static int publish(struct storage *st, uint64_t h, struct storage_blob *b,
             atomic_fetch_add_explicit(&st->objects, 1, memory_order_relaxed);
         }
     }
-    pthread_rwlock_unlock(&sh->lock);
+    pthread_mutex_unlock(&sh->wlock);
     if (old != NULL || rc != ENG_OK) {
         budget_release(st, b->size);
         storage_blob_unref(b);
@@ -381,8 +402,10 @@ struct storage *storage_new(const struct storage_opts *opts, int *status)
     atomic_init(&st->disk_loads, 0);
     atomic_init(&st->corrupt_reads, 0);
     eng_random_key(st->seed, sizeof(st->seed));
-    for (int i = 0; i < SHARDS; i++)
-        pthread_rwlock_init(&st->shards[i].lock, NULL);
+    for (int i = 0; i < SHARDS; i++) {
+        atomic_init(&st->shards[i].tab, NULL);
+        pthread_mutex_init(&st->shards[i].wlock, NULL);
+    }
 
     if (!o.amnesia && o.data_dir != NULL && o.data_dir[0] != '\0') {
         if (mkdir(o.data_dir, 0755) == -1 && errno != EEXIST) {
@@ -414,10 +437,15 @@ void storage_free(struct storage *st)
         return;
     for (int i = 0; i < SHARDS; i++) {
         struct shard *sh = &st->shards[i];
-        for (size_t j = 0; j < sh->cap; j++)
-            storage_blob_unref(sh->slots[j]);
-        free(sh->slots);
-        pthread_rwlock_destroy(&sh->lock);
+        struct stab *t = atomic_load_explicit(&sh->tab, memory_order_relaxed);
+        for (size_t j = 0; t != NULL && j < t->cap; j++)
+            storage_blob_unref(atomic_load_explicit(&t->slots[j], memory_order_relaxed));
+        while (t != NULL) {
+            struct stab *older = t->older;
+            free(t);
+            t = older;
+        }
+        pthread_mutex_destroy(&sh->wlock);
     }
     if (st->dirfd != -1)
         close(st->dirfd);

@@ -7,9 +7,11 @@
  * per object named by the 64 lowercase hex digits of its address.
  *
  * Threads: every function may be called from any thread at the same time.
- * State is split into shards, each under a reader-writer lock held only for
- * a lookup or an insert; hashing, file I/O and the caller's reading of the
- * bytes happen with no lock held. Objects are handed out as reference-counted
+ * A read of a resident object (get, has) takes no lock: objects are never
+ * removed, so their tables are read with atomic loads (storage.c says how).
+ * Inserts serialise per shard (16 shards) on a mutex held only for the
+ * insert; hashing, file I/O and the caller's reading of the bytes happen
+ * with no lock held. Objects are handed out as reference-counted
  * `struct storage_blob`s, which stay valid after storage_free() until their
  * last reference is dropped.
  *

@@ -3,9 +3,10 @@
  *
  * A call is queued on its worker and served on a later loop turn (a zero
  * timer), exactly as a remote answer would arrive, so handlers see the same
- * ordering in both profiles. The engines lock internally only for a lookup or
- * an insert; stored objects come back as ref-counted blobs, so the answer
- * holds no lock while its bytes are used.
+ * ordering in both profiles. The engines' reads take no lock (immutable
+ * snapshots, docs/ARCHITECTURE.md "Engines"); only their writes lock, inside
+ * the engine. Stored objects come back as ref-counted blobs, so the answer
+ * holds nothing of the engine's while its bytes are used.
  *
  * Streams (ds_call_stream) get the same answer, then its body in slices of
  * DS_STREAM_CHUNK_BYTES that point into the one blob (zero copy): at most

@@ -1,12 +1,17 @@
 /*
  * Tests for engines/common: SipHash-2-4 reference vector, name rules,
- * reference-counted buffers, the hash table.
+ * reference-counted buffers, the hash table, RCU reclamation.
  */
 #include <criterion/criterion.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "engines/common/buf.h"
 #include "engines/common/hash.h"
+#include "engines/common/rcu.h"
 #include "engines/common/status.h"
 
 TestSuite(engines_common);
@@ -85,4 +90,125 @@ Test(engines_common, hmap_grow_find_remove)
     }
     cr_assert_eq(m.n, 500);
     eng_hmap_release(&m);
+}
+
+/* ---------------------------------------------------------------- rcu */
+
+struct retiree {
+    struct eng_rcu_head rcu;
+    int *freed;
+};
+
+static void retiree_free(struct eng_rcu_head *h)
+{
+    struct retiree *r = (struct retiree *)h;
+    (*r->freed)++;
+    free(r);
+}
+
+static struct retiree *retiree_new(int *freed)
+{
+    struct retiree *r = malloc(sizeof(*r));
+    cr_assert_not_null(r);
+    r->freed = freed;
+    return r;
+}
+
+/* A reader that enters, says so, and leaves when told. */
+struct holder {
+    atomic_int state; /* 0 start, 1 inside, 2 may leave, 3 left */
+};
+
+static void *holder_run(void *arg)
+{
+    struct holder *h = arg;
+    cr_assert_eq(eng_rcu_enter(), ENG_OK);
+    atomic_store(&h->state, 1);
+    while (atomic_load(&h->state) != 2)
+        sched_yield();
+    eng_rcu_exit();
+    atomic_store(&h->state, 3);
+    return NULL;
+}
+
+Test(engines_common, rcu_waits_for_readers_inside)
+{
+    struct eng_rcu_list l = {0};
+    int freed = 0;
+
+    /* No reader: freed at once. */
+    eng_rcu_retire(&l, &retiree_new(&freed)->rcu, retiree_free);
+    cr_assert_eq(eng_rcu_reclaim(&l), 0);
+    cr_assert_eq(freed, 1);
+
+    /* A reader inside since before the retire holds it back... */
+    struct holder h = {0};
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, holder_run, &h), 0);
+    while (atomic_load(&h.state) != 1)
+        sched_yield();
+    eng_rcu_retire(&l, &retiree_new(&freed)->rcu, retiree_free);
+    cr_assert_eq(eng_rcu_reclaim(&l), 1);
+    cr_assert_eq(freed, 1);
+    /* ...and so does a section on this thread, nested or not. */
+    cr_assert_eq(eng_rcu_enter(), ENG_OK);
+    cr_assert_eq(eng_rcu_enter(), ENG_OK);
+    eng_rcu_exit();
+    atomic_store(&h.state, 2);
+    pthread_join(t, NULL);
+    cr_assert_eq(atomic_load(&h.state), 3);
+    eng_rcu_retire(&l, &retiree_new(&freed)->rcu, retiree_free);
+    /* The second waited only for the holder; the third waits for this
+     * thread's section, which began before it was retired. */
+    cr_assert_eq(eng_rcu_reclaim(&l), 1);
+    cr_assert_eq(freed, 2);
+    eng_rcu_exit();
+    cr_assert_eq(eng_rcu_reclaim(&l), 0);
+    cr_assert_eq(freed, 3);
+
+    /* A section entered after the retire does not hold it back. */
+    eng_rcu_retire(&l, &retiree_new(&freed)->rcu, retiree_free);
+    cr_assert_eq(eng_rcu_enter(), ENG_OK);
+    cr_assert_eq(eng_rcu_reclaim(&l), 0);
+    eng_rcu_exit();
+    cr_assert_eq(freed, 4);
+
+    /* release frees whatever waits, readers or not (engine teardown). */
+    cr_assert_eq(eng_rcu_enter(), ENG_OK);
+    eng_rcu_retire(&l, &retiree_new(&freed)->rcu, retiree_free);
+    eng_rcu_release(&l);
+    eng_rcu_exit();
+    cr_assert_eq(freed, 5);
+    cr_assert_null(l.head);
+}
+
+static void *enter_exit_run(void *arg)
+{
+    for (int i = 0; i < 1000; i++) {
+        if (eng_rcu_enter() != ENG_OK)
+            return arg;
+        eng_rcu_exit();
+    }
+    return NULL;
+}
+
+Test(engines_common, rcu_short_lived_threads)
+{
+    /* Many short-lived readers, a few at a time: each gets a slot (the
+     * slots of exited threads are taken again) and leaves it clean. */
+    for (int round = 0; round < 50; round++) {
+        pthread_t t[4];
+        for (int i = 0; i < 4; i++)
+            cr_assert_eq(pthread_create(&t[i], NULL, enter_exit_run, NULL), 0);
+        for (int i = 0; i < 4; i++) {
+            void *rv;
+            pthread_join(t[i], &rv);
+            cr_assert_null(rv);
+        }
+    }
+    struct eng_rcu_list l = {0};
+    int freed = 0;
+    eng_rcu_retire(&l, &retiree_new(&freed)->rcu, retiree_free);
+    cr_assert_eq(eng_rcu_reclaim(&l), 0, "no exited thread still counts as inside");
+    cr_assert_eq(freed, 1);
 }

@@ -1,16 +1,28 @@
 /*
  * Tests for engines/index: name and manifest validation, put/replace/resolve,
- * prefix search order and limits, 100 000 names, deletion, threads.
+ * prefix search order and limits, 100 000 names, deletion, threads (readers
+ * while a writer changes the index).
  */
-#include <valgrind/valgrind.h>
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "engines/index/index.h"
+
+#if defined(__has_include) && __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#else
+#define RUNNING_ON_VALGRIND 0
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1 /* ASan runs this code 2-4 times slower */
+#else
+#define UNDER_ASAN 0
+#endif
 
 #define M_OK "{\"parts\":{}}"
 
@@ -29,10 +41,12 @@ static int put(struct index *idx, const char *name, const char *m)
     return index_put(idx, name, strlen(name), m, strlen(m), NULL);
 }
 
-static double now_s(void)
+/* This process's CPU time: the timing bounds below are about the algorithm,
+ * and a loaded machine must not fail them. */
+static double cpu_s(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
@@ -222,6 +236,42 @@ Test(index, delete)
     index_free(idx);
 }
 
+Test(index, pages_split_and_empty)
+{
+    /* Enough names for many leaves and pages, removed from both ends and
+     * the middle until the index is empty: every level splits and empties. */
+    enum { N = 20000 };
+    struct index *idx = mk(0, 0);
+    struct index_search_result *r = malloc(sizeof(*r));
+    char name[32];
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof(name), "p%05d", (i * 7919) % N);
+        cr_assert_eq(put(idx, name, M_OK), ENG_OK);
+    }
+    size_t live = N;
+    for (int pass = 0; pass < 3; pass++) {
+        for (int i = pass; i < N; i += 3, live--) {
+            snprintf(name, sizeof(name), "p%05d", i);
+            cr_assert_eq(index_del(idx, name, strlen(name)), ENG_OK);
+        }
+        cr_assert_eq(index_count(idx), live);
+        cr_assert_eq(index_search(idx, "p", 1, 100, r), ENG_OK);
+        for (size_t j = 1; j < r->count; j++)
+            cr_assert_lt(strcmp(r->name[j - 1], r->name[j]), 0);
+        struct eng_buf *m;
+        snprintf(name, sizeof(name), "p%05d", N - 1);
+        cr_assert_eq(index_resolve(idx, name, strlen(name), &m),
+                     (N - 1) % 3 <= pass ? ENG_E_NOT_FOUND : ENG_OK);
+        eng_buf_unref(m);
+    }
+    cr_assert_eq(index_search(idx, "", 0, 10, r), ENG_OK);
+    cr_assert_eq(r->count, 0);
+    cr_assert_eq(put(idx, "again", M_OK), ENG_OK);
+    cr_assert_eq(index_count(idx), 1);
+    free(r);
+    index_free(idx);
+}
+
 /* xorshift: deterministic pseudo-random order without libc rand() state. */
 static uint64_t rng(uint64_t *s)
 {
@@ -247,16 +297,16 @@ Test(index, hundred_thousand_names, .timeout = 600)
         order[i] = order[j];
         order[j] = t;
     }
-    double t0 = now_s();
+    double t0 = cpu_s();
     for (uint32_t i = 0; i < N; i++) {
         int n = snprintf(name, sizeof(name), "user/%05u/p", order[i]);
         cr_assert_eq(index_put(idx, name, (size_t)n, "{}", 2, NULL), ENG_OK);
     }
-    double t_insert = now_s() - t0;
+    double t_insert = cpu_s() - t0;
     cr_assert_eq(index_count(idx), N);
 
     struct index_search_result *r = malloc(sizeof(*r));
-    t0 = now_s();
+    t0 = cpu_s();
     for (int i = 0; i < SEARCHES; i++) {
         uint32_t k = (uint32_t)(rng(&s) % N);
         /* "user/NNN" matches 100 names: ask for 10, expect the first 10. */
@@ -271,13 +321,17 @@ Test(index, hundred_thousand_names, .timeout = 600)
                 cr_assert_fail("search %d pos %zu: %s != %s", i, j, r->name[j], want);
         }
     }
-    double t_search = now_s() - t0;
-    cr_log_info("100k inserts %.3f s, 10k searches %.3f s", t_insert, t_search);
-    /* Order-of-magnitude guards, not benchmarks: under valgrind the same
-     * work runs tens of times slower. */
-    double slack = RUNNING_ON_VALGRIND ? 50.0 : 1.0;
-    cr_assert_lt(t_search, 2.0 * slack, "10k searches took %.3f s", t_search);
-    cr_assert_lt(t_insert, 5.0 * slack, "100k inserts took %.3f s", t_insert);
+    double t_search = cpu_s() - t0;
+    cr_log_info("100k inserts %.3f s, 10k searches %.3f s (CPU)", t_insert, t_search);
+    /* The bounds catch a search or an insert that is not O(log n) plus a
+     * bounded copy (one flat sorted array would move gigabytes). Under
+     * valgrind this code runs 20-40 times slower, and an insert, which
+     * copies one leaf, page and top (about 1 KiB), costs 1.5-2 times the
+     * in-place insert it replaced, and a loaded host adds more: the
+     * bounds widen there. */
+    double slow = RUNNING_ON_VALGRIND ? 50.0 : UNDER_ASAN ? 5.0 : 1.0;
+    cr_assert_lt(t_search, 2.0 * slow, "10k searches took %.3f s", t_search);
+    cr_assert_lt(t_insert, 5.0 * slow, "100k inserts took %.3f s", t_insert);
 
     /* The whole order, walked through resolve and a full scan by prefixes. */
     cr_assert_eq(index_search(idx, "user/9999", 9, 100, r), ENG_OK);
@@ -337,5 +391,94 @@ Test(index, concurrency_smoke)
         cr_assert_eq(w[i].errors, 0);
     }
     cr_assert_eq(index_count(idx), 4 * 3000 + 1);
+    index_free(idx);
+}
+
+/* Readers on several threads while one writer replaces, inserts and
+ * deletes: a reader never misses a name that is only ever replaced, always
+ * gets a whole manifest (ASan catches a freed one), and every search comes
+ * out sorted from one snapshot. */
+#define RW_READERS 3
+#define RW_NAMES   10000 /* several pages of leaves */
+
+struct rw {
+    struct index *idx;
+    atomic_bool *stop;
+    uint64_t seed;
+    int errors;
+    long reads;
+};
+
+static bool manifest_ok(const struct eng_buf *m)
+{
+    return m->size >= 7 && memcmp(m->bytes, "{\"v\":", 5) == 0 && m->bytes[m->size - 1] == '}';
+}
+
+static void *rw_reader(void *arg)
+{
+    struct rw *r = arg;
+    struct index_search_result *res = malloc(sizeof(*res));
+    char name[32];
+    while (!atomic_load(r->stop) || r->reads < 1000) {
+        int n = snprintf(name, sizeof(name), "r/%05u", (unsigned)(rng(&r->seed) % RW_NAMES));
+        struct eng_buf *m = NULL;
+        if (index_resolve(r->idx, name, (size_t)n, &m) != ENG_OK || !manifest_ok(m))
+            r->errors++;
+        eng_buf_unref(m);
+        const char *prefix = (r->reads & 1) ? "r/" : "w/";
+        if (index_search(r->idx, prefix, 2, 100, res) != ENG_OK)
+            r->errors++;
+        if (prefix[0] == 'r' && (res->count != 100 || !res->more))
+            r->errors++;
+        for (size_t i = 0; i < res->count; i++) {
+            if (memcmp(res->name[i], prefix, 2) != 0)
+                r->errors++;
+            if (i > 0 && strcmp(res->name[i - 1], res->name[i]) >= 0)
+                r->errors++;
+        }
+        r->reads++;
+    }
+    free(res);
+    return NULL;
+}
+
+Test(index, readers_while_a_writer_changes)
+{
+    struct index *idx = mk(0, 0);
+    char name[32], m[64];
+    for (int i = 0; i < RW_NAMES; i++) {
+        snprintf(name, sizeof(name), "r/%05d", i);
+        cr_assert_eq(put(idx, name, "{\"v\":0}"), ENG_OK);
+    }
+    atomic_bool stop = false;
+    pthread_t t[RW_READERS];
+    struct rw r[RW_READERS];
+    for (int i = 0; i < RW_READERS; i++) {
+        r[i] = (struct rw){.idx = idx, .stop = &stop, .seed = 0x1234567ULL * (uint64_t)(i + 1)};
+        cr_assert_eq(pthread_create(&t[i], NULL, rw_reader, &r[i]), 0);
+    }
+    uint64_t s = 42;
+    size_t live = RW_NAMES;
+    for (int round = 0; round < 5000; round++) {
+        snprintf(name, sizeof(name), "r/%05u", (unsigned)(rng(&s) % RW_NAMES));
+        snprintf(m, sizeof(m), "{\"v\":%d}", round);
+        cr_assert_eq(put(idx, name, m), ENG_OK);
+        /* Names that come and go, enough to split and empty blocks. */
+        snprintf(name, sizeof(name), "w/%05d", round % 700);
+        if ((round / 700) % 2 == 0) {
+            cr_assert_eq(put(idx, name, m), ENG_OK);
+            live++;
+        } else {
+            cr_assert_eq(index_del(idx, name, strlen(name)), ENG_OK);
+            live--;
+        }
+    }
+    atomic_store(&stop, true);
+    for (int i = 0; i < RW_READERS; i++) {
+        pthread_join(t[i], NULL);
+        cr_assert_eq(r[i].errors, 0, "reader %d: %d errors in %ld reads", i, r[i].errors,
+                     r[i].reads);
+    }
+    cr_assert_eq(index_count(idx), live);
     index_free(idx);
 }

@@ -1,12 +1,13 @@
 /*
  * Tests for engines/storage: addresses, ranges at every edge, caps,
  * persistence across a restart, amnesia (zero files), verification on read,
- * and a concurrency smoke test.
+ * a concurrency smoke test, and readers while tables grow.
  */
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -469,5 +470,77 @@ Test(storage, concurrency_smoke)
         }
     }
     cr_assert_eq(s.bytes, bytes);
+    storage_free(st);
+}
+
+/* Readers on several threads while one writer fills the store, so every
+ * shard's table grows under them: an object stored before a read began is
+ * always found whole (no lost object while a table is replaced). */
+#define GR_READERS 3
+#define GR_OBJECTS 8000
+
+struct grow {
+    struct storage *st;
+    const struct cas_addr *addr;
+    atomic_int *stored; /* objects [0, *stored) are in */
+    uint64_t seed;
+    int errors;
+    long reads;
+};
+
+static void *grow_reader(void *arg)
+{
+    struct grow *g = arg;
+    char want[32];
+    for (;;) {
+        int done = atomic_load(g->stored);
+        if (done == GR_OBJECTS && g->reads > 1000)
+            break;
+        if (done == 0)
+            continue;
+        g->seed ^= g->seed << 13;
+        g->seed ^= g->seed >> 7;
+        g->seed ^= g->seed << 17;
+        int i = (int)(g->seed % (uint64_t)done);
+        struct storage_view v;
+        int n = snprintf(want, sizeof(want), "object-%d", i);
+        if (storage_get(g->st, &g->addr[i], 0, STORAGE_LEN_ALL, &v) != ENG_OK || v.n != (size_t)n ||
+            memcmp(v.p, want, v.n) != 0)
+            g->errors++;
+        storage_view_release(&v);
+        uint64_t size = 0;
+        if (storage_has(g->st, &g->addr[i], &size) != ENG_OK || size != (uint64_t)n)
+            g->errors++;
+        g->reads++;
+    }
+    return NULL;
+}
+
+Test(storage, readers_while_tables_grow, .timeout = 120)
+{
+    struct storage *st = mk(0, 0, true, NULL);
+    struct cas_addr *addr = malloc(GR_OBJECTS * sizeof(*addr));
+    char b[32];
+    for (int i = 0; i < GR_OBJECTS; i++)
+        cas_hash(b, (size_t)snprintf(b, sizeof(b), "object-%d", i), &addr[i]);
+    atomic_int stored = 0;
+    pthread_t t[GR_READERS];
+    struct grow g[GR_READERS];
+    for (int i = 0; i < GR_READERS; i++) {
+        g[i] = (struct grow){
+            .st = st, .addr = addr, .stored = &stored, .seed = 0x9e3779b9ULL * (uint64_t)(i + 1)};
+        cr_assert_eq(pthread_create(&t[i], NULL, grow_reader, &g[i]), 0);
+    }
+    for (int i = 0; i < GR_OBJECTS; i++) {
+        int n = snprintf(b, sizeof(b), "object-%d", i);
+        cr_assert_eq(storage_put(st, b, (size_t)n, &addr[i], NULL, NULL), ENG_OK);
+        atomic_store(&stored, i + 1);
+    }
+    for (int i = 0; i < GR_READERS; i++) {
+        pthread_join(t[i], NULL);
+        cr_assert_eq(g[i].errors, 0, "reader %d: %d errors in %ld reads", i, g[i].errors,
+                     g[i].reads);
+    }
+    free(addr);
     storage_free(st);
 }
