@@ -682,7 +682,7 @@ Test(oapnet, client_bad_frame_closes_and_fails_calls)
 Test(oapnet, bad_data_payload_fails_one_message)
 {
     struct fixture f;
-    uint8_t p[64];
+    uint8_t p[64] = {0};
     setup(&f, 0, true, false);
     raw_hello_answer(&f, OAP_MAX_FRAME_BYTES);
     for (int i = 0; i < 2; i++)
