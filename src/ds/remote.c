@@ -226,14 +226,16 @@ static void slot_orphan(struct rconn *rc, struct rslot *s)
     oapnet_stream_abandon(&rc->ep, &s->st);
 }
 
+/* Back on the free list; its stream is reset when the slot is taken again
+ * (oapnet_stream_open). */
 static void slot_free(struct rconn *rc, struct rslot *s)
 {
     uint32_t i = (uint32_t)(s - rc->slots);
     if (s->c == NULL && s->orphan_ms && rc->orphans > 0)
         rc->orphans--;
     oapnet_stream_close(&rc->ep, &s->st);
-    memset(s, 0, sizeof(*s));
-    s->rc = rc;
+    s->c = NULL;
+    s->orphan_ms = 0;
     s->next_free = rc->free_head;
     rc->free_head = i;
     rc->inflight--;

@@ -49,6 +49,12 @@ struct owrite {
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b);
 
+/* uv_buf_init() without a call into libuv: frames are built on the hot path. */
+static inline uv_buf_t iov(const void *p, size_t n)
+{
+    return (uv_buf_t){.base = (char *)p, .len = n};
+}
+
 static struct oapnet *ep_of_batch(struct wbatch *wb)
 {
     return (struct oapnet *)((char *)wb - offsetof(struct oapnet, batch));
@@ -136,7 +142,8 @@ void oapnet_stream_close(struct oapnet *ep, struct oapnet_stream *st)
         st->open = false;
         ep->nstreams--;
     }
-    buf_release(&st->acc);
+    if (st->acc.p) /* only streams gathered whole have one */
+        buf_release(&st->acc);
 }
 
 bool oapnet_stream_borrowing(const struct oapnet *ep, const struct oapnet_stream *st)
@@ -217,10 +224,10 @@ static int write_frame(struct oapnet *ep, struct oapnet_stream *st, struct oap_h
     if (small) {
         uv_buf_t parts[4];
         unsigned n = 0;
-        parts[n++] = uv_buf_init((char *)hb, OAP_HDR_BYTES);
+        parts[n++] = iov(hb, OAP_HDR_BYTES);
         for (unsigned i = 0; i < npre; i++)
             parts[n++] = pre[i];
-        parts[n++] = uv_buf_init((char *)body, (unsigned)body_len);
+        parts[n++] = iov(body, body_len);
         if (wbatch_add(&ep->batch, parts, n) != 0)
             return OAP_E_NOMEM;
     } else {
@@ -237,8 +244,8 @@ static int write_frame(struct oapnet *ep, struct oapnet_stream *st, struct oap_h
         w->st = body_len ? st : NULL;
         w->corr = st ? st->corr : 0;
         w->close_after = close_after;
-        b[0] = uv_buf_init((char *)w->bytes, (unsigned)pre_len);
-        b[1] = uv_buf_init((char *)body, (unsigned)body_len);
+        b[0] = iov(w->bytes, pre_len);
+        b[1] = iov(body, body_len);
         if ((e = uv_write(&w->req, &ep->u.s, b, body_len ? 2 : 1, on_write)) != 0) {
             free(w);
             return e;
@@ -282,8 +289,7 @@ static int pump(struct oapnet *ep, struct oapnet_stream *st)
         if (e != 0)
             return e;
         struct oap_hdr h = out_hdr(ep, st, fl);
-        uv_buf_t pre[2] = {uv_buf_init((char *)dh, 2),
-                           uv_buf_init((char *)st->out_hdr, (unsigned)st->out_hdr_len)};
+        uv_buf_t pre[2] = {iov(dh, 2), iov(st->out_hdr, st->out_hdr_len)};
         e = write_frame(ep, st, &h, pre, start ? 2 : 0, st->out_body + st->out_sent, n, false);
         if (e != 0)
             return e;
@@ -319,7 +325,7 @@ int oapnet_send(struct oapnet *ep, struct oapnet_stream *st, uint16_t code, cons
         uint8_t dh[2];
         struct oap_hdr h = out_hdr(ep, st, 0);
         oap_put16(dh, (uint16_t)hdr_len);
-        uv_buf_t pre[2] = {uv_buf_init((char *)dh, 2), uv_buf_init((char *)hdr, (unsigned)hdr_len)};
+        uv_buf_t pre[2] = {iov(dh, 2), iov(hdr, hdr_len)};
         if ((e = write_frame(ep, st, &h, pre, 2, body, body_len, false)) != 0)
             return e;
         st->out_sent = body_len;
@@ -349,7 +355,7 @@ static int answer_frame(struct oapnet *ep, const struct oap_hdr *rq, uint16_t fl
         return OAP_E_BAD_DATA_HDR;
     memcpy(h.tenant, rq->tenant, OAP_TENANT_BYTES);
     oap_put16(dh, (uint16_t)json_len);
-    uv_buf_t pre[2] = {uv_buf_init((char *)dh, 2), uv_buf_init((char *)json, (unsigned)json_len)};
+    uv_buf_t pre[2] = {iov(dh, 2), iov(json, json_len)};
     return write_frame(ep, NULL, &h, pre, 2, NULL, 0, close_after);
 }
 
@@ -372,7 +378,7 @@ static int grant(struct oapnet *ep, struct oapnet_stream *st)
     if (ep->state != OAPNET_READY || !st->in_stream || (n = oap_consumer_grant(&st->cons)) == 0)
         return 0;
     oap_credit_frame(&g, gb, st->app, st->tenant, st->corr, n);
-    uv_buf_t part = uv_buf_init((char *)gb, OAP_CREDIT_PAYLOAD_BYTES);
+    uv_buf_t part = iov(gb, OAP_CREDIT_PAYLOAD_BYTES);
     return write_frame(ep, NULL, &g.h, &part, 1, NULL, 0, false);
 }
 
@@ -409,7 +415,7 @@ static int hello_send(struct oapnet *ep, uint16_t flags, uint16_t code, uint64_t
     if (n < 0)
         return (int)n;
     memcpy(h.tenant, tenant, OAP_TENANT_BYTES);
-    uv_buf_t part = uv_buf_init(json, (unsigned)n);
+    uv_buf_t part = iov(json, (size_t)n);
     return write_frame(ep, NULL, &h, &part, 1, NULL, 0, false);
 }
 
@@ -517,7 +523,8 @@ static int msg_split(struct oapnet_msg *m, const uint8_t *p, size_t n)
 static void deliver(struct oapnet *ep, struct oapnet_stream *st, int status, struct oapnet_msg *m)
 {
     ep->ops->on_message(ep, st, status, m); /* may free st */
-    free(m->mem);
+    if (m->mem)
+        free(m->mem);
 }
 
 static void in_end(struct oapnet *ep, struct oapnet_stream *st)
@@ -732,7 +739,7 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
 {
     struct oapnet *ep = h->data;
 
-    *b = uv_buf_init((char *)ep->rbuf, OAPNET_READ_BYTES);
+    *b = iov(ep->rbuf, OAPNET_READ_BYTES);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
