@@ -548,8 +548,9 @@ static void in_end(struct oapnet *ep, struct oapnet_stream *st)
 }
 
 /* Gather n more payload bytes of st's message. Past in_max the message is
- * refused: dropped here, drained, and reported at its END. The first
- * reservation leaves room for the frames the initial credit allows. */
+ * refused: dropped here, drained, and reported at its END. The first block
+ * is sized for this frame and the frames the initial credit allows (no
+ * rounding up: most streamed answers end there); it doubles after that. */
 static int acc_add(struct oapnet *ep, struct oapnet_stream *st, const uint8_t *p, size_t n)
 {
     if (st->acc.n + n - st->acc_base > ep->in_max) {
@@ -557,9 +558,12 @@ static int acc_add(struct oapnet *ep, struct oapnet_stream *st, const uint8_t *p
         buf_release(&st->acc);
         return 0;
     }
-    if (st->acc.cap == 0 && buf_reserve(&st->acc, n + (size_t)OAP_STREAM_INITIAL_CREDIT *
-                                                          OAP_STREAM_CHUNK_DEF_BYTES) != 0)
-        return -1;
+    if (st->acc.cap == 0) {
+        size_t first = n + (size_t)OAP_STREAM_INITIAL_CREDIT * OAP_STREAM_CHUNK_DEF_BYTES;
+        if ((st->acc.p = malloc(first)) == NULL)
+            return -1;
+        st->acc.cap = first;
+    }
     return buf_append(&st->acc, p, n);
 }
 
