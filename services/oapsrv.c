@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "oap/comp.h"
 #include "oap/stream.h"
 #include "oapnet/oapnet.h"
 #include "services/substrate.h"
@@ -348,6 +349,7 @@ void oapsrv_on_conn(uv_stream_t *server, int status)
     c->ep.write_low = SVC_WRITE_LOW_BYTES;
     c->ep.bytes_in = &g_svc.bytes_in;
     c->ep.bytes_out = &g_svc.bytes_out;
+    c->ep.inflate = oap_inflate_once; /* we announce COMP */
     if (oapnet_accept(&c->ep, server) != 0) {
         free(c);
         return;

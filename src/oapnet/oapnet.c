@@ -30,7 +30,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "oap/comp.h"
 #include "oap/data.h"
 
 static const uint8_t zero_tenant[OAP_TENANT_BYTES];
@@ -617,8 +616,9 @@ static void in_frame(struct oapnet *ep, struct oapnet_stream *st, const struct o
         oapnet_close(ep, "cannot grant credit");
 }
 
-/* A message in one frame (a COMP payload is inflated, when we announced
- * COMP, within our own max_frame: one request is one frame's worth). */
+/* A message in one frame. A COMP payload (on_frame let it through: we
+ * announced COMP and have an inflater) is inflated within our own
+ * max_frame: one request is one frame's worth. */
 static void in_single(struct oapnet *ep, struct oapnet_stream *st, const struct oap_frame *f,
                       uint64_t at)
 {
@@ -630,8 +630,8 @@ static void in_single(struct oapnet *ep, struct oapnet_stream *st, const struct 
 
     if (h->flags & OAP_FLAG_COMP) {
         uint8_t *buf = malloc(ep->ours.max_frame);
-        int e = buf ? oap_inflate_once(p, n, buf, ep->ours.max_frame, ep->ours.max_frame, &n)
-                    : OAP_E_NOMEM;
+        int e =
+            buf ? ep->inflate(p, n, buf, ep->ours.max_frame, ep->ours.max_frame, &n) : OAP_E_NOMEM;
         if (e != 0) {
             free(buf);
             oapnet_fail(ep, e, at + OAP_HDR_BYTES + h->cap_len, h);
@@ -698,8 +698,8 @@ static void on_frame(struct oapnet *ep, const struct oap_frame *f)
     uint64_t at = ep->dec.off - h->len; /* where the frame starts */
     struct oapnet_stream *st;
 
-    /* COMP only where we announced it (a client never inflates). */
-    if ((h->flags & OAP_FLAG_COMP) && !(ep->ours.flags & OAP_FLAG_COMP)) {
+    /* COMP only where we announced it and can inflate (a client never does). */
+    if ((h->flags & OAP_FLAG_COMP) && (!(ep->ours.flags & OAP_FLAG_COMP) || !ep->inflate)) {
         oapnet_fail(ep, OAP_E_BAD_FLAGS, at + OAP_OFF_FLAGS, h);
         return;
     }

@@ -192,6 +192,12 @@ struct oapnet {
     size_t write_low;      /* resume below it */
     uint64_t *bytes_in;    /* optional counters: bytes read, */
     uint64_t *bytes_out;   /* and bytes of frames queued */
+    /* Inflates a COMP payload (oap_inflate_once), for a user that announces
+     * COMP; NULL, or COMP not announced: a COMP frame is a protocol error.
+     * A pointer, so that a client, which never inflates, does not link
+     * zstd. */
+    int (*inflate)(const void *src, size_t n, void *dst, size_t dst_cap, uint32_t max_frame,
+                   size_t *out_len);
     bool paused;
     struct wbatch_set *set;
     struct wbatch batch;
@@ -207,7 +213,8 @@ struct oapnet {
 /*
  * Set up ep (no handle yet): role, callbacks, the loop's write batch set,
  * and our HELLO announcement (NULL = oap_hello_defaults()). The limits
- * (in_max, write_high/low), the counters and data may be set afterwards.
+ * (in_max, write_high/low), the counters, inflate and data may be set
+ * afterwards.
  */
 void oapnet_init(struct oapnet *ep, enum oapnet_role role, const struct oapnet_ops *ops,
                  struct wbatch_set *set, const struct oap_hello *ours);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "oap/comp.h"
 #include "oap/data.h"
 #include "oapnet/oapnet.h"
 
@@ -225,6 +226,7 @@ static void setup(struct fixture *f, uint32_t server_max_frame, bool raw_server,
     cli_hello.flags = OAP_FLAGS_KNOWN & ~OAP_FLAG_COMP;
     side_init(f, &f->cli, OAPNET_CLIENT, &cli_hello);
     side_init(f, &f->srv, OAPNET_SERVER, &srv_hello);
+    f->srv.ep.inflate = oap_inflate_once; /* the server announces COMP */
     oap_decoder_init(&f->dec, OAP_MAX_FRAME_BYTES);
     if (raw_client)
         f->raw = sv[0];
@@ -700,4 +702,36 @@ Test(oapnet, bad_data_payload_fails_one_message)
     cr_assert_eq(f.cli.errors + f.cli.closed, 0);
     teardown(&f);
     cr_assert_eq(f.cli.aborts, 0);
+}
+
+/* COMP: a server that announced it inflates a one-frame request; a client,
+ * which announces none, takes a COMP frame as a protocol error. */
+Test(oapnet, comp_inflated_by_server_refused_by_client)
+{
+    struct fixture f;
+    static uint8_t body[20000], p[32768], z[32768];
+    for (size_t i = 0; i < sizeof(body); i++)
+        body[i] = (uint8_t)(i % 7);
+    size_t n = data(p, sizeof(p), "{\"op\":\"put\"}", body, sizeof(body));
+    ssize_t zn = oap_deflate(p, n, z, sizeof(z), 3);
+    cr_assert_gt(zn, 0);
+    cr_assert_lt((size_t)zn, n);
+
+    setup(&f, 0, false, true);
+    raw_frame_send(&f, OAP_FLAG_REQ | OAP_FLAG_COMP, 0, OAP_APP_STORAGE, 6, z, (size_t)zn);
+    RUN_UNTIL(&f, f.srv.messages == 1);
+    expect_message(&f.srv, "{\"op\":\"put\"}", body, sizeof(body));
+    cr_assert_eq(f.srv.errors, 0);
+    teardown(&f);
+
+    setup(&f, 0, true, false);
+    raw_hello_answer(&f, OAP_MAX_FRAME_BYTES);
+    cr_assert_eq(call(&f, 0, 6, "{}", NULL, 0), 1);
+    raw_frame_send(&f, OAP_FLAG_RESP | OAP_FLAG_COMP, 200, OAP_APP_STORAGE, 6, z, (size_t)zn);
+    RUN_UNTIL(&f, f.cli.closed == 1);
+    cr_assert_eq(f.cli.errors, 1);
+    cr_assert_eq(f.cli.last_err, OAP_E_BAD_FLAGS);
+    cr_assert_eq(f.cli.aborts, 1);
+    cr_assert_eq(f.cli.messages, 0);
+    teardown(&f);
 }
