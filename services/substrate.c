@@ -2,7 +2,7 @@
  * substrate.c — build/omnigate-substrate: the reference index, storage or
  * mailbox service (DESIGN §2). Arguments, engines, listeners, fault
  * settings, metric tables and shutdown; the OAP/1 connections live in
- * oapsrv.c and the admin endpoint in admin.c.
+ * oapsrv.c, fault injection in fault.c and the admin endpoint in admin.c.
  *
  *   omnigate-substrate --role index|storage|mailbox
  *       --listen HOST:PORT|unix:/path   (repeatable, up to 4)
@@ -24,6 +24,7 @@
 
 #include "cas/cas.h"
 #include "oap/oap-t.h"
+#include "oapnet/addr.h"
 #include "ops/metrics.h"
 
 struct svc g_svc;
@@ -182,65 +183,6 @@ static void register_metrics(void)
         metrics_register(METRIC_TABLE(MAILBOX_METRICS));
 }
 
-/* ---------------------------------------------------------------- faults */
-
-static int parse_u32(const char *s, uint32_t max, uint32_t *out)
-{
-    char *end;
-    unsigned long v;
-
-    errno = 0;
-    v = strtoul(s, &end, 10);
-    if (errno || end == s || *end || s[0] == '-' || v > max)
-        return -1;
-    *out = (uint32_t)v;
-    return 0;
-}
-
-static int parse_rate(const char *s, double *out)
-{
-    char *end;
-    double v;
-
-    errno = 0;
-    v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= 0.0 && v <= 1.0))
-        return -1;
-    *out = v;
-    return 0;
-}
-
-int fault_set(struct fault_cfg *f, const char *name, const char *value)
-{
-    if (strcmp(name, "latency_ms") == 0)
-        return parse_u32(value, SVC_FAULT_MAX_MS, &f->latency_ms);
-    if (strcmp(name, "jitter_ms") == 0)
-        return parse_u32(value, SVC_FAULT_MAX_MS, &f->jitter_ms);
-    if (strcmp(name, "error_rate") == 0)
-        return parse_rate(value, &f->error_rate);
-    if (strcmp(name, "stall_rate") == 0)
-        return parse_rate(value, &f->stall_rate);
-    if (strcmp(name, "drop_rate") == 0)
-        return parse_rate(value, &f->drop_rate);
-    if (strcmp(name, "corrupt_rate") == 0)
-        return parse_rate(value, &f->corrupt_rate);
-    return -1;
-}
-
-int fault_json(const struct fault_cfg *f, char *out, size_t cap)
-{
-    const uint64_t *n = g_svc.faults;
-
-    return snprintf(out, cap,
-                    "{\"latency_ms\":%u,\"jitter_ms\":%u,\"error_rate\":%g,\"stall_rate\":%g,"
-                    "\"drop_rate\":%g,\"corrupt_rate\":%g,\"injected\":{\"latency\":%llu,"
-                    "\"error\":%llu,\"stall\":%llu,\"drop\":%llu,\"corrupt\":%llu}}",
-                    f->latency_ms, f->jitter_ms, f->error_rate, f->stall_rate, f->drop_rate,
-                    f->corrupt_rate, (unsigned long long)n[FAULT_LATENCY],
-                    (unsigned long long)n[FAULT_ERROR], (unsigned long long)n[FAULT_STALL],
-                    (unsigned long long)n[FAULT_DROP], (unsigned long long)n[FAULT_CORRUPT]);
-}
-
 /* ------------------------------------------------------------- listening */
 
 static uv_handle_t *listeners[SVC_LISTEN_MAX + 1];
@@ -254,68 +196,40 @@ static void handle_free_on_close(uv_handle_t *h)
 
 int svc_listen(const char *addr, uv_connection_cb on_conn, uv_handle_t **out)
 {
+    struct oapnet_addr a;
+    uv_handle_t *h;
     int rc;
 
-    if (strncmp(addr, "unix:", 5) == 0) {
-        const char *path = addr + 5;
+    if (oapnet_addr_parse(addr, true, &a) != 0)
+        return UV_EINVAL;
+    if (a.is_unix) {
         uv_pipe_t *p = calloc(1, sizeof(*p));
-
-        if (!p || !*path)
-            return free(p), UV_EINVAL;
+        if (!p)
+            return UV_ENOMEM;
         uv_pipe_init(g_svc.loop, p, 0);
         /* A stale socket file from a previous run would make bind fail. */
-        unlink(path);
-        rc = uv_pipe_bind(p, path);
-        if (rc == 0)
-            rc = uv_listen((uv_stream_t *)p, 1024, on_conn);
-        if (rc != 0) {
-            svc_log("\"msg\":\"listen failed\",\"addr\":\"%s\",\"error\":\"%s\"", addr,
-                    uv_strerror(rc));
-            uv_close((uv_handle_t *)p, handle_free_on_close);
-            return rc;
-        }
-        if (nunix < SVC_LISTEN_MAX)
-            unix_paths[nunix++] = strdup(path);
-        *out = (uv_handle_t *)p;
+        unlink(a.path);
+        rc = uv_pipe_bind(p, a.path);
+        h = (uv_handle_t *)p;
     } else {
-        char host[256];
-        const char *colon = strrchr(addr, ':');
-        struct sockaddr_storage ss;
-        uint32_t port;
-        uv_tcp_t *t;
-        size_t hl;
-
-        if (!colon || parse_u32(colon + 1, 65535, &port) != 0)
-            return UV_EINVAL;
-        hl = (size_t)(colon - addr);
-        if (hl >= sizeof(host))
-            return UV_EINVAL;
-        memcpy(host, addr, hl);
-        host[hl] = 0;
-        /* "[::1]:9" → "::1" */
-        if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
-            memmove(host, host + 1, hl - 2);
-            host[hl - 2] = 0;
-        }
-        rc = strchr(host, ':') ? uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)&ss)
-                               : uv_ip4_addr(host, (int)port, (struct sockaddr_in *)&ss);
-        if (rc != 0)
-            return rc;
-        t = calloc(1, sizeof(*t));
+        uv_tcp_t *t = calloc(1, sizeof(*t));
         if (!t)
             return UV_ENOMEM;
         uv_tcp_init(g_svc.loop, t);
-        rc = uv_tcp_bind(t, (struct sockaddr *)&ss, 0);
-        if (rc == 0)
-            rc = uv_listen((uv_stream_t *)t, 1024, on_conn);
-        if (rc != 0) {
-            svc_log("\"msg\":\"listen failed\",\"addr\":\"%s\",\"error\":\"%s\"", addr,
-                    uv_strerror(rc));
-            uv_close((uv_handle_t *)t, handle_free_on_close);
-            return rc;
-        }
-        *out = (uv_handle_t *)t;
+        rc = uv_tcp_bind(t, (const struct sockaddr *)&a.ss, 0);
+        h = (uv_handle_t *)t;
     }
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)h, 1024, on_conn);
+    if (rc != 0) {
+        svc_log("\"msg\":\"listen failed\",\"addr\":\"%s\",\"error\":\"%s\"", addr,
+                uv_strerror(rc));
+        uv_close(h, handle_free_on_close);
+        return rc;
+    }
+    if (a.is_unix && nunix < SVC_LISTEN_MAX)
+        unix_paths[nunix++] = strdup(a.path);
+    *out = h;
     svc_log("\"msg\":\"listening\",\"addr\":\"%s\"", addr);
     return 0;
 }

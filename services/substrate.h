@@ -15,6 +15,7 @@
 #include <uv.h>
 
 #include "engines/proto/proto.h"
+#include "services/fault.h"
 
 #define SVC_MAX_FRAME_BYTES 1048576 /* announced in HELLO and enforced */
 #define SVC_MAX_INFLIGHT    64      /* requests in flight per connection */
@@ -27,19 +28,6 @@
  * the storage engine's default object cap; index and mailbox bodies must
  * fit one frame anyway. */
 #define SVC_UPLOAD_MAX_BYTES (64u << 20)
-#define SVC_FAULT_MAX_MS     60000
-
-/* Fault settings: changed by flags and POST /faults, read per request. */
-struct fault_cfg {
-    uint32_t latency_ms; /* added to every answer */
-    uint32_t jitter_ms;  /* plus uniform 0..jitter_ms */
-    double error_rate;   /* answer 503 {"error":"injected"} without executing */
-    double stall_rate;   /* never answer the request */
-    double drop_rate;    /* close the connection on receipt */
-    double corrupt_rate; /* flip a byte in a copy of served storage bytes */
-};
-
-enum fault_kind { FAULT_LATENCY, FAULT_ERROR, FAULT_STALL, FAULT_DROP, FAULT_CORRUPT, FAULT__N };
 
 /* Metric label tables: fixed, so a peer cannot grow the label set. */
 #define SVC_OPS(X)                                                                                 \
@@ -93,20 +81,14 @@ void svc_count(enum svc_op op, int code);
 const char *svc_op_name(enum svc_op op);
 int svc_code_at(int i); /* code of label slot i; 0 = "other" */
 
-/* Parse "HOST:PORT" or "unix:/path" and start listening with on_conn.
- * Returns 0 or a negative libuv error (logged). */
+/* Listen on addr ("HOST:PORT", "oap://HOST:PORT" or "unix:/path", the one
+ * OAP/1 address syntax of oapnet/addr.h) with on_conn. Returns 0 or a
+ * negative libuv error (logged). */
 int svc_listen(const char *addr, uv_connection_cb on_conn, uv_handle_t **out);
 void svc_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* Apply one fault setting by name ("latency_ms", ...) from text. Returns 0
- * or -1 when the name is unknown or the value out of range (nothing
- * changes). */
-int fault_set(struct fault_cfg *f, const char *name, const char *value);
-/* The settings and injected counters as a JSON object into out. */
-int fault_json(const struct fault_cfg *f, char *out, size_t cap);
-
 /* oapsrv.c: accept callback of the OAP listeners; closes every connection
- * on shutdown. */
+ * on shutdown. Fault injection: fault.h. */
 void oapsrv_on_conn(uv_stream_t *server, int status);
 void oapsrv_close_all(void);
 

@@ -102,6 +102,16 @@ uint64_t oap_decoder_error_offset(const struct oap_decoder *d);
 bool oap_decoder_busy(const struct oap_decoder *d);
 
 /*
+ * Validate and write the header of a frame whose payload (payload_len bytes)
+ * the caller sends from where it is, e.g. in several pieces: sets h->len and
+ * h->ver, checks h as the decoder would (flags, cap only on START,
+ * len ≤ max_frame; h->cap_len counts a cap the caller sends too) and writes
+ * the 38 bytes into out. Returns 0 or an error (out untouched).
+ */
+int oap_encode_hdr(struct oap_hdr *h, size_t payload_len, uint32_t max_frame,
+                   uint8_t out[OAP_HDR_BYTES]);
+
+/*
  * Encode f as header + cap + payload without copying cap or payload. Sets
  * f->h.len and f->h.cap_len from the sizes (their input values are ignored;
  * f->cap must then hold f->h.cap_len bytes — pass cap_len in f->h.cap_len).

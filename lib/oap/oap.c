@@ -257,24 +257,38 @@ bool oap_decoder_busy(const struct oap_decoder *d)
 
 /* ----------------------------------------------------------------- encoder */
 
-int oap_encode_iov(struct oap_frame *f, uint32_t max_frame, uint8_t hdr[OAP_HDR_BYTES],
-                   struct iovec iov[3])
+int oap_encode_hdr(struct oap_hdr *h, size_t payload_len, uint32_t max_frame,
+                   uint8_t out[OAP_HDR_BYTES])
 {
-    uint64_t len = (uint64_t)OAP_HDR_BYTES + f->h.cap_len + f->payload_len;
+    uint64_t len = (uint64_t)OAP_HDR_BYTES + h->cap_len + payload_len;
     size_t field;
-    int rc, n = 0;
+    int rc;
 
     max_frame = oap_max_frame_clamp(max_frame);
     if (len > max_frame)
         return OAP_E_TOO_LARGE;
-    if ((f->h.cap_len && !f->cap) || (f->payload_len && !f->payload))
-        return OAP_E_BAD_ARG;
-    f->h.len = (uint32_t)len;
-    f->h.ver = OAP_VERSION;
-    rc = hdr_check(&f->h, max_frame, &field);
+    h->len = (uint32_t)len;
+    h->ver = OAP_VERSION;
+    rc = hdr_check(h, max_frame, &field);
     if (rc)
         return rc;
-    oap_hdr_write(&f->h, hdr);
+    oap_hdr_write(h, out);
+    return 0;
+}
+
+int oap_encode_iov(struct oap_frame *f, uint32_t max_frame, uint8_t hdr[OAP_HDR_BYTES],
+                   struct iovec iov[3])
+{
+    uint64_t len = (uint64_t)OAP_HDR_BYTES + f->h.cap_len + f->payload_len;
+    int rc, n = 0;
+
+    if (len > oap_max_frame_clamp(max_frame))
+        return OAP_E_TOO_LARGE;
+    if ((f->h.cap_len && !f->cap) || (f->payload_len && !f->payload))
+        return OAP_E_BAD_ARG;
+    rc = oap_encode_hdr(&f->h, f->payload_len, max_frame, hdr);
+    if (rc)
+        return rc;
     iov[n].iov_base = hdr;
     iov[n++].iov_len = OAP_HDR_BYTES;
     if (f->h.cap_len) {

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "oapnet/addr.h"
 
 #define KiB      1024LL
 #define MiB      (1024LL * 1024)
@@ -199,15 +200,10 @@ int config_parse_addr(const char *s, char *host, size_t hostlen, int *port)
 
 int config_parse_ds_addr(const char *s)
 {
-    char host[64];
-    int port;
-    if (s[0] == '\0')
-        return 0;
-    if (strncmp(s, "unix:/", 6) == 0)
-        return strlen(s) - 5 < 108 ? 0 : -1; /* sun_path */
-    if (strncmp(s, "oap://", 6) == 0)
-        return config_parse_addr(s + 6, host, sizeof(host), &port) == 0 && port > 0 ? 0 : -1;
-    return -1;
+    struct oapnet_addr a;
+    /* The pools parse it again with the same parser, so what passes here
+     * is what they connect to. */
+    return s[0] == '\0' || oapnet_addr_parse(s, false, &a) == 0 ? 0 : -1;
 }
 
 static const char *type_hint(enum config_type t)

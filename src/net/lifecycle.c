@@ -281,14 +281,10 @@ int server_run(struct og_config *cfg, const struct config_args *args, char *cons
         if (hooks && hooks->on_worker)
             hooks->on_worker(w);
     }
-    for (int i = 0; i < n; i++) {
-        if (pthread_create(&g_server.workers[i].thread, NULL, worker_main, &g_server.workers[i])) {
-            fprintf(stderr, "omnigate: cannot start worker threads\n");
-            return 1;
-        }
-    }
-    atomic_store(&g_server.listener_bound, true);
-
+    /* Signals are caught before any worker runs: a client that has had an
+     * answer may send SIGTERM at once, and it must drain, not kill. The
+     * admin loop runs on_term only from uv_run() below, once every worker
+     * thread exists. */
     uv_loop_t *loop = &adm->loop;
     uv_signal_init(loop, &sig_hup);
     uv_signal_init(loop, &sig_term);
@@ -298,6 +294,14 @@ int server_run(struct og_config *cfg, const struct config_args *args, char *cons
     uv_signal_start(&sig_int, on_term, SIGINT);
     uv_timer_init(loop, &drain_timer);
     uv_timer_init(loop, &drain_poll);
+    for (int i = 0; i < n; i++) {
+        if (pthread_create(&g_server.workers[i].thread, NULL, worker_main, &g_server.workers[i])) {
+            fprintf(stderr, "omnigate: cannot start worker threads\n");
+            return 1;
+        }
+    }
+    atomic_store(&g_server.listener_bound, true);
+
     log_event(LOG_INFO, "start", "omnigate listening on %s (admin %s), %d workers", cfg->bind,
               cfg->admin, n);
 

@@ -1,7 +1,7 @@
 /*
  * seed.c — `omnigate seed`: the demo data set into remote services.
  *
- * A blocking client (ds/oapc.h) per service; operations are sent one at a
+ * A blocking client (tools/oapc.h) per service; operations are sent one at a
  * time in demo_generate()'s order, so manifests land after the objects they
  * reference. Put answers are 201 (new) or 200 (existing, replaced,
  * duplicate): anything ≥ 400 stops the run, since a partly seeded substrate
@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "demo/demo.h"
-#include "ds/oapc.h"
+#include "tools/oapc.h"
 #include "oap/oap-t.h"
 #include "tools/tools_seed.h"
 

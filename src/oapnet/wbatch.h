@@ -16,8 +16,8 @@
  * Flushing tries the socket at once; what it does not take goes through
  * uv_write, which then owns the buffer. Not thread-safe: one set per loop.
  */
-#ifndef NET_WBATCH_H
-#define NET_WBATCH_H
+#ifndef OAPNET_WBATCH_H
+#define OAPNET_WBATCH_H
 
 #include <stdbool.h>
 #include <stddef.h>

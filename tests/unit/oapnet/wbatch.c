@@ -1,5 +1,5 @@
 /*
- * Write batching (src/net/wbatch.c) on a real loop over a socketpair: frames
+ * Write batching (src/oapnet/wbatch.c) on a real loop over a socketpair: frames
  * leave in order once per turn, a batch the socket cannot take goes through
  * libuv's queue, and a failed write is reported and dropped.
  */
@@ -10,7 +10,7 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "net/wbatch.h"
+#include "oapnet/wbatch.h"
 
 struct fixture {
     uv_loop_t loop;

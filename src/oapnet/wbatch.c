@@ -1,7 +1,7 @@
 /*
  * wbatch.c — small writes batched per stream and loop turn (see wbatch.h).
  */
-#include "net/wbatch.h"
+#include "oapnet/wbatch.h"
 
 #include <stddef.h>
 #include <stdlib.h>
