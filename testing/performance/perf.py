@@ -21,6 +21,7 @@ import json
 import math
 import os
 import statistics
+import subprocess
 import sys
 import time
 
@@ -185,6 +186,18 @@ def fmt_change(change, kind):
     return "%+.1f%%" % (100 * change) if kind == "rel" else "%+.2fpp" % change
 
 
+def measure_instructions(builds):
+    """Instructions and allocations per unit of both builds (budgets.py --measure)."""
+    out = {}
+    for which, build in builds.items():
+        d = os.path.join(perflib.ROOT, "build", "gate", which + "-instructions")
+        subprocess.run(["/usr/bin/python3", os.path.join(perflib.PERF_DIR, "budgets.py"), "--measure",
+                        "--build", build, "--out", d], check=True, stdout=subprocess.DEVNULL)
+        with open(os.path.join(d, "instructions.json")) as f:
+            out[which] = json.load(f)["measured"]
+    return out
+
+
 def gate(a):
     base_build, head_build = a.gate
     names = a.scenarios.split(",") if a.scenarios else list(SCENARIOS)
@@ -202,6 +215,7 @@ def gate(a):
                     i + 1, n, which, r["rps"], r["p95_ms"], r["cpu_us_per_req"],
                     r["peak_rss_kib"], r["errors"]), file=sys.stderr, flush=True)
     rows, failed = judge(runs["base"], runs["head"])
+    instructions = measure_instructions(builds) if a.instructions else None
     errors = sum(r["errors"] for w in runs.values() for rs in w.values() for r in rs)
     print("\nperf-gate: %d rounds x %d scenarios, %gs each, interleaved, %.0fs in all" % (
         a.rounds, len(names), seconds, time.time() - t0))
@@ -214,6 +228,14 @@ def gate(a):
         print("%-20s %-14s %12.3f %12.3f %9s %8s %7s  %s" % (
             sc, metric, ma, mb, fmt_change(change, kind), fmt_change(noise, kind),
             fmt_change(limit, kind).lstrip("+"), verdict))
+    if instructions:
+        print("\n%-20s %14s %14s %9s   (callgrind, per unit; not judged here: make check does)" % (
+            "item", "base Ir", "head Ir", "change"))
+        for item, b in instructions["base"].items():
+            h = instructions["head"].get(item)
+            if h:
+                print("%-20s %14d %14d %+8.1f%%" % (item, b["ir_per_request"], h["ir_per_request"],
+                                                   100.0 * (h["ir_per_request"] / b["ir_per_request"] - 1)))
     if errors:
         print("\nerrors during the runs: %d" % errors)
         failed = True
@@ -222,7 +244,8 @@ def gate(a):
         with open(a.json, "w") as f:
             json.dump({"title": a.title or "%d rounds x %gs" % (a.rounds, seconds),
                        "base": base_build, "head": head_build, "seconds": seconds,
-                       "rounds": a.rounds, "runs": runs, "rows": rows, "failed": failed}, f, indent=1)
+                       "rounds": a.rounds, "runs": runs, "rows": rows, "failed": failed,
+                       "instructions": instructions}, f, indent=1)
     return 1 if failed else 0
 
 
@@ -237,6 +260,8 @@ def main():
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--json", default="", help="gate: write every run and verdict here")
     p.add_argument("--title", default="", help="gate: what was compared, for --json")
+    p.add_argument("--instructions", action="store_true",
+                   help="gate: also measure instructions per request of both builds (budgets.py)")
     a = p.parse_args()
     if a.scenarios:
         unknown = set(a.scenarios.split(",")) - set(SCENARIOS)

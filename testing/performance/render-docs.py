@@ -16,6 +16,7 @@ Sources (all committed):
   budgets    testing/performance/baselines/budgets.json
   soak       docs/perf/soak.json                 soak.sh --publish
   healthz-nginx docs/perf/healthz-vs-nginx.json  healthz-vs-nginx.py --publish
+  arch-before-after docs/perf/arch-before-after.json  perf-gate BASE --instructions --json
 
 Usage: testing/performance/render-docs.py [--check] [--doc FILE]
   --check     exit 1 if the document is not what the sources produce
@@ -90,6 +91,36 @@ def gate(name):
                    "limit", "verdict"), rows)
     lines.append("")
     lines.append("_%s; gate verdict: **%s**._" % (g.get("title", name), "FAIL" if g["failed"] else "pass"))
+    return lines
+
+
+def before_after(name):
+    """A gate run of two commits (with --instructions) as a before/after table."""
+    path = os.path.join(PERF, name + ".json")
+    if not os.path.exists(path):
+        return None
+    g = load(path)
+    rows = []
+    for sc, metric, ma, mb, change, noise, kind, limit, verdict in g["rows"]:
+        if metric in ("rps", "cpu_us_per_req"):
+            label = "%s %s" % (sc, "req/s" if metric == "rps" else "CPU µs per request")
+            rows.append((label, num(ma, 0 if ma >= 100 else 1), num(mb, 0 if mb >= 100 else 1),
+                         "%+.1f %%" % (100 * change), "%.1f %%" % (100 * noise)))
+    ins = g.get("instructions") or {}
+    b, h = ins.get("base"), ins.get("head")
+    if b and h:
+        def hyd(m):  # the hydration mix: ~80 % views, ~20 % feeds
+            return 0.8 * m["view"]["ir_per_request"] + 0.2 * m["feed"]["ir_per_request"]
+        items = [("instructions per hydration request (0.8 view + 0.2 feed)", hyd(b), hyd(h))]
+        for k in ("healthz", "view", "feed", "range_64k"):
+            items.append(("instructions per %s request" % k, b[k]["ir_per_request"], h[k]["ir_per_request"]))
+        for label, x, y in items:
+            rows.append((label, num(x), num(y), "%+.1f %%" % (100 * (y / x - 1)), "exact"))
+    lines = table(("measure", "before", "after", "change", "noise (2 SE)"), rows)
+    lines.append("")
+    lines.append("_%s; req/s and CPU are medians of paired rounds, instructions from callgrind "
+                 "(budgets.py); gate verdict: **%s**._" % (g.get("title", name),
+                                                           "FAIL" if g["failed"] else "pass"))
     return lines
 
 
@@ -168,7 +199,8 @@ def healthz_nginx():
     return lines
 
 
-RENDER = {"suite": suite, "healthz-nginx": healthz_nginx, "gate-aa": lambda: gate("gate-aa"), "gate-slow": lambda: gate("gate-slow"),
+RENDER = {"suite": suite, "healthz-nginx": healthz_nginx,
+          "arch-before-after": lambda: before_after("arch-before-after"), "gate-aa": lambda: gate("gate-aa"), "gate-slow": lambda: gate("gate-slow"),
           "budgets": budgets, "soak": soak}
 BLOCK = re.compile(r"(<!-- BEGIN generated:([\w-]+) -->\n)(.*?)(<!-- END generated:\2 -->)", re.S)
 
