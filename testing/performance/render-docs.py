@@ -76,11 +76,16 @@ def suite():
     return lines
 
 
-def gate(name):
+def load_perf(name):
+    """docs/perf/NAME.json, or None when it has not been published."""
     path = os.path.join(PERF, name + ".json")
-    if not os.path.exists(path):
+    return load(path) if os.path.exists(path) else None
+
+
+def gate(name):
+    g = load_perf(name)
+    if g is None:
         return None
-    g = load(path)
     rows = []
     for sc, metric, ma, mb, change, noise, kind, limit, verdict in g["rows"]:
         f = (lambda v: "%+.1f %%" % (100 * v)) if kind == "rel" else (lambda v: "%+.2f pp" % v)
@@ -96,10 +101,9 @@ def gate(name):
 
 def before_after(name):
     """A gate run of two commits (with --instructions) as a before/after table."""
-    path = os.path.join(PERF, name + ".json")
-    if not os.path.exists(path):
+    g = load_perf(name)
+    if g is None:
         return None
-    g = load(path)
     rows = []
     for sc, metric, ma, mb, change, noise, kind, limit, verdict in g["rows"]:
         if metric in ("rps", "cpu_us_per_req"):
@@ -177,10 +181,9 @@ def soak():
 
 
 def healthz_nginx():
-    path = os.path.join(PERF, "healthz-vs-nginx.json")
-    if not os.path.exists(path):
+    r = load_perf("healthz-vs-nginx")
+    if r is None:
         return None
-    r = load(path)
     c, med = r["config"], r["median"]
     rows = []
     for n in ("omnigate", "nginx"):
