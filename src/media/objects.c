@@ -28,13 +28,12 @@
 #include "cas/cas.h"
 #include "core/log.h"
 #include "ds/ds.h"
+#include "handler/hctx.h"
 #include "http/h1.h"
 #include "http/range.h"
 #include "http/response.h"
 #include "http/router.h"
 #include "media/integrity.h"
-#include "view/compose.h"
-#include "view/routes.h"
 
 enum obj_phase { PH_RESOLVE, PH_HAS, PH_GET, PH_STREAM };
 
@@ -98,6 +97,22 @@ static void object_headers(struct obj_ctx *o)
         req->close_after = true;
 }
 
+/* The headers of a 200, or of a 206 with its Content-Range when the
+ * request is ranged. Returns the status. */
+static int ok_headers(struct obj_ctx *o)
+{
+    struct http_req *req = o->req;
+    object_headers(o);
+    if (!o->ranged)
+        return 200;
+    char cr[80];
+    int n = snprintf(cr, sizeof(cr), "bytes %llu-%llu/%llu", (unsigned long long)o->first,
+                     (unsigned long long)o->last, (unsigned long long)o->size);
+    if (http_add_header(req, "Content-Range", cr, (size_t)n) != 0)
+        req->close_after = true;
+    return 206;
+}
+
 static void done_with_req(struct obj_ctx *o)
 {
     if (o->req)
@@ -105,13 +120,46 @@ static void done_with_req(struct obj_ctx *o)
     o->req = NULL;
 }
 
+/* Start o's next call: a read bounded by the request deadline itself,
+ * answered whole to cb, or streamed to cbs when cbs is not NULL. When it
+ * cannot even be queued, the request is answered 500 and o freed. */
+static void obj_call(struct obj_ctx *o, struct ds_req *dr, ds_cb cb,
+                     const struct ds_stream_cbs *cbs)
+{
+    struct http_req *req = o->req;
+    dr->deadline_ms = req->deadline_ms;
+    dr->corr_id = req->corr_id;
+    dr->idempotent = true;
+    if (cbs)
+        o->call = ds_call_stream(hctx_worker(req), dr, cbs, o);
+    else
+        o->call = ds_call(hctx_worker(req), dr, cb, o);
+    if (o->call == NULL) {
+        done_with_req(o);
+        ctx_free(o);
+        http_respond_error(req, OG_E_INTERNAL, NULL);
+    }
+}
+
 static void fail_call(struct obj_ctx *o, const struct ds_resp *r, const char *what)
 {
     struct http_req *req = o->req;
     done_with_req(o);
     ctx_free(o);
-    enum og_err e = view_call_err(r->code, r->err);
+    enum og_err e = hctx_call_err(r->code, r->err);
     http_respond_error(req, e, e == OG_E_NOT_FOUND ? "no such object" : what);
+}
+
+/* o's call answered r (its latency goes to the hop list as hop). Returns
+ * true for a 200; otherwise the request is failed with what and o freed. */
+static bool answered(struct obj_ctx *o, struct ds_resp *r, const char *hop, const char *what)
+{
+    o->call = NULL;
+    http_req_hop(o->req, hop, r->latency_ms);
+    if (r->code == 200)
+        return true;
+    fail_call(o, r, what);
+    return false;
 }
 
 /* ---- the pump ----------------------------------------------------------- */
@@ -267,16 +315,7 @@ static int begin_response(struct obj_ctx *o)
     o->free_writes = (1u << DS_STREAM_WINDOW_MAX) - 1;
     o->phase = PH_STREAM;
     cas_hasher_init(&o->h);
-    object_headers(o);
-    int status = 200;
-    if (o->ranged) {
-        char cr[80];
-        int n = snprintf(cr, sizeof(cr), "bytes %llu-%llu/%llu", (unsigned long long)o->first,
-                         (unsigned long long)o->last, (unsigned long long)o->size);
-        if (http_add_header(req, "Content-Range", cr, (size_t)n) != 0)
-            req->close_after = true;
-        status = 206;
-    }
+    int status = ok_headers(o);
     return http_stream_begin(req, status, o->ctype, (int64_t)o->len) != 0 ? -1 : 0;
 }
 
@@ -318,14 +357,11 @@ static void start_get(struct obj_ctx *o)
     int n = snprintf(hdr, sizeof(hdr), "{\"op\":\"get\",\"obj\":\"%s\",\"off\":%llu,\"len\":%llu}",
                      o->addr_s, (unsigned long long)o->first,
                      (unsigned long long)(o->last - o->first + 1));
-    unsigned window = (unsigned)req->conn->w->cfg->media_stream_window;
+    unsigned window = (unsigned)hctx_cfg(req)->media_stream_window;
     struct ds_req dr = {.svc = DS_STORAGE,
                         .op = "get",
                         .hdr = hdr,
                         .hdr_len = (size_t)n,
-                        .deadline_ms = req->deadline_ms,
-                        .corr_id = req->corr_id,
-                        .idempotent = true,
                         .coalesce_key = hdr,
                         .coalesce_key_len = (size_t)n,
                         .stream_window = window};
@@ -333,27 +369,16 @@ static void start_get(struct obj_ctx *o)
     /* A read that fits in the stream window costs no more memory answered
      * whole than streamed, and keeps retries, hedges and coalescing of
      * identical reads (many clients on one hot range); larger ones stream. */
-    if (o->last - o->first + 1 <= (uint64_t)window * DS_STREAM_CHUNK_BYTES)
-        o->call = ds_call(req->conn->w, &dr, on_get, o);
-    else
-        o->call = ds_call_stream(req->conn->w, &dr, &GET_CBS, o);
-    if (o->call == NULL) {
-        done_with_req(o);
-        ctx_free(o);
-        http_respond_error(req, OG_E_INTERNAL, NULL);
-    }
+    bool whole = o->last - o->first + 1 <= (uint64_t)window * DS_STREAM_CHUNK_BYTES;
+    obj_call(o, &dr, on_get, whole ? NULL : &GET_CBS);
 }
 
 static void on_has(void *arg, struct ds_resp *r)
 {
     struct obj_ctx *o = arg;
     struct http_req *req = o->req;
-    o->call = NULL;
-    http_req_hop(req, "storage", r->latency_ms);
-    if (r->code != 200) {
-        fail_call(o, r, "storage lookup failed");
+    if (!answered(o, r, "storage", "storage lookup failed"))
         return;
-    }
     json_error_t e;
     json_t *h = json_loadb(r->hdr, r->hdr_len, 0, &e);
     json_t *sz = h ? json_object_get(h, "size") : NULL;
@@ -410,18 +435,8 @@ static void on_has(void *arg, struct ds_resp *r)
         return;
     }
     if (head || o->size == 0) {
-        object_headers(o);
-        int status = 200;
-        uint64_t len = o->size;
-        if (o->ranged) {
-            char cr[80];
-            int n = snprintf(cr, sizeof(cr), "bytes %llu-%llu/%llu", (unsigned long long)o->first,
-                             (unsigned long long)o->last, (unsigned long long)o->size);
-            if (http_add_header(req, "Content-Range", cr, (size_t)n) != 0)
-                req->close_after = true;
-            status = 206;
-            len = o->last - o->first + 1;
-        }
+        int status = ok_headers(o);
+        uint64_t len = o->ranged ? o->last - o->first + 1 : o->size;
         /* HEAD (or an empty object): the head says everything; no body read. */
         done_with_req(o);
         int rc = http_stream_begin(req, status, o->ctype, (int64_t)len);
@@ -434,23 +449,11 @@ static void on_has(void *arg, struct ds_resp *r)
 
 static void start_has(struct obj_ctx *o)
 {
-    struct http_req *req = o->req;
     char hdr[128];
     int n = snprintf(hdr, sizeof(hdr), "{\"op\":\"has\",\"obj\":\"%s\"}", o->addr_s);
-    struct ds_req dr = {.svc = DS_STORAGE,
-                        .op = "has",
-                        .hdr = hdr,
-                        .hdr_len = (size_t)n,
-                        .deadline_ms = req->deadline_ms,
-                        .corr_id = req->corr_id,
-                        .idempotent = true};
+    struct ds_req dr = {.svc = DS_STORAGE, .op = "has", .hdr = hdr, .hdr_len = (size_t)n};
     o->phase = PH_HAS;
-    o->call = ds_call(req->conn->w, &dr, on_has, o);
-    if (o->call == NULL) {
-        done_with_req(o);
-        ctx_free(o);
-        http_respond_error(req, OG_E_INTERNAL, NULL);
-    }
+    obj_call(o, &dr, on_has, NULL);
 }
 
 static struct obj_ctx *ctx_new(struct http_req *req)
@@ -492,29 +495,27 @@ static void on_resolve(void *arg, struct ds_resp *r)
 {
     struct obj_ctx *o = arg;
     struct http_req *req = o->req;
-    o->call = NULL;
-    http_req_hop(req, "index", r->latency_ms);
-    if (r->code != 200) {
-        fail_call(o, r, "resolving the media name failed");
+    if (!answered(o, r, "index", "resolving the media name failed"))
         return;
-    }
     json_error_t e;
     json_t *m = json_loadb((const char *)r->body, r->body_len, JSON_REJECT_DUPLICATES, &e);
     json_t *kind = m ? json_object_get(m, "kind") : NULL;
     json_t *obj = m ? json_object_get(m, "obj") : NULL;
     json_t *mt = m ? json_object_get(m, "media_type") : NULL;
     const char *why = NULL;
-    if (!json_is_string(kind) || strcmp(json_string_value(kind), "media") != 0)
+    enum og_err err = OG_E_BAD_GATEWAY;
+    if (!json_is_string(kind) || strcmp(json_string_value(kind), "media") != 0) {
+        err = OG_E_NOT_FOUND; /* the name names something else */
         why = "not a media name";
-    else if (!json_is_string(obj) ||
-             cas_addr_parse(&o->addr, json_string_value(obj), json_string_length(obj)) != 0)
+    } else if (!json_is_string(obj) ||
+               cas_addr_parse(&o->addr, json_string_value(obj), json_string_length(obj)) != 0) {
         why = "media manifest has no valid obj";
+    }
     if (why) {
         json_decref(m);
         done_with_req(o);
         ctx_free(o);
-        http_respond_error(
-            req, strcmp(why, "not a media name") == 0 ? OG_E_NOT_FOUND : OG_E_BAD_GATEWAY, why);
+        http_respond_error(req, err, why);
         return;
     }
     /* Content-Type comes from the manifest; only a plain type/subtype token
@@ -536,53 +537,29 @@ static void on_resolve(void *arg, struct ds_resp *r)
 
 void media_on_media(struct http_req *req)
 {
-    if (!view_name_ok(req->param)) {
-        http_respond_error(req, OG_E_BAD_REQUEST, "name must be 1-255 of [A-Za-z0-9._:-]");
+    if (!hctx_name_check(req, "name"))
         return;
-    }
     struct obj_ctx *o = ctx_new(req);
     if (o == NULL)
         return;
     char hdr[400];
     int n = snprintf(hdr, sizeof(hdr), "{\"op\":\"resolve\",\"name\":\"%.*s\"}", (int)req->param.n,
                      req->param.p);
-    struct ds_req dr = {.svc = DS_INDEX,
-                        .op = "resolve",
-                        .hdr = hdr,
-                        .hdr_len = (size_t)n,
-                        .deadline_ms = req->deadline_ms,
-                        .corr_id = req->corr_id,
-                        .idempotent = true};
+    struct ds_req dr = {.svc = DS_INDEX, .op = "resolve", .hdr = hdr, .hdr_len = (size_t)n};
     o->phase = PH_RESOLVE;
-    o->call = ds_call(req->conn->w, &dr, on_resolve, o);
-    if (o->call == NULL) {
-        done_with_req(o);
-        ctx_free(o);
-        http_respond_error(req, OG_E_INTERNAL, NULL);
-    }
+    obj_call(o, &dr, on_resolve, NULL);
 }
 
 /* ---- PUT /v1/o ---------------------------------------------------------- */
 
 struct put_ctx {
-    struct http_req *req;
-    struct ds_call *call;
+    struct hctx h;
+    struct hctx_call call;
 };
 
-static void put_cancel(struct http_req *req)
+static void on_put(struct hctx_call *c, struct ds_resp *r)
 {
-    struct put_ctx *p = req->hdata;
-    ds_cancel(p->call);
-    free(p);
-}
-
-static void on_put(void *arg, struct ds_resp *r)
-{
-    struct put_ctx *p = arg;
-    struct http_req *req = p->req;
-    req->on_cancel = NULL;
-    free(p);
-    http_req_hop(req, "storage", r->latency_ms);
+    struct http_req *req = hctx_end(c->h);
     if (r->code == 400) {
         http_respond_error(req, OG_E_BAD_REQUEST, "body does not hash to X-Expect-Obj");
         return;
@@ -596,7 +573,7 @@ static void on_put(void *arg, struct ds_resp *r)
         return;
     }
     if (r->code != 200 && r->code != 201) {
-        enum og_err e = view_call_err(r->code, r->err);
+        enum og_err e = hctx_call_err(r->code, r->err);
         http_respond_error(req, e == OG_E_NOT_FOUND ? OG_E_BAD_GATEWAY : e, "storage write failed");
         return;
     }
@@ -640,7 +617,8 @@ void media_on_put(struct http_req *req)
         http_respond_error(req, OG_E_INTERNAL, NULL);
         return;
     }
-    p->req = req;
+    hctx_init(&p->h, req, NULL);
+    /* Object and media calls use the request deadline itself. */
     struct ds_req dr = {.svc = DS_STORAGE,
                         .op = "put",
                         .hdr = hdr,
@@ -648,14 +626,7 @@ void media_on_put(struct http_req *req)
                         .body = req->body.p,
                         .body_len = req->body.n,
                         .deadline_ms = req->deadline_ms,
-                        .corr_id = req->corr_id,
                         .idempotent = false};
-    p->call = ds_call(req->conn->w, &dr, on_put, p);
-    if (p->call == NULL) {
-        free(p);
-        http_respond_error(req, OG_E_INTERNAL, NULL);
-        return;
-    }
-    req->hdata = p;
-    req->on_cancel = put_cancel;
+    if (hctx_call(&p->h, &p->call, &dr, "storage", on_put) != 0)
+        hctx_fail(&p->h, OG_E_INTERNAL, NULL);
 }

@@ -1,5 +1,10 @@
 /*
- * compose.c — writing composed views.
+ * compose.c — writing composed views and feeds.
+ *
+ * Not pure: object and JSON renderings go through the content memo
+ * (view/memo.h), and a part failing its integrity check is logged and
+ * counted (media/integrity.h). Both depend only on the bytes composed, so a
+ * composition still is a function of its inputs.
  */
 #include "view/compose.h"
 
@@ -8,28 +13,16 @@
 #include <string.h>
 
 #include "core/dec.h"
+#include "handler/hctx.h"
 #include "media/integrity.h"
 #include "view/memo.h"
 #include "view/messages.h"
-
-enum og_err view_call_err(int code, enum og_err err)
-{
-    if (code == 0)
-        return err == OG_E_DOWNSTREAM_TIMEOUT || err == OG_E_BUSY ? err : OG_E_BAD_GATEWAY;
-    if (code == 404)
-        return OG_E_NOT_FOUND;
-    if (code == 504)
-        return OG_E_DOWNSTREAM_TIMEOUT;
-    if (code == 429 || code == 503)
-        return OG_E_BUSY;
-    return OG_E_BAD_GATEWAY;
-}
 
 const char *view_part_error(const struct part_result *r)
 {
     if (r->integrity_failed)
         return "integrity";
-    return og_err_code(view_call_err(r->code, r->err));
+    return og_err_code(hctx_call_err(r->code, r->err));
 }
 
 void view_jw_base64(struct jw *w, const uint8_t *p, size_t n)
@@ -275,7 +268,7 @@ int view_compose(struct jw *w, const char *name, const char *fields, size_t fiel
             if (p->required && !out->required_failed) {
                 out->required_failed = true;
                 out->fail_err =
-                    r->integrity_failed ? OG_E_BAD_GATEWAY : view_call_err(r->code, r->err);
+                    r->integrity_failed ? OG_E_BAD_GATEWAY : hctx_call_err(r->code, r->err);
                 if (out->fail_err == OG_E_NOT_FOUND)
                     out->fail_err = OG_E_BAD_GATEWAY; /* the manifest names a missing part */
                 out->fail_key = p->key;
@@ -296,6 +289,48 @@ int view_compose(struct jw *w, const char *name, const char *fields, size_t fiel
         jw_fixed3(w, res[i].ms);
     }
     jw_obj_close(w);
+    jw_key(w, "total_ms");
+    jw_fixed3(w, total_ms);
+    jw_obj_close(w);
+    jw_obj_close(w);
+    return jw_failed(w) ? -1 : 0;
+}
+
+int view_feed_compose(struct jw *w, const char *channel, size_t channel_len, struct feed_entry *e,
+                      unsigned n, double peek_ms, double total_ms, uint64_t inline_max,
+                      const char *corr_id, bool *complete)
+{
+    *complete = true;
+    jw_obj_open(w);
+    jw_key(w, "channel");
+    jw_strn(w, channel, channel_len);
+    jw_key(w, "messages");
+    jw_arr_open(w);
+    for (unsigned i = 0; i < n; i++) {
+        jw_raw(w, e[i].msg.json, e[i].msg.json_len); /* the message up to its closing brace */
+        if (e[i].msg.has_obj) {
+            jw_key(w, "object");
+            if (e[i].res.code == 200) {
+                view_object_part(w, &e[i].part, &e[i].res, inline_max, corr_id);
+                if (e[i].res.integrity_failed)
+                    *complete = false;
+            } else {
+                jw_obj_open(w);
+                jw_key(w, "error");
+                jw_str(w, view_part_error(&e[i].res));
+                jw_obj_close(w);
+                *complete = false;
+            }
+        }
+        jw_obj_close(w);
+    }
+    jw_arr_close(w);
+    jw_key(w, "complete");
+    jw_bool(w, *complete);
+    jw_key(w, "timing");
+    jw_obj_open(w);
+    jw_key(w, "peek_ms");
+    jw_fixed3(w, peek_ms);
     jw_key(w, "total_ms");
     jw_fixed3(w, total_ms);
     jw_obj_close(w);

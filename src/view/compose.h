@@ -1,7 +1,10 @@
 /*
- * compose.h — the view composer: plan + part results → one JSON document,
- * written straight into the response buffer (no DOM for output). Pure: no
- * I/O; unit-testable with hand-made results.
+ * compose.h — the view and feed composers: plan + part results (or feed
+ * messages + their objects) → one JSON document, written straight into the
+ * response buffer (no DOM for output). No network I/O and no loop:
+ * unit-testable with hand-made results. Not pure: verified object renderings
+ * and JSON validity are memoised (view/memo.h), and an integrity failure is
+ * logged and counted (media/integrity.h).
  */
 #ifndef VIEW_COMPOSE_H
 #define VIEW_COMPOSE_H
@@ -12,6 +15,7 @@
 #include "core/jw.h"
 #include "core/status.h"
 #include "ds/ds.h"
+#include "view/messages.h"
 #include "view/plan.h"
 
 struct part_result {
@@ -44,8 +48,21 @@ int view_manifest_fields(json_t *manifest, struct buf *out);
 
 /* The error code of a failed part ("downstream_timeout", "not_found", ...). */
 const char *view_part_error(const struct part_result *r);
-/* The og_err a failed call maps to for an HTTP answer. */
-enum og_err view_call_err(int code, enum og_err err);
+
+/* One message of a feed with the object it names, if any. */
+struct feed_entry {
+    struct feed_msg msg;    /* points into the feed's records */
+    struct view_part part;  /* the named object: address and media type */
+    struct part_result res; /* storage's answer for it */
+};
+
+/* Write a feed: {"channel", "messages":[each message, with "object" (the
+ * part, or {"error":code}) when it names one], "complete", "timing":{peek_ms,
+ * total_ms}}. *complete is false when a named object failed. Returns 0 or -1
+ * when memory ran out. */
+int view_feed_compose(struct jw *w, const char *channel, size_t channel_len, struct feed_entry *e,
+                      unsigned n, double peek_ms, double total_ms, uint64_t inline_max,
+                      const char *corr_id, bool *complete);
 
 /* One object part (verified, inlined as JSON or base64, or linked). */
 void view_object_part(struct jw *w, const struct view_part *p, struct part_result *r,

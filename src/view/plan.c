@@ -113,15 +113,17 @@ static int part_build(const char *key, json_t *o, uint64_t inline_max, struct vi
 }
 
 int view_plan_build(json_t *manifest, unsigned max_parts, uint64_t inline_max,
-                    struct view_plan *out, const char **why)
+                    struct view_plan *out, enum og_err *err, const char **why)
 {
     out->nparts = 0;
     json_t *kind = json_object_get(manifest, "kind");
     if (!json_is_object(manifest) || !json_is_string(kind) ||
         strcmp(json_string_value(kind), "view") != 0) {
+        *err = OG_E_NOT_FOUND;
         *why = "not a view manifest";
         return -1;
     }
+    *err = OG_E_BAD_GATEWAY; /* from here on, a broken view manifest */
     json_t *parts = json_object_get(manifest, "parts");
     if (!json_is_object(parts)) {
         *why = "view manifest has no parts object";

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "cas/cas.h"
+#include "core/status.h"
 
 #define VIEW_PARTS_MAX      64
 #define VIEW_KEY_MAX        64
@@ -50,9 +51,11 @@ struct view_plan {
 
 /* Build a plan from a parsed manifest. Objects larger than inline_max
  * (by their manifest size) become links and need no call. Returns 0, or -1
- * with *why set: not a view, too many parts (over max_parts), bad part. */
+ * with *err and *why set: OG_E_NOT_FOUND when the manifest is not a view's
+ * (the name names something else), OG_E_BAD_GATEWAY when it is a broken
+ * view manifest (no parts, more than max_parts, a bad part). */
 int view_plan_build(json_t *manifest, unsigned max_parts, uint64_t inline_max,
-                    struct view_plan *out, const char **why);
+                    struct view_plan *out, enum og_err *err, const char **why);
 
 /* Whether a media type is JSON (application/json or +json). */
 bool view_media_is_json(const char *mt);
