@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cas/cas.h"
+#include "ds/op.h"
 #include "oap/oap-t.h"
 
 /* xorshift64*: reproducible bytes, not randomness anyone relies on. */
@@ -31,7 +32,7 @@ static void fill(uint8_t *p, size_t n, uint64_t seed)
 struct ctx {
     demo_emit_fn emit;
     void *arg;
-    char hdr[512];
+    struct ds_op op;
 };
 
 /* Store bytes, return their address in out (b3:...). */
@@ -40,21 +41,24 @@ static int put_obj(struct ctx *c, const void *p, size_t n, char out[CAS_ADDR_CHA
     struct cas_addr a;
     cas_hash(p, n, &a);
     cas_addr_format(&a, out);
-    snprintf(c->hdr, sizeof(c->hdr), "{\"op\":\"put\",\"expect\":\"%s\"}", out);
-    return c->emit(c->arg, OAP_APP_STORAGE, c->hdr, p, n);
+    if (ds_op_put(&c->op, (struct slice){out, CAS_ADDR_CHARS}) != 0)
+        return -1;
+    return c->emit(c->arg, OAP_APP_STORAGE, c->op.req.hdr, p, n);
 }
 
 static int put_name(struct ctx *c, const char *name, const char *manifest)
 {
-    snprintf(c->hdr, sizeof(c->hdr), "{\"op\":\"put\",\"name\":\"%s\"}", name);
-    return c->emit(c->arg, OAP_APP_INDEX, c->hdr, (const uint8_t *)manifest, strlen(manifest));
+    if (ds_op_index_put(&c->op, name, strlen(name)) != 0)
+        return -1;
+    return c->emit(c->arg, OAP_APP_INDEX, c->op.req.hdr, (const uint8_t *)manifest,
+                   strlen(manifest));
 }
 
 static int send_msg(struct ctx *c, const char *channel, const char *body, const char *key)
 {
-    snprintf(c->hdr, sizeof(c->hdr), "{\"op\":\"send\",\"channel\":\"%s\",\"key\":\"%s\"}", channel,
-             key);
-    return c->emit(c->arg, OAP_APP_MAILBOX, c->hdr, (const uint8_t *)body, strlen(body));
+    if (ds_op_send(&c->op, channel, key) != 0)
+        return -1;
+    return c->emit(c->arg, OAP_APP_MAILBOX, c->op.req.hdr, (const uint8_t *)body, strlen(body));
 }
 
 /* A small image-like object: PNG signature followed by seeded bytes. */
@@ -74,7 +78,7 @@ static const char *const TOPICS[] = {"caching",      "hashing",   "queues",  "st
 
 int demo_generate(demo_emit_fn emit, void *arg)
 {
-    struct ctx c = {emit, arg, {0}};
+    struct ctx c = {.emit = emit, .arg = arg};
     char doc[1024], man[2048], name[64], ch[64], key[64], body[512];
     char prof[CAS_ADDR_CHARS + 1], avatar[CAS_ADDR_CHARS + 1], art[CAS_ADDR_CHARS + 1],
         hero[CAS_ADDR_CHARS + 1];

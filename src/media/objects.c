@@ -28,6 +28,7 @@
 #include "cas/cas.h"
 #include "core/log.h"
 #include "ds/ds.h"
+#include "ds/op.h"
 #include "handler/hctx.h"
 #include "http/h1.h"
 #include "http/range.h"
@@ -120,7 +121,7 @@ static void done_with_req(struct obj_ctx *o)
     o->req = NULL;
 }
 
-/* Start o's next call: a read bounded by the request deadline itself,
+/* Start o's next call, a read, bounded by the request deadline itself,
  * answered whole to cb, or streamed to cbs when cbs is not NULL. When it
  * cannot even be queued, the request is answered 500 and o freed. */
 static void obj_call(struct obj_ctx *o, struct ds_req *dr, ds_cb cb,
@@ -129,7 +130,6 @@ static void obj_call(struct obj_ctx *o, struct ds_req *dr, ds_cb cb,
     struct http_req *req = o->req;
     dr->deadline_ms = req->deadline_ms;
     dr->corr_id = req->corr_id;
-    dr->idempotent = true;
     if (cbs)
         o->call = ds_call_stream(hctx_worker(req), dr, cbs, o);
     else
@@ -353,24 +353,17 @@ static const struct ds_stream_cbs GET_CBS = {
 static void start_get(struct obj_ctx *o)
 {
     struct http_req *req = o->req;
-    char hdr[256];
-    int n = snprintf(hdr, sizeof(hdr), "{\"op\":\"get\",\"obj\":\"%s\",\"off\":%llu,\"len\":%llu}",
-                     o->addr_s, (unsigned long long)o->first,
-                     (unsigned long long)(o->last - o->first + 1));
+    struct ds_op op;
     unsigned window = (unsigned)hctx_cfg(req)->media_stream_window;
-    struct ds_req dr = {.svc = DS_STORAGE,
-                        .op = "get",
-                        .hdr = hdr,
-                        .hdr_len = (size_t)n,
-                        .coalesce_key = hdr,
-                        .coalesce_key_len = (size_t)n,
-                        .stream_window = window};
+    /* cannot fail: no string of the caller's */
+    (void)ds_op_get(&op, &o->addr, true, o->first, o->last - o->first + 1);
+    op.req.stream_window = window;
     o->phase = PH_GET;
     /* A read that fits in the stream window costs no more memory answered
      * whole than streamed, and keeps retries, hedges and coalescing of
      * identical reads (many clients on one hot range); larger ones stream. */
     bool whole = o->last - o->first + 1 <= (uint64_t)window * DS_STREAM_CHUNK_BYTES;
-    obj_call(o, &dr, on_get, whole ? NULL : &GET_CBS);
+    obj_call(o, &op.req, on_get, whole ? NULL : &GET_CBS);
 }
 
 static void on_has(void *arg, struct ds_resp *r)
@@ -449,11 +442,10 @@ static void on_has(void *arg, struct ds_resp *r)
 
 static void start_has(struct obj_ctx *o)
 {
-    char hdr[128];
-    int n = snprintf(hdr, sizeof(hdr), "{\"op\":\"has\",\"obj\":\"%s\"}", o->addr_s);
-    struct ds_req dr = {.svc = DS_STORAGE, .op = "has", .hdr = hdr, .hdr_len = (size_t)n};
+    struct ds_op op;
+    (void)ds_op_has(&op, &o->addr); /* cannot fail: no string of the caller's */
     o->phase = PH_HAS;
-    obj_call(o, &dr, on_has, NULL);
+    obj_call(o, &op.req, on_has, NULL);
 }
 
 static struct obj_ctx *ctx_new(struct http_req *req)
@@ -542,12 +534,10 @@ void media_on_media(struct http_req *req)
     struct obj_ctx *o = ctx_new(req);
     if (o == NULL)
         return;
-    char hdr[400];
-    int n = snprintf(hdr, sizeof(hdr), "{\"op\":\"resolve\",\"name\":\"%.*s\"}", (int)req->param.n,
-                     req->param.p);
-    struct ds_req dr = {.svc = DS_INDEX, .op = "resolve", .hdr = hdr, .hdr_len = (size_t)n};
+    struct ds_op op;
+    (void)ds_op_resolve(&op, req->param.p, req->param.n); /* the name was checked */
     o->phase = PH_RESOLVE;
-    obj_call(o, &dr, on_resolve, NULL);
+    obj_call(o, &op.req, on_resolve, NULL);
 }
 
 /* ---- PUT /v1/o ---------------------------------------------------------- */
@@ -599,8 +589,8 @@ static void on_put(struct hctx_call *c, struct ds_resp *r)
 
 void media_on_put(struct http_req *req)
 {
-    char hdr[160];
-    int n;
+    struct ds_op op;
+    struct slice expect = {0};
     const struct slice *x = h1_header(req, "x-expect-obj");
     if (x) {
         struct cas_addr a;
@@ -608,9 +598,7 @@ void media_on_put(struct http_req *req)
             http_respond_error(req, OG_E_BAD_REQUEST, "X-Expect-Obj must be b3:<64 lowercase hex>");
             return;
         }
-        n = snprintf(hdr, sizeof(hdr), "{\"op\":\"put\",\"expect\":\"%.*s\"}", (int)x->n, x->p);
-    } else {
-        n = snprintf(hdr, sizeof(hdr), "{\"op\":\"put\"}");
+        expect = *x; /* as sent: the address was checked, not rewritten */
     }
     struct put_ctx *p = calloc(1, sizeof(*p));
     if (p == NULL) {
@@ -618,15 +606,11 @@ void media_on_put(struct http_req *req)
         return;
     }
     hctx_init(&p->h, req, NULL);
+    (void)ds_op_put(&op, expect); /* cannot fail: expect has CAS_ADDR_CHARS */
     /* Object and media calls use the request deadline itself. */
-    struct ds_req dr = {.svc = DS_STORAGE,
-                        .op = "put",
-                        .hdr = hdr,
-                        .hdr_len = (size_t)n,
-                        .body = req->body.p,
-                        .body_len = req->body.n,
-                        .deadline_ms = req->deadline_ms,
-                        .idempotent = false};
-    if (hctx_call(&p->h, &p->call, &dr, "storage", on_put) != 0)
+    op.req.deadline_ms = req->deadline_ms;
+    op.req.body = req->body.p;
+    op.req.body_len = req->body.n;
+    if (hctx_call(&p->h, &p->call, &op.req, "storage", on_put) != 0)
         hctx_fail(&p->h, OG_E_INTERNAL, NULL);
 }

@@ -17,6 +17,7 @@
 
 #include "core/dec.h"
 #include "ds/ds.h"
+#include "ds/op.h"
 #include "handler/hctx.h"
 #include "http/query.h"
 #include "http/response.h"
@@ -28,56 +29,28 @@
 #define SEARCH_LIMIT_MAX 10
 #define FEED_LIMIT_MAX   50
 
-/* Header JSON {"op":OP,KEY:VAL} for a call. */
-static int hdr_kv(struct buf *b, const char *op, const char *key, const char *val, size_t vlen)
+/* Start op for h's request, bounded by the hop deadline. */
+static int start(struct hctx *h, struct hctx_call *c, struct ds_op *op, const char *hop,
+                 hctx_resp_fn cb)
 {
-    struct jw j;
-    b->n = 0;
-    jw_init(&j, b);
-    jw_obj_open(&j);
-    jw_key(&j, "op");
-    jw_str(&j, op);
-    if (key) {
-        jw_key(&j, key);
-        jw_strn(&j, val, vlen);
-    }
-    jw_obj_close(&j);
-    return jw_failed(&j) ? -1 : 0;
-}
-
-/* Start a read for h's request: bounded by the hop deadline, idempotent,
- * and, for storage, coalesced with identical reads (same header). */
-static int start(struct hctx *h, struct hctx_call *c, enum ds_service svc, const char *op,
-                 const struct buf *hdr, const char *hop, hctx_resp_fn cb)
-{
-    struct ds_req dr = {.svc = svc,
-                        .op = op,
-                        .hdr = hdr->p,
-                        .hdr_len = hdr->n,
-                        .deadline_ms = hctx_hop_deadline(h->req),
-                        .idempotent = true,
-                        .coalesce_key = svc == DS_STORAGE ? hdr->p : NULL,
-                        .coalesce_key_len = hdr->n};
-    return hctx_call(h, c, &dr, hop, cb);
+    op->req.deadline_ms = hctx_hop_deadline(h->req);
+    return hctx_call(h, c, &op->req, hop, cb);
 }
 
 /* Begin handling req with the context h (NULL when it could not be
- * allocated) by its first call c, whose header is hdr (hdr_rc != 0 when it
- * could not be written). hdr is released; on any failure the request is
- * answered 500 and the context released. */
+ * allocated) by its first call c, op (op_rc != 0 when it could not be
+ * built). On any failure the request is answered 500 and the context
+ * released. */
 static void begin(struct http_req *req, struct hctx *h, hctx_release_fn release,
-                  struct hctx_call *c, int hdr_rc, struct buf *hdr, enum ds_service svc,
-                  const char *op, const char *hop, hctx_resp_fn cb)
+                  struct hctx_call *c, int op_rc, struct ds_op *op, const char *hop,
+                  hctx_resp_fn cb)
 {
     if (h == NULL) {
-        buf_release(hdr);
         http_respond_error(req, OG_E_INTERNAL, NULL);
         return;
     }
     hctx_init(h, req, release);
-    int rc = hdr_rc != 0 ? -1 : start(h, c, svc, op, hdr, hop, cb);
-    buf_release(hdr);
-    if (rc != 0)
+    if (op_rc != 0 || start(h, c, op, hop, cb) != 0)
         hctx_fail(h, OG_E_INTERNAL, NULL);
 }
 
@@ -125,21 +98,19 @@ static void one_on_resp(struct hctx_call *c, struct ds_resp *r)
     http_respond(hctx_end(c->h), 200, "application/json", r->body, r->body_len);
 }
 
-static void one_start(struct http_req *req, const char *op, const char *hop, struct buf *hdr,
-                      int hdr_rc)
+static void one_start(struct http_req *req, int op_rc, struct ds_op *op, const char *hop)
 {
     struct one_ctx *c = calloc(1, sizeof(*c));
-    begin(req, c ? &c->h : NULL, NULL, c ? &c->call : NULL, hdr_rc, hdr, DS_INDEX, op, hop,
-          one_on_resp);
+    begin(req, c ? &c->h : NULL, NULL, c ? &c->call : NULL, op_rc, op, hop, one_on_resp);
 }
 
 void view_on_index(struct http_req *req)
 {
     if (!hctx_name_check(req, "name"))
         return;
-    struct buf hdr = {0};
-    int rc = hdr_kv(&hdr, "resolve", "name", req->param.p, req->param.n);
-    one_start(req, "resolve", "index.resolve", &hdr, rc);
+    struct ds_op op;
+    int rc = ds_op_resolve(&op, req->param.p, req->param.n);
+    one_start(req, rc, &op, "index.resolve");
 }
 
 void view_on_search(struct http_req *req)
@@ -156,18 +127,9 @@ void view_on_search(struct http_req *req)
         http_respond_error(req, OG_E_BAD_REQUEST, "limit must be 1 to 10");
         return;
     }
-    struct buf hdr = {0};
-    struct jw j;
-    jw_init(&j, &hdr);
-    jw_obj_open(&j);
-    jw_key(&j, "op");
-    jw_str(&j, "search");
-    jw_key(&j, "prefix");
-    jw_strn(&j, q, (size_t)qn);
-    jw_key(&j, "limit");
-    jw_uint(&j, limit);
-    jw_obj_close(&j);
-    one_start(req, "search", "index.search", &hdr, jw_failed(&j) ? -1 : 0);
+    struct ds_op op;
+    int rc = ds_op_search(&op, q, (size_t)qn, limit);
+    one_start(req, rc, &op, "index.search");
 }
 
 /* ---- /v1/view/{name} ---------------------------------------------------- */
@@ -246,62 +208,30 @@ static void part_on_resp(struct hctx_call *c, struct ds_resp *r)
         view_finish(v);
 }
 
+/* Start part i's call. Returns 0, 1 for a part that needs no call (a
+ * link), or -1. */
 static int part_start(struct view_ctx *v, unsigned i)
 {
     const struct view_part *p = &v->plan->parts[i];
-    struct buf hdr = {0};
-    struct jw j;
-    char addr[CAS_ADDR_CHARS + 1];
-    enum ds_service svc;
-    const char *op, *hop;
-    jw_init(&j, &hdr);
-    jw_obj_open(&j);
+    struct ds_op op;
+    const char *hop;
+    int rc;
     switch (p->kind) {
     case PART_OBJECT:
-        svc = DS_STORAGE;
-        op = "get";
         hop = "storage";
-        jw_key(&j, "op");
-        jw_str(&j, op);
-        jw_key(&j, "obj");
-        jw_str(&j, cas_addr_format(&p->addr, addr));
-        if (p->ranged) {
-            jw_key(&j, "off");
-            jw_uint(&j, p->first);
-            jw_key(&j, "len");
-            jw_uint(&j, p->last - p->first + 1);
-        }
+        rc = ds_op_get(&op, &p->addr, p->ranged, p->first, p->last - p->first + 1);
         break;
     case PART_MAILBOX:
-        svc = DS_MAILBOX;
-        op = "peek";
         hop = "mailbox";
-        jw_key(&j, "op");
-        jw_str(&j, op);
-        jw_key(&j, "channel");
-        jw_str(&j, p->channel);
-        jw_key(&j, "max");
-        jw_uint(&j, p->limit);
+        rc = ds_op_peek(&op, p->channel, strlen(p->channel), p->limit);
         break;
     case PART_INDEX:
-        svc = DS_INDEX;
-        op = "resolve";
         hop = "index";
-        jw_key(&j, "op");
-        jw_str(&j, op);
-        jw_key(&j, "name");
-        jw_str(&j, p->name);
+        rc = ds_op_resolve(&op, p->name, strlen(p->name));
         break;
-    default: buf_release(&hdr); return 1; /* links need no call */
+    default: return 1;
     }
-    jw_obj_close(&j);
-    if (jw_failed(&j)) {
-        buf_release(&hdr);
-        return -1;
-    }
-    int rc = start(&v->h, &v->ps[i].call, svc, op, &hdr, hop, part_on_resp);
-    buf_release(&hdr);
-    return rc;
+    return rc == 0 ? start(&v->h, &v->ps[i].call, &op, hop, part_on_resp) : -1;
 }
 
 /* Manifest bytes → plan and fields, through the plan memo (a manifest's
@@ -404,12 +334,12 @@ void view_on_view(struct http_req *req)
     if (!hctx_name_check(req, "name"))
         return;
     struct view_ctx *v = calloc(1, sizeof(*v));
-    struct buf hdr = {0};
-    int rc = hdr_kv(&hdr, "resolve", "name", req->param.p, req->param.n);
+    struct ds_op op;
+    int rc = ds_op_resolve(&op, req->param.p, req->param.n);
     if (v)
         v->t0_ns = uv_hrtime();
-    begin(req, v ? &v->h : NULL, view_release, v ? &v->resolve : NULL, rc, &hdr, DS_INDEX,
-          "resolve", "index", resolve_on_resp);
+    begin(req, v ? &v->h : NULL, view_release, v ? &v->resolve : NULL, rc, &op, "index",
+          resolve_on_resp);
 }
 
 /* ---- /v1/feed/{channel} ------------------------------------------------- */
@@ -486,7 +416,7 @@ static void peek_on_resp(struct hctx_call *c, struct ds_resp *r)
     }
     hctx_hold(&f->h);
     size_t off = 0;
-    struct buf hdr = {0}; /* reused: ds_call copies the header */
+    struct ds_op op; /* reused: ds_call copies the header */
     while (f->n < f->limit && view_feed_next(&f->records, &off, &f->entries[f->n].msg)) {
         struct feed_entry *e = &f->entries[f->n];
         struct feed_slot *s = &f->slots[f->n++];
@@ -495,12 +425,10 @@ static void peek_on_resp(struct hctx_call *c, struct ds_resp *r)
         e->part.addr = e->msg.addr;
         memcpy(e->part.media_type, e->msg.media_type, e->msg.media_type_len);
         e->part.media_type[e->msg.media_type_len] = '\0';
-        char addr[CAS_ADDR_CHARS + 1];
-        if (hdr_kv(&hdr, "get", "obj", cas_addr_format(&e->part.addr, addr), CAS_ADDR_CHARS) != 0 ||
-            start(&f->h, &s->call, DS_STORAGE, "get", &hdr, "storage", item_on_resp) != 0)
+        if (ds_op_get(&op, &e->part.addr, false, 0, 0) != 0 ||
+            start(&f->h, &s->call, &op, "storage", item_on_resp) != 0)
             e->res = (struct part_result){.code = 0, .err = OG_E_INTERNAL};
     }
-    buf_release(&hdr);
     if (hctx_drop(&f->h))
         feed_finish(f);
 }
@@ -519,22 +447,13 @@ void view_on_feed(struct http_req *req)
                    "slots follow entries");
     struct feed_ctx *f =
         calloc(1, sizeof(*f) + limit * (sizeof(f->entries[0]) + sizeof(f->slots[0])));
-    struct buf hdr = {0};
-    struct jw j;
-    jw_init(&j, &hdr);
-    jw_obj_open(&j);
-    jw_key(&j, "op");
-    jw_str(&j, "peek");
-    jw_key(&j, "channel");
-    jw_strn(&j, req->param.p, req->param.n);
-    jw_key(&j, "max");
-    jw_uint(&j, limit);
-    jw_obj_close(&j);
+    struct ds_op op;
+    int rc = ds_op_peek(&op, req->param.p, req->param.n, limit);
     if (f) {
         f->slots = (struct feed_slot *)(f->entries + limit);
         f->limit = (unsigned)limit;
         f->t0_ns = uv_hrtime();
     }
-    begin(req, f ? &f->h : NULL, feed_release, f ? &f->peek : NULL, jw_failed(&j) ? -1 : 0, &hdr,
-          DS_MAILBOX, "peek", "mailbox", peek_on_resp);
+    begin(req, f ? &f->h : NULL, feed_release, f ? &f->peek : NULL, rc, &op, "mailbox",
+          peek_on_resp);
 }
