@@ -366,23 +366,30 @@ static void start_get(struct obj_ctx *o)
     obj_call(o, &op.req, on_get, whole ? NULL : &GET_CBS);
 }
 
-static void on_has(void *arg, struct ds_resp *r)
+/* The object size in a HAS answer's header. Returns 0, or -1 without one. */
+static int has_size(const struct ds_resp *r, uint64_t *size)
 {
-    struct obj_ctx *o = arg;
-    struct http_req *req = o->req;
-    if (!answered(o, r, "storage", "storage lookup failed"))
-        return;
     json_error_t e;
     json_t *h = json_loadb(r->hdr, r->hdr_len, 0, &e);
     json_t *sz = h ? json_object_get(h, "size") : NULL;
-    if (!json_is_integer(sz) || json_integer_value(sz) < 0) {
-        json_decref(h);
+    int rc = json_is_integer(sz) && json_integer_value(sz) >= 0 ? 0 : -1;
+    if (rc == 0)
+        *size = (uint64_t)json_integer_value(sz);
+    json_decref(h);
+    return rc;
+}
+
+static void on_has(void *arg, struct ds_resp *r)
+{
+    struct obj_ctx *o = arg;
+    if (!answered(o, r, "storage", "storage lookup failed"))
+        return;
+    if (has_size(r, &o->size) != 0) {
         struct ds_resp bad = {.code = 502};
         fail_call(o, &bad, "storage answered HAS without a size");
         return;
     }
-    o->size = (uint64_t)json_integer_value(sz);
-    json_decref(h);
+    struct http_req *req = o->req;
 
     const struct slice *inm = h1_header(req, "if-none-match");
     if (inm && etag_list_matches(*inm, o->etag, strlen(o->etag))) {
