@@ -26,8 +26,10 @@
 #include <string.h>
 
 #include "cas/cas.h"
+#include "config/config.h"
 #include "core/log.h"
 #include "ds/ds.h"
+#include "http/ctx-t.h"
 #include "http/h1.h"
 #include "http/range.h"
 #include "http/response.h"
@@ -318,7 +320,7 @@ static void start_get(struct obj_ctx *o)
     int n = snprintf(hdr, sizeof(hdr), "{\"op\":\"get\",\"obj\":\"%s\",\"off\":%llu,\"len\":%llu}",
                      o->addr_s, (unsigned long long)o->first,
                      (unsigned long long)(o->last - o->first + 1));
-    unsigned window = (unsigned)req->conn->w->cfg->media_stream_window;
+    unsigned window = (unsigned)req->ctx->cfg->media_stream_window;
     struct ds_req dr = {.svc = DS_STORAGE,
                         .op = "get",
                         .hdr = hdr,
@@ -334,9 +336,9 @@ static void start_get(struct obj_ctx *o)
      * whole than streamed, and keeps retries, hedges and coalescing of
      * identical reads (many clients on one hot range); larger ones stream. */
     if (o->last - o->first + 1 <= (uint64_t)window * DS_STREAM_CHUNK_BYTES)
-        o->call = ds_call(req->conn->w, &dr, on_get, o);
+        o->call = ds_call(req->ctx->ds, &dr, on_get, o);
     else
-        o->call = ds_call_stream(req->conn->w, &dr, &GET_CBS, o);
+        o->call = ds_call_stream(req->ctx->ds, &dr, &GET_CBS, o);
     if (o->call == NULL) {
         done_with_req(o);
         ctx_free(o);
@@ -445,7 +447,7 @@ static void start_has(struct obj_ctx *o)
                         .corr_id = req->corr_id,
                         .idempotent = true};
     o->phase = PH_HAS;
-    o->call = ds_call(req->conn->w, &dr, on_has, o);
+    o->call = ds_call(req->ctx->ds, &dr, on_has, o);
     if (o->call == NULL) {
         done_with_req(o);
         ctx_free(o);
@@ -554,7 +556,7 @@ void media_on_media(struct http_req *req)
                         .corr_id = req->corr_id,
                         .idempotent = true};
     o->phase = PH_RESOLVE;
-    o->call = ds_call(req->conn->w, &dr, on_resolve, o);
+    o->call = ds_call(req->ctx->ds, &dr, on_resolve, o);
     if (o->call == NULL) {
         done_with_req(o);
         ctx_free(o);
@@ -650,7 +652,7 @@ void media_on_put(struct http_req *req)
                         .deadline_ms = req->deadline_ms,
                         .corr_id = req->corr_id,
                         .idempotent = false};
-    p->call = ds_call(req->conn->w, &dr, on_put, p);
+    p->call = ds_call(req->ctx->ds, &dr, on_put, p);
     if (p->call == NULL) {
         free(p);
         http_respond_error(req, OG_E_INTERNAL, NULL);

@@ -16,6 +16,8 @@
 
 #include "core/dec.h"
 #include "ds/ds.h"
+#include "config/config.h"
+#include "http/ctx-t.h"
 #include "http/query.h"
 #include "http/response.h"
 #include "view/compose.h"
@@ -62,7 +64,7 @@ static int hdr_kv(struct buf *b, const char *op, const char *key, const char *va
  * would answer 504 for the whole request (DESIGN §6). */
 static uint64_t hop_deadline(const struct http_req *req)
 {
-    uint64_t reserve = (uint64_t)req->conn->w->cfg->request_timeout_ms / 10;
+    uint64_t reserve = (uint64_t)req->ctx->cfg->request_timeout_ms / 10;
     reserve = reserve < 2 ? 2 : reserve > 100 ? 100 : reserve;
     return req->deadline_ms > reserve ? req->deadline_ms - reserve : 0;
 }
@@ -79,7 +81,7 @@ static struct ds_call *start(struct http_req *req, enum ds_service svc, const ch
                         .idempotent = idem,
                         .coalesce_key = svc == DS_STORAGE && idem ? hdr->p : NULL,
                         .coalesce_key_len = hdr->n};
-    return ds_call(req->conn->w, &dr, cb, arg);
+    return ds_call(req->ctx->ds, &dr, cb, arg);
 }
 
 /* Answer a failed call with the status of its cause. */
@@ -250,7 +252,7 @@ static void view_finish(struct view_ctx *v)
 {
     struct http_req *req = v->req;
     req->on_cancel = NULL;
-    const struct og_config *cfg = req->conn->w->cfg;
+    const struct og_config *cfg = req->ctx->cfg;
     struct buf out = {0};
     struct jw j;
     struct compose_out co;
@@ -371,7 +373,7 @@ static int part_start(struct view_ctx *v, unsigned i)
 static int plan_for(struct view_ctx *v, const uint8_t *m, size_t n, const char **why,
                     bool *not_view)
 {
-    const struct og_config *cfg = v->req->conn->w->cfg;
+    const struct og_config *cfg = v->req->ctx->cfg;
     char extra[2 * DEC_U64_MAX_CHARS + 2];
     size_t len = dec_u64(extra, (uint64_t)cfg->view_max_parts);
     extra[len++] = '|';
@@ -548,7 +550,7 @@ static void feed_finish(struct feed_ctx *f)
 {
     struct http_req *req = f->req;
     req->on_cancel = NULL;
-    const struct og_config *cfg = req->conn->w->cfg;
+    const struct og_config *cfg = req->ctx->cfg;
     struct buf out = {0};
     struct jw j;
     bool complete = true;
