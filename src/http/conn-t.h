@@ -15,7 +15,6 @@
 #include <uv.h>
 
 struct http_conn;
-struct http_ctx;
 
 /* A write of at most this many buffers (a chunk frame is three). */
 #define HTTP_WRITE_BUFS_MAX 8
@@ -41,7 +40,6 @@ struct http_conn_ops {
 /* Embedded in the transport's connection. */
 struct http_conn {
     const struct http_conn_ops *ops;
-    struct http_ctx *ctx; /* the worker's handler context (http/ctx-t.h) */
     /* Set by the transport when the connection closes after the response in
      * service (drain, half-close, a parse error): the head then says
      * "Connection: close". */

@@ -254,7 +254,7 @@ static int start_request(struct conn *c)
     struct http_req *r = &q->req;
     memset(r, 0, sizeof(*r));
     r->conn = &c->hc;
-    r->ctx = c->hc.ctx;
+    r->ctx = c->w->ctx;
     r->content_length = -1;
     r->route_id = metrics_route_unmatched();
     const struct og_config *cfg = CFG(c);
@@ -708,7 +708,6 @@ void conn_on_accept(uv_stream_t *server, int status)
     }
     c->w = w;
     c->hc.ops = &CONN_OPS;
-    c->hc.ctx = w->ctx;
     uv_tcp_init(&w->loop, &c->tcp);
     uv_timer_init(&w->loop, &c->timer);
     c->tcp.data = c->timer.data = c;

@@ -36,7 +36,7 @@ struct conn_req; /* the request being read or served: parser and struct http_req
 struct conn {
     uv_tcp_t tcp; /* first: handle->data is not needed to find us */
     uv_timer_t timer;
-    struct http_conn hc; /* what the request layer sees: ops, handler context */
+    struct http_conn hc; /* what the request layer sees (http/conn-t.h) */
     struct worker *w;
     struct conn *prev, *next;
 

@@ -50,7 +50,7 @@ struct worker {
     struct buf logbuf;           /* pending log lines, flushed once per loop turn */
     /* The application's per-worker context (http/ctx-t.h), set by
      * server_hooks.on_worker before the loop runs: net/ only hands it to
-     * each connection and keeps its config snapshot current. */
+     * each request (req->ctx) and keeps its config snapshot current. */
     struct http_ctx *ctx;
 };
 
