@@ -97,13 +97,9 @@ static int on_start(struct server *srv)
 static void on_worker(struct worker *w)
 {
     struct http_ctx *ctx = &ctxs[w->id];
-    http_ctx_init(ctx, w->id);
+    http_ctx_init(ctx, w->id, w->cfg, w->m, w->router, &w->logbuf);
     ctx->is_admin = w->is_admin;
-    ctx->cfg = w->cfg;
-    ctx->m = w->m;
-    ctx->router = w->router;
     ctx->ds = w;
-    ctx->logbuf = &w->logbuf;
     w->ctx = ctx;
     if (!w->is_admin)
         ds_worker_init(w);

@@ -8,10 +8,15 @@
 #include <unistd.h>
 #include <uv.h>
 
-void http_ctx_init(struct http_ctx *ctx, int id)
+void http_ctx_init(struct http_ctx *ctx, int id, const struct og_config *cfg,
+                   struct metrics_shard *m, const struct router *router, struct buf *logbuf)
 {
     memset(ctx, 0, sizeof(*ctx));
     ctx->id = id;
+    ctx->cfg = cfg;
+    ctx->m = m;
+    ctx->router = router;
+    ctx->logbuf = logbuf;
     ctx->date_sec = -1;
     ctx->rid_state = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ ((uint64_t)id << 56);
 }

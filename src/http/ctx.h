@@ -7,9 +7,11 @@
 
 #include "http/ctx-t.h"
 
-/* Zero ctx and seed its request-id generator for worker id; the caller then
- * sets cfg, m, router, ds, logbuf and is_admin. */
-void http_ctx_init(struct http_ctx *ctx, int id);
+/* Set up ctx for worker id with its config snapshot, metric shard, routes
+ * and log buffer (all borrowed: they must outlive ctx); is_admin is false
+ * and ds NULL until the caller sets them. */
+void http_ctx_init(struct http_ctx *ctx, int id, const struct og_config *cfg,
+                   struct metrics_shard *m, const struct router *router, struct buf *logbuf);
 
 /* A reloaded configuration: handlers on ctx's worker see cfg from now on. */
 static inline void http_ctx_set_config(struct http_ctx *ctx, const struct og_config *cfg)

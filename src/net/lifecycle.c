@@ -219,18 +219,6 @@ static void on_term(uv_signal_t *s, int signum)
     uv_timer_start(&drain_poll, on_drain_poll, 0, 20);
 }
 
-static void setup_router(struct router *r, const struct route *routes, size_t n)
-{
-    if (n > ROUTER_ROUTES_MAX) {
-        fprintf(stderr, "omnigate: route table too large\n");
-        exit(1);
-    }
-    r->routes = routes;
-    r->n = n;
-    for (size_t i = 0; i < n; i++)
-        r->label_ids[i] = metrics_route_label(routes[i].tmpl);
-}
-
 int server_run(struct og_config *cfg, const struct config_args *args, char *const *envp,
                const struct route *routes, size_t nroutes, const struct server_hooks *hooks)
 {
@@ -253,8 +241,8 @@ int server_run(struct og_config *cfg, const struct config_args *args, char *cons
     warn_fd_room(cfg);
     srv.workers = xcalloc((size_t)n, sizeof(struct worker));
     metrics_init(n + 1);
-    setup_router(&srv.router, routes, nroutes);
-    setup_router(&srv.admin_router, ADMIN_ROUTES,
+    router_setup(&srv.router, routes, nroutes);
+    router_setup(&srv.admin_router, ADMIN_ROUTES,
                  sizeof(ADMIN_ROUTES) / sizeof(ADMIN_ROUTES[0]));
     metrics_register(METRIC_TABLE(GAUGES));
     ready_register("listener_bound", key_listener_bound);

@@ -14,57 +14,7 @@
 #include "http/ctx.h"
 #include "http/response.h"
 #include "ops/metrics.h"
-
-/* ---- the fake transport ------------------------------------------------- */
-
-#define PENDING_MAX 16
-
-struct fake_conn {
-    struct http_conn hc; /* first: the ops get it back by a cast */
-    struct buf out;      /* every byte written, in order */
-    int writes, finished, closed;
-    int fail_writes; /* > 0: the next writes fail with UV_EPIPE */
-    struct {
-        http_write_cb cb;
-        void *arg;
-    } pending[PENDING_MAX];
-    int npending;
-};
-
-static int fake_write(struct http_conn *hc, const uv_buf_t *bufs, unsigned nbufs,
-                      http_write_cb on_done, void *arg)
-{
-    struct fake_conn *f = (struct fake_conn *)hc;
-    cr_assert_leq(nbufs, HTTP_WRITE_BUFS_MAX);
-    if (f->fail_writes > 0) {
-        f->fail_writes--;
-        return UV_EPIPE;
-    }
-    for (unsigned i = 0; i < nbufs; i++) {
-        cr_assert_eq(buf_reserve(&f->out, bufs[i].len), 0);
-        memcpy(f->out.p + f->out.n, bufs[i].base, bufs[i].len);
-        f->out.n += bufs[i].len;
-    }
-    f->writes++;
-    /* Completions run later, as the transport's contract says. */
-    cr_assert_lt(f->npending, PENDING_MAX);
-    f->pending[f->npending].cb = on_done;
-    f->pending[f->npending].arg = arg;
-    f->npending++;
-    return 0;
-}
-
-static void fake_finished(struct http_conn *hc)
-{
-    ((struct fake_conn *)hc)->finished++;
-}
-
-static void fake_close(struct http_conn *hc)
-{
-    ((struct fake_conn *)hc)->closed++;
-}
-
-static const struct http_conn_ops FAKE_OPS = {fake_write, fake_finished, fake_close};
+#include "fake_conn.h"
 
 static struct og_config cfg;
 static struct http_ctx ctx;
@@ -75,10 +25,7 @@ static struct http_req req;
 /* Run the write completions, as the transport's next loop turn would. */
 static void complete_writes(void)
 {
-    for (int i = 0; i < fc.npending; i++)
-        if (fc.pending[i].cb)
-            fc.pending[i].cb(fc.pending[i].arg, 0);
-    fc.npending = 0;
+    fake_conn_complete(&fc);
 }
 
 /* A parsed GET /x HTTP/1.1 as the transport hands it to dispatch. */
@@ -102,12 +49,8 @@ static void setup(void)
     config_defaults(&cfg);
     log_min_level = LOG_ERROR; /* no access log lines */
     metrics_init(1);
-    http_ctx_init(&ctx, 0);
-    ctx.cfg = &cfg;
-    ctx.m = metrics_shard(0);
-    ctx.logbuf = &logbuf;
-    memset(&fc, 0, sizeof(fc));
-    fc.hc.ops = &FAKE_OPS;
+    http_ctx_init(&ctx, 0, &cfg, metrics_shard(0), NULL, &logbuf);
+    fake_conn_init(&fc);
     request(HTTP_GET, 1);
 }
 

@@ -74,16 +74,9 @@ static void setup(void)
     srv.conns_fd_room = 1000;
     log_min_level = LOG_ERROR;
     metrics_init(1);
-    router.routes = ROUTES;
-    router.n = sizeof(ROUTES) / sizeof(ROUTES[0]);
-    for (size_t i = 0; i < router.n; i++)
-        router.label_ids[i] = metrics_route_label(ROUTES[i].tmpl);
+    router_setup(&router, ROUTES, sizeof(ROUTES) / sizeof(ROUTES[0]));
     cr_assert_eq(worker_init(&w, &srv, 0, false, &router), 0);
-    http_ctx_init(&ctx, 0);
-    ctx.cfg = &cfg;
-    ctx.m = w.m;
-    ctx.router = &router;
-    ctx.logbuf = &w.logbuf;
+    http_ctx_init(&ctx, 0, &cfg, w.m, &router, &w.logbuf);
     w.ctx = &ctx;
 
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
