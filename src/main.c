@@ -9,6 +9,8 @@
 
 #include "cas/cas.h"
 #include "config/config.h"
+#include "http/ctx.h"
+#include "http/dispatch.h"
 #include "net/lifecycle.h"
 #include "net/server.h"
 #include "media/objects.h"
@@ -70,20 +72,37 @@ static int demo_emit_local(void *arg, uint16_t app, const char *hdr, const uint8
 
 static void print_banner(const struct og_config *cfg);
 
-static int on_start(void)
+/* Handler contexts, one per worker and one for the admin listener (index
+ * nworkers); they live as long as the process. */
+static struct http_ctx *ctxs;
+
+static int on_start(struct server *srv)
 {
-    const struct og_config *cfg = atomic_load(&g_server.cfg);
+    const struct og_config *cfg = atomic_load(&srv->cfg);
+    int nshards = srv->nworkers + 1; /* workers and the admin loop */
+    ctxs = xcalloc((size_t)nshards, sizeof(*ctxs));
     integrity_init();
     memo_init();
-    if (ds_start(cfg) != 0)
+    if (ds_start(cfg, nshards) != 0)
         return -1;
-    if (authz_start(cfg, opt_demo, dev_token, sizeof(dev_token)) != 0)
+    if (authz_start(cfg, &srv->admin.loop, nshards, opt_demo, dev_token, sizeof(dev_token)) != 0)
         return -1;
-    g_server.gate = authz_check;
+    http_dispatch_set_gate(authz_check);
     if (opt_demo && demo_generate(demo_emit_local, ds_local_engines()) != 0)
         return -1;
     print_banner(cfg);
     return 0;
+}
+
+static void on_worker(struct worker *w)
+{
+    struct http_ctx *ctx = &ctxs[w->id];
+    http_ctx_init(ctx, w->id, w->cfg, w->m, w->router, &w->logbuf);
+    ctx->is_admin = w->is_admin;
+    ctx->ds = w;
+    w->ctx = ctx;
+    if (!w->is_admin)
+        ds_worker_init(w);
 }
 
 static void on_worker_exit(void)
@@ -100,7 +119,7 @@ static void on_stop(void)
 
 static const struct server_hooks HOOKS = {
     .on_start = on_start,
-    .on_worker = ds_worker_init,
+    .on_worker = on_worker,
     .on_stop = on_stop,
     .on_worker_exit = on_worker_exit,
     .on_reload = authz_reload,

@@ -10,6 +10,7 @@
 
 #include <llhttp.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,11 +20,13 @@
 #include "auth/caveat.h"
 #include "auth/keys.h"
 #include "auth/policy.h"
+#include "config/config.h"
+#include "core/buf.h"
 #include "core/log.h"
+#include "http/ctx-t.h"
 #include "http/h1.h"
 #include "http/response.h"
 #include "http/router.h"
-#include "net/server.h"
 #include "ops/health.h"
 #include "ops/metrics.h"
 
@@ -45,12 +48,21 @@ static _Atomic(struct auth_state *) current;
 static struct auth_state *retired[AUTH_RETIRED_MAX]; /* admin thread only */
 static unsigned nretired;
 static uv_timer_t retire_timer;
+static uv_loop_t *admin_loop; /* the retire timer's loop; set at start-up */
 static bool retire_timer_ready;
 static atomic_bool keys_ok = true, policy_ok = true;
 static bool demo_keys; /* the key set is the in-memory demo key */
 
 enum { OUT_ALLOW, OUT_UNAUTH, OUT_FORBIDDEN, OUT_POLICY, OUT__COUNT };
-static atomic_ulong outcomes[3][OUT__COUNT]; /* [class][outcome] */
+
+/* Per worker, by worker id: its decision counters (the worker is their only
+ * writer, metrics.h) and its verification cache. */
+struct authz_shard {
+    uint64_t outcomes[3][OUT__COUNT]; /* [class][outcome] */
+    struct cap_cache *cache;          /* made on first use */
+};
+static struct authz_shard *shards; /* read-only pointer after start-up */
+static int nshards;
 
 static void state_free(struct auth_state *s)
 {
@@ -61,11 +73,6 @@ static void state_free(struct auth_state *s)
     free(s);
 }
 
-static double read_outcome(const struct metric_def *d, const int *ix)
-{
-    return (double)atomic_load(&outcomes[ix[0]][ix[1]]);
-}
-
 static const char *class_names[3]; /* policy_class_name()s; set at start-up */
 static const char *const OUTCOMES[OUT__COUNT] = {"allow", "unauth", "forbidden", "policy_denied"};
 static const struct metric_label L_CLASS = {"class", class_names, 3, NULL};
@@ -73,7 +80,7 @@ static const struct metric_label L_OUTCOME = {"outcome", OUTCOMES, OUT__COUNT, N
 static const struct metric_def METRICS[] = {
     {"auth_requests_total", METRIC_COUNTER,
      "Capability and policy decisions by request class and outcome.",
-     .labels = {&L_CLASS, &L_OUTCOME}, .read = read_outcome},
+     .labels = {&L_CLASS, &L_OUTCOME}, .off = offsetof(struct authz_shard, outcomes)},
 };
 
 static bool key_keys_ok(void)
@@ -156,9 +163,13 @@ fail:
     return NULL;
 }
 
-int authz_start(const struct og_config *cfg, bool demo, char *dev_token, size_t cap)
+int authz_start(const struct og_config *cfg, uv_loop_t *loop, int nworkers, bool demo,
+                char *dev_token, size_t cap)
 {
     char err[CONFIG_ERR_MAX];
+    admin_loop = loop;
+    nshards = nworkers;
+    shards = xcalloc((size_t)nworkers, sizeof(*shards));
     struct auth_state *s = state_build(cfg, demo, err, sizeof(err));
     if (s == NULL) {
         fprintf(stderr, "omnigate: %s\n", err);
@@ -180,7 +191,8 @@ int authz_start(const struct og_config *cfg, bool demo, char *dev_token, size_t 
     atomic_store(&current, s);
     for (int c = 0; c < 3; c++)
         class_names[c] = policy_class_name((enum policy_class)c);
-    metrics_register(METRIC_TABLE(METRICS));
+    metrics_register(METRIC_TABLE(METRICS, .shards = shards, .shard_bytes = sizeof(*shards),
+                                  .nshards = nshards));
     ready_register("keys_ok", key_keys_ok);
     ready_register("policy_ok", key_policy_ok);
     return 0;
@@ -228,7 +240,7 @@ int authz_reload(const struct og_config *nu, char *err, size_t errlen)
         free_retired_upto(1);
     retired[nretired++] = old;
     if (!retire_timer_ready) {
-        uv_timer_init(&g_server.admin.loop, &retire_timer);
+        uv_timer_init(admin_loop, &retire_timer);
         uv_unref((uv_handle_t *)&retire_timer);
         retire_timer_ready = true;
     }
@@ -276,16 +288,22 @@ static void audit(struct http_req *req, const struct policy_decision *d)
     buf_release(&b);
 }
 
-static struct cap_cache *worker_cache(struct worker *w)
+static struct authz_shard *shard_of(const struct http_req *req)
 {
-    if (w->ext[WORKER_EXT_AUTH] == NULL)
-        w->ext[WORKER_EXT_AUTH] = cap_cache_new(AUTH_CACHE_ENTRIES);
-    return w->ext[WORKER_EXT_AUTH];
+    int id = req->ctx->id;
+    return &shards[id < nshards ? id : nshards - 1];
+}
+
+/* One decision of class k with outcome o, on the request's worker. */
+static void count(struct authz_shard *sh, int k, int o)
+{
+    SHARD_ADD(sh->outcomes[k][o], 1);
 }
 
 bool authz_check(struct http_req *req)
 {
     struct auth_state *s = atomic_load(&current);
+    struct authz_shard *sh = shard_of(req);
     const char *method = llhttp_method_name((llhttp_method_t)req->method);
     uint32_t need = req->route->flags >> 8;
     struct policy_input in = {.method = method,
@@ -303,17 +321,17 @@ bool authz_check(struct http_req *req)
         policy_eval(s->policy, &in, &d);
         if (d.allow && d.explicit_rule) {
             req->klass = "anon";
-            atomic_fetch_add(&outcomes[POLICY_ANON][OUT_ALLOW], 1);
+            count(sh, POLICY_ANON, OUT_ALLOW);
             return true;
         }
-        atomic_fetch_add(&outcomes[POLICY_ANON][OUT_UNAUTH], 1);
+        count(sh, POLICY_ANON, OUT_UNAUTH);
         deny(req, OG_E_UNAUTH, "a capability is required (Authorization: Bearer <token>)",
              "Bearer realm=\"omnigate\"");
         return false;
     }
     struct slice v = *h;
     if (v.n < 7 || strncasecmp(v.p, "Bearer ", 7) != 0) {
-        atomic_fetch_add(&outcomes[POLICY_ANON][OUT_UNAUTH], 1);
+        count(sh, POLICY_ANON, OUT_UNAUTH);
         deny(req, OG_E_UNAUTH, "expected `Bearer <token>`",
              "Bearer realm=\"omnigate\", error=\"invalid_request\"");
         return false;
@@ -328,7 +346,9 @@ bool authz_check(struct http_req *req)
                              .path_len = req->path.n,
                              .now = (int64_t)time(NULL)};
     struct cap_result res;
-    struct cap_cache *cache = worker_cache(req->conn->w);
+    if (sh->cache == NULL)
+        sh->cache = cap_cache_new(AUTH_CACHE_ENTRIES);
+    struct cap_cache *cache = sh->cache;
     int rc = cache ? cap_cache_verify(cache, s->keys, v.p, v.n, &cr, &res)
                    : cap_verify(s->keys, v.p, v.n, &cr, &res);
     if (rc == CAP_OK && !(res.scopes & need))
@@ -337,10 +357,10 @@ bool authz_check(struct http_req *req)
         char reason[96];
         snprintf(reason, sizeof(reason), "capability refused: %s", cap_status_reason(rc));
         if (cap_status_http(rc) == 401) {
-            atomic_fetch_add(&outcomes[POLICY_AUTHED][OUT_UNAUTH], 1);
+            count(sh, POLICY_AUTHED, OUT_UNAUTH);
             deny(req, OG_E_UNAUTH, reason, "Bearer realm=\"omnigate\", error=\"invalid_token\"");
         } else if (cap_status_http(rc) == 403) {
-            atomic_fetch_add(&outcomes[POLICY_AUTHED][OUT_FORBIDDEN], 1);
+            count(sh, POLICY_AUTHED, OUT_FORBIDDEN);
             deny(req, OG_E_FORBIDDEN, reason, NULL);
         } else {
             deny(req, OG_E_INTERNAL, reason, NULL);
@@ -361,11 +381,11 @@ bool authz_check(struct http_req *req)
     in.klass = k;
     policy_eval(s->policy, &in, &d);
     if (!d.allow) {
-        atomic_fetch_add(&outcomes[k][OUT_POLICY], 1);
+        count(sh, k, OUT_POLICY);
         audit(req, &d);
         deny(req, OG_E_FORBIDDEN, d.reason, NULL);
         return false;
     }
-    atomic_fetch_add(&outcomes[k][OUT_ALLOW], 1);
+    count(sh, k, OUT_ALLOW);
     return true;
 }

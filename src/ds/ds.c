@@ -66,11 +66,10 @@ static atomic_long budget[DS__COUNT];
 const char *ds__remote_addr[DS__COUNT];
 int ds__remote_pool_size = 2;
 
-/* Per-worker coalescing table: a small open list is enough, since only reads
- * in flight at the same moment on the same worker are in it. */
-struct ds_worker {
-    struct ds_call *coalesce_head;
-};
+/* Per-worker state, by worker id (ds__worker). The coalescing table is a
+ * small open list: only reads in flight at the same moment on the same
+ * worker are in it. */
+static struct ds_worker *workers;
 
 const char *ds_service_name(enum ds_service s)
 {
@@ -113,6 +112,11 @@ static int code_index(const struct ds_resp *r)
         if (CODES[i] == r->code)
             return i;
     return 8; /* other codes are counted as 500 */
+}
+
+struct ds_worker *ds__worker(const struct worker *w)
+{
+    return &workers[w->id < nshards ? w->id : nshards - 1];
 }
 
 static struct ds_shard *shard_of(struct worker *w)
@@ -234,9 +238,7 @@ static void call_free(struct ds_call *c)
 
 static void coalesce_unlink(struct ds_call *c)
 {
-    struct ds_worker *dw = c->w->ext[WORKER_EXT_DSCORE];
-    if (dw == NULL)
-        return;
+    struct ds_worker *dw = ds__worker(c->w);
     for (struct ds_call **pp = &dw->coalesce_head; *pp; pp = &(*pp)->cnext)
         if (*pp == c) {
             *pp = c->cnext;
@@ -595,7 +597,7 @@ struct ds_call *ds_call(struct worker *w, const struct ds_req *req, ds_cb cb, vo
     c->req.coalesce_key = NULL; /* borrowed: only read below, while req is alive */
 
     /* Coalescing: an identical read in flight on this worker answers both. */
-    struct ds_worker *dw = w->ext[WORKER_EXT_DSCORE];
+    struct ds_worker *dw = ds__worker(w);
     if (req->idempotent && req->coalesce_key && dw) {
         for (struct ds_call *l = dw->coalesce_head; l; l = l->cnext) {
             if (l->req.svc == req->svc && strcmp(l->hdr_copy, c->hdr_copy) == 0 && !l->finished) {
@@ -844,7 +846,7 @@ struct engines *ds_local_engines(void)
     return &local_engines;
 }
 
-int ds_start(const struct og_config *cfg)
+int ds_start(const struct og_config *cfg, int nworkers)
 {
     bool any_local = false;
     for (int s = 0; s < DS__COUNT; s++) {
@@ -882,9 +884,10 @@ int ds_start(const struct og_config *cfg)
             return -1;
         }
     }
-    nshards = g_server.nworkers + 1;
+    nshards = nworkers;
     shards = calloc((size_t)nshards, sizeof(*shards));
-    if (shards == NULL)
+    workers = calloc((size_t)nshards, sizeof(*workers));
+    if (shards == NULL || workers == NULL)
         return -1;
     metrics_register(METRIC_TABLE(DS_METRICS, .shards = shards, .shard_bytes = sizeof(*shards),
                                   .nshards = nshards));
@@ -894,7 +897,6 @@ int ds_start(const struct og_config *cfg)
 
 void ds_worker_init(struct worker *w)
 {
-    w->ext[WORKER_EXT_DSCORE] = xcalloc(1, sizeof(struct ds_worker));
     for (int s = 0; s < DS__COUNT; s++)
         if (backends[s]->worker_init)
             backends[s]->worker_init(w, (enum ds_service)s);

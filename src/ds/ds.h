@@ -140,8 +140,9 @@ struct ds_resp *ds_resp_keep(const struct ds_resp *resp);
 void ds_resp_free(struct ds_resp *resp);
 
 /* Process start-up: create the engines (micronode) or check the addresses
- * (macronode). Returns 0 or -1 with a message on stderr. */
-int ds_start(const struct og_config *cfg);
+ * (macronode), and per-worker state for nworkers loops (worker ids 0 ..
+ * nworkers - 1). Returns 0 or -1 with a message on stderr. */
+int ds_start(const struct og_config *cfg, int nworkers);
 /* Per worker, before its loop runs: pools, timers, coalescing table. */
 void ds_worker_init(struct worker *w);
 void ds_stop(void);

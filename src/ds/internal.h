@@ -32,6 +32,19 @@ struct ds_chunk {
     void (*release)(struct ds_chunk *ch);
 };
 
+/* A worker's downstream state, one per worker loop (ds__worker): the
+ * coalescing table and each backend's per-worker part. */
+struct rworker;
+struct local_worker;
+struct ds_worker {
+    struct ds_call *coalesce_head; /* reads in flight here (ds.c) */
+    struct rworker *remote;        /* connection pools (remote.c), NULL before use */
+    struct local_worker *local;    /* in-process engine queue (local.c) */
+};
+
+/* w's downstream state (w->id indexes the table ds_start made). */
+struct ds_worker *ds__worker(const struct worker *w);
+
 struct ds_call {
     struct worker *w;
     struct ds_req req;                  /* copy; req.hdr points at hdr_copy */

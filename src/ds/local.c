@@ -232,7 +232,7 @@ static void on_tick(uv_timer_t *t)
 
 static int local_send(struct ds_call *c)
 {
-    struct local_worker *lw = c->w->ext[WORKER_EXT_LOCAL];
+    struct local_worker *lw = ds__worker(c->w)->local;
     c->qnext = NULL;
     c->bstate = lw;
     if (lw->tail)
@@ -277,13 +277,14 @@ static void local_consumed(struct ds_call *c)
 
 static void local_worker_init(struct worker *w, enum ds_service svc)
 {
-    if (w->ext[WORKER_EXT_LOCAL])
+    struct ds_worker *dw = ds__worker(w);
+    if (dw->local)
         return;
     struct local_worker *lw = xcalloc(1, sizeof(*lw));
     uv_timer_init(&w->loop, &lw->tick);
     lw->tick.data = lw;
     uv_unref((uv_handle_t *)&lw->tick);
-    w->ext[WORKER_EXT_LOCAL] = lw;
+    dw->local = lw;
 }
 
 static bool local_healthy(enum ds_service svc)

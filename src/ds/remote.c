@@ -3,7 +3,7 @@
  * downstream services (macronode, DESIGN §2 and §5).
  *
  * Each worker keeps, per remote service, ds__remote_pool_size connections on
- * its own loop (shared-nothing; the state hangs off w->ext[WORKER_EXT_DS]).
+ * its own loop (shared-nothing; the state hangs off ds__worker(w)->remote).
  * The connections themselves — socket, decoding, HELLO, frame writes and
  * their batching, stream credit, close — are OAP/1 endpoints in the client
  * role (oapnet/oapnet.h); this file keeps what is omnigate's: pools,
@@ -191,7 +191,7 @@ static void rw_maybe_free(struct rworker *rw)
         return;
     for (int s = 0; s < DS__COUNT; s++)
         free(rw->pools[s].conns);
-    rw->w->ext[WORKER_EXT_DS] = NULL;
+    ds__worker(rw->w)->remote = NULL;
     free(rw);
 }
 
@@ -586,7 +586,7 @@ static void on_tick(uv_timer_t *t)
     struct rworker *rw = t->data;
     uint64_t now = uv_now(&rw->w->loop);
 
-    if (atomic_load(&g_server.draining) && rw->w->nconns == 0) {
+    if (worker_drained(rw->w)) {
         rw_stop(rw);
         return;
     }
@@ -642,7 +642,7 @@ static void register_metrics(void)
 
 static void remote_worker_init(struct worker *w, enum ds_service svc)
 {
-    struct rworker *rw = w->ext[WORKER_EXT_DS];
+    struct rworker *rw = ds__worker(w)->remote;
     struct rpool *p;
     struct oap_hello ours;
     int n = ds__remote_pool_size > 0 ? ds__remote_pool_size : 1;
@@ -663,7 +663,7 @@ static void remote_worker_init(struct worker *w, enum ds_service svc)
         wbatch_set_init(&rw->batches, &w->loop);
         rw->batches.check.data = rw->batches.idle.data = rw;
         rw->handles += 2; /* closed by wbatch_set_close, with on_handle_closed */
-        w->ext[WORKER_EXT_DS] = rw;
+        ds__worker(w)->remote = rw;
     }
     p = &rw->pools[svc];
     p->rw = rw;
@@ -694,7 +694,7 @@ static void remote_worker_init(struct worker *w, enum ds_service svc)
  * down (the core answers BAD_GATEWAY). */
 static int remote_send(struct ds_call *c)
 {
-    struct rworker *rw = c->w->ext[WORKER_EXT_DS];
+    struct rworker *rw = ds__worker(c->w)->remote;
     struct rpool *p;
     struct rconn *rc;
 
@@ -719,7 +719,7 @@ static int remote_send(struct ds_call *c)
 
 static void remote_abort(struct ds_call *c)
 {
-    struct rworker *rw = c->w->ext[WORKER_EXT_DS];
+    struct rworker *rw = ds__worker(c->w)->remote;
     struct rslot *s = c->bstate;
 
     c->bstate = NULL;

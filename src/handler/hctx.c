@@ -10,16 +10,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "config/config.h"
+#include "http/ctx-t.h"
 #include "http/response.h"
 
 const struct og_config *hctx_cfg(const struct http_req *req)
 {
-    return req->conn->w->cfg;
+    return req->ctx->cfg;
 }
 
 struct worker *hctx_worker(const struct http_req *req)
 {
-    return req->conn->w;
+    return req->ctx->ds;
 }
 
 uint64_t hctx_hop_deadline(const struct http_req *req)

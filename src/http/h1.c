@@ -11,6 +11,7 @@
 #include "http/h1.h"
 
 #include <string.h>
+#include <strings.h>
 
 static int fail(struct h1 *h, enum og_err e, const char *reason)
 {
@@ -282,8 +283,13 @@ enum h1_result h1_feed(struct h1 *h, const char *buf, size_t off, size_t len, si
 
 const struct slice *h1_header(const struct http_req *req, const char *name)
 {
-    for (unsigned i = 0; i < req->nhdrs; i++)
-        if (slice_ieq(req->hdrs[i].name, name))
+    /* The name's length once, not per header: most names differ in length
+     * and are passed over without a call (this runs on every request). */
+    size_t n = strlen(name);
+    for (unsigned i = 0; i < req->nhdrs; i++) {
+        const struct slice *h = &req->hdrs[i].name;
+        if (h->n == n && strncasecmp(h->p, name, n) == 0)
             return &req->hdrs[i].value;
+    }
     return NULL;
 }

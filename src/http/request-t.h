@@ -6,7 +6,7 @@
  * copied, into a buffer sized after the body cap was checked.
  *
  * A struct http_req lives from the request's first byte until its response
- * is finished (net/conn.c takes it from a per-worker free list and gives it
+ * is finished (the transport, net/conn.c, takes it from a per-worker free list and gives it
  * back then, to serve another connection's request): a handler must not
  * touch req, nor keep a slice of it, after the call that finishes it.
  */
@@ -30,7 +30,8 @@ struct http_header {
     struct slice name, value;
 };
 
-struct conn;
+struct http_conn;
+struct http_ctx;
 struct route;
 struct http_req;
 
@@ -39,7 +40,8 @@ struct http_req;
 typedef void (*http_cancel_fn)(struct http_req *req);
 
 struct http_req {
-    struct conn *conn;
+    struct http_conn *conn; /* the transport's connection, through its ops (http/conn-t.h) */
+    struct http_ctx *ctx;   /* the worker's handler context (http/ctx-t.h) */
 
     /* Head, as parsed. */
     int method; /* enum llhttp_method, or HTTP_METHOD_UNKNOWN */

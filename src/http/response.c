@@ -12,8 +12,12 @@
 #include "core/dec.h"
 #include "core/jw.h"
 #include "core/log.h"
+#include "config/config.h"
+#include "http/ctx.h"
+#include "http/dispatch.h"
 #include "http/h1.h"
 #include "http/router.h"
+#include "ops/metrics.h"
 
 /* Fixed head lines are at most this long; the handler's extra header lines
  * (req->resp_hdrs) are added on top. */
@@ -36,9 +40,9 @@ static bool corr_id_ok(const struct slice *v)
 
 void http_req_ids(struct http_req *req)
 {
-    struct worker *w = req->conn->w;
+    struct http_ctx *ctx = req->ctx;
     if (req->req_id[0] == '\0')
-        worker_request_id(w, req->req_id);
+        http_ctx_request_id(ctx, req->req_id);
     if (req->corr_id[0] != '\0')
         return;
     const struct slice *v = req->nhdrs ? h1_header(req, "x-corr-id") : NULL;
@@ -46,7 +50,7 @@ void http_req_ids(struct http_req *req)
         memcpy(req->corr_id, v->p, v->n);
         req->corr_id[v->n] = '\0';
     } else {
-        worker_request_id(w, req->corr_id);
+        http_ctx_request_id(ctx, req->corr_id);
     }
 }
 
@@ -102,9 +106,9 @@ static void access_log(struct http_req *req, uint64_t latency_us)
     /* 5xx lines are warnings: they stay visible at log_level = warn. */
     if (log_min_level > (req->status >= 500 ? LOG_WARN : LOG_INFO))
         return;
-    struct worker *w = req->conn->w;
+    struct buf *logbuf = req->ctx->logbuf;
     struct jw j;
-    log_begin(&j, &w->logbuf, req->status >= 500 ? LOG_WARN : LOG_INFO, "request");
+    log_begin(&j, logbuf, req->status >= 500 ? LOG_WARN : LOG_INFO, "request");
     jw_key(&j, "route");
     jw_str(&j, req->route ? req->route->tmpl : "unmatched");
     jw_key(&j, "method");
@@ -136,21 +140,24 @@ static void access_log(struct http_req *req, uint64_t latency_us)
         jw_strn(&j, req->hops, req->hops_len);
     }
     log_line_close(&j);
-    if (w->logbuf.n > 32 * 1024)
-        log_flush(&w->logbuf);
+    if (logbuf->n > 32 * 1024)
+        log_flush(logbuf);
 }
 
 /* Metrics and the log line, once per request. */
 static void account(struct http_req *req)
 {
-    struct conn *c = req->conn;
     uint64_t lat_us = (uv_hrtime() - req->t_start_ns) / 1000;
-    metrics_observe_request(c->w->m, req->route_id, req->method, req->status, lat_us);
+    metrics_observe_request(req->ctx->m, req->route_id, req->method, req->status, lat_us);
     access_log(req, lat_us);
-    if (req->counted_inflight) {
-        atomic_fetch_sub(&g_server.inflight, 1);
-        req->counted_inflight = false;
-    }
+    http__admit_leave(req);
+}
+
+/* The response is handed over: the transport takes req back. */
+static void finished(struct http_req *req)
+{
+    struct http_conn *c = req->conn;
+    c->ops->finished(c);
 }
 
 void http_req_abandon(struct http_req *req, int status, const char *why)
@@ -166,7 +173,7 @@ void http_req_abandon(struct http_req *req, int status, const char *why)
     req->err_code = why;
     req->responded = true;
     account(req);
-    conn_request_finished(req->conn);
+    finished(req);
 }
 
 /* ---- heads -------------------------------------------------------------- */
@@ -188,9 +195,9 @@ static char *put_u64(char *p, uint64_t v)
 static size_t build_head(struct http_req *req, char *out, int status, const char *ctype,
                          int64_t content_length)
 {
-    struct worker *w = req->conn->w;
+    struct http_ctx *ctx = req->ctx;
     if (req->t_start_ns) /* parse errors answered before dispatch have none */
-        metrics_observe_ttfb(w->m, req->route_id, (uv_hrtime() - req->t_start_ns) / 1000);
+        metrics_observe_ttfb(ctx->m, req->route_id, (uv_hrtime() - req->t_start_ns) / 1000);
     char *p = out;
     p = PUTS(p, "HTTP/1.1 ");
     p = put_u64(p, (uint64_t)status);
@@ -199,7 +206,7 @@ static size_t build_head(struct http_req *req, char *out, int status, const char
     p = put(p, txt, strlen(txt));
     p = PUTS(p, "\r\nServer: omnigate\r\n");
     size_t dl;
-    const char *date = worker_date_line(w, &dl);
+    const char *date = http_ctx_date_line(ctx, &dl);
     p = put(p, date, dl);
     if (ctype) {
         p = PUTS(p, "Content-Type: ");
@@ -249,7 +256,7 @@ static bool bodyless_status(int status)
 static void respond(struct http_req *req, int status, const char *ctype, const void *body,
                     size_t len, void *owned)
 {
-    struct conn *c = req->conn;
+    struct http_conn *c = req->conn;
     if (req->responded) { /* a late second answer (e.g. after a timeout) */
         free(owned);
         return;
@@ -265,8 +272,8 @@ static void respond(struct http_req *req, int status, const char *ctype, const v
         free(owned);
         req->close_after = true;
         account(req);
-        conn_request_finished(c);
-        conn_close(c);
+        finished(req);
+        c->ops->close(c);
         return;
     }
     b->owned_body = owned;
@@ -285,12 +292,12 @@ static void respond(struct http_req *req, int status, const char *ctype, const v
         }
     }
     req->bytes_out = iov[0].len + (n == 2 ? iov[1].len : 0);
-    if (conn_write(c, iov, n, out_block_done, b) != 0) {
+    if (c->ops->write(c, iov, n, out_block_done, b) != 0) {
         out_block_done(b, 0);
         req->close_after = true;
     }
     account(req);
-    conn_request_finished(c);
+    finished(req);
 }
 
 void http_respond(struct http_req *req, int status, const char *ctype, const void *body, size_t len)
@@ -314,16 +321,15 @@ void http_respond_buf(struct http_req *req, int status, const char *ctype, struc
 
 void http_respond_error(struct http_req *req, enum og_err e, const char *reason)
 {
-    struct conn *c = req->conn;
     if (req->responded)
         return;
     http_req_ids(req);
     req->err_code = og_err_code(e);
-    metrics_rejected(c->w->m, e);
+    metrics_rejected(req->ctx->m, e);
     int status = og_err_http(e);
     if (status == 429 || status == 503) {
         char ra[24];
-        int n = snprintf(ra, sizeof(ra), "%" PRId64, c->w->cfg->retry_after_s);
+        int n = snprintf(ra, sizeof(ra), "%" PRId64, req->ctx->cfg->retry_after_s);
         if (http_add_header(req, "Retry-After", ra, (size_t)n) != 0)
             req->close_after = true;
     }
@@ -349,7 +355,7 @@ void http_respond_error(struct http_req *req, enum og_err e, const char *reason)
 
 struct chunk_frame {
     char pre[20];
-    conn_write_cb done;
+    http_write_cb done;
     void *arg;
 };
 
@@ -363,7 +369,7 @@ static void chunk_done(void *arg, int status)
 
 int http_stream_begin(struct http_req *req, int status, const char *ctype, int64_t content_length)
 {
-    struct conn *c = req->conn;
+    struct http_conn *c = req->conn;
     if (req->responded)
         return -1;
     if (c->close_after_write)
@@ -380,16 +386,16 @@ int http_stream_begin(struct http_req *req, int status, const char *ctype, int64
     size_t hl = build_head(req, b->data, status, ctype, content_length < 0 ? -1 : content_length);
     uv_buf_t iov = uv_buf_init(b->data, (unsigned)hl);
     req->bytes_out += hl;
-    if (conn_write(c, &iov, 1, out_block_done, b) != 0) {
+    if (c->ops->write(c, &iov, 1, out_block_done, b) != 0) {
         out_block_done(b, 0);
         return -1;
     }
     return 0;
 }
 
-int http_stream_send(struct http_req *req, const void *p, size_t n, conn_write_cb done, void *arg)
+int http_stream_send(struct http_req *req, const void *p, size_t n, http_write_cb done, void *arg)
 {
-    struct conn *c = req->conn;
+    struct http_conn *c = req->conn;
     if (req->head_only || n == 0) {
         if (done)
             done(arg, 0);
@@ -398,7 +404,7 @@ int http_stream_send(struct http_req *req, const void *p, size_t n, conn_write_c
     req->bytes_out += n;
     if (!req->chunked_out) {
         uv_buf_t iov = uv_buf_init((char *)p, (unsigned)n);
-        return conn_write(c, &iov, 1, done, arg);
+        return c->ops->write(c, &iov, 1, done, arg);
     }
     struct chunk_frame *f = malloc(sizeof(*f));
     if (f == NULL)
@@ -408,7 +414,7 @@ int http_stream_send(struct http_req *req, const void *p, size_t n, conn_write_c
     int pl = snprintf(f->pre, sizeof(f->pre), "%zx\r\n", n);
     uv_buf_t iov[3] = {uv_buf_init(f->pre, (unsigned)pl), uv_buf_init((char *)p, (unsigned)n),
                        uv_buf_init((char *)"\r\n", 2)};
-    int rc = conn_write(c, iov, 3, chunk_done, f);
+    int rc = c->ops->write(c, iov, 3, chunk_done, f);
     if (rc != 0)
         free(f);
     return rc;
@@ -416,21 +422,21 @@ int http_stream_send(struct http_req *req, const void *p, size_t n, conn_write_c
 
 void http_stream_end(struct http_req *req, bool ok)
 {
-    struct conn *c = req->conn;
+    struct http_conn *c = req->conn;
     if (!ok) {
         req->close_after = true;
         req->err_code = "aborted";
         account(req);
-        conn_request_finished(c);
-        conn_close(c); /* before the declared length: the client sees a short body */
+        finished(req);
+        c->ops->close(c); /* before the declared length: the client sees a short body */
         return;
     }
     if (req->chunked_out && !req->head_only) {
         uv_buf_t iov = uv_buf_init((char *)"0\r\n\r\n", 5);
-        if (conn_write(c, &iov, 1, NULL, NULL) != 0)
+        if (c->ops->write(c, &iov, 1, NULL, NULL) != 0)
             req->close_after = true;
         req->bytes_out += 5;
     }
     account(req);
-    conn_request_finished(c);
+    finished(req);
 }

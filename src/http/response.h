@@ -6,7 +6,9 @@
  * extra headers) and written with the body as iovecs; bodies handed over as
  * a struct buf are not copied. Finishing a response records the metrics and
  * the access log line, releases the inflight slot and lets the connection
- * go on to the next (pipelined) request. The calls that finish a response —
+ * go on to the next (pipelined) request. Everything goes through
+ * req->conn's ops (http/conn-t.h) and req->ctx: nothing here knows the
+ * transport, so a test can answer into a fake writer. The calls that finish a response —
  * http_respond*, http_respond_error, http_stream_end, http_req_abandon — end
  * req's life: it must not be used after they return.
  */
@@ -17,8 +19,8 @@
 #include <stddef.h>
 
 #include "core/status.h"
+#include "http/conn-t.h"
 #include "http/request-t.h"
-#include "net/conn.h"
 
 /* Record a downstream hop's latency for the request's log line. */
 void http_req_hop(struct http_req *req, const char *service, double ms);
@@ -42,7 +44,7 @@ void http_respond_error(struct http_req *req, enum og_err e, const char *reason)
  * before the declared length, so the client cannot mistake a partial body
  * for a whole one. */
 int http_stream_begin(struct http_req *req, int status, const char *ctype, int64_t content_length);
-int http_stream_send(struct http_req *req, const void *p, size_t n, conn_write_cb done, void *arg);
+int http_stream_send(struct http_req *req, const void *p, size_t n, http_write_cb done, void *arg);
 void http_stream_end(struct http_req *req, bool ok);
 
 /* The connection went away (or timed out) while a handler owned req —

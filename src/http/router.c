@@ -1,11 +1,26 @@
 /*
- * router.c — template matching.
+ * router.c — route tables: set-up and template matching.
  */
 #include "http/router.h"
 
 #include <llhttp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "ops/metrics.h"
+
+void router_setup(struct router *r, const struct route *routes, size_t n)
+{
+    if (n > ROUTER_ROUTES_MAX) {
+        fprintf(stderr, "omnigate: route table too large\n");
+        exit(1);
+    }
+    r->routes = routes;
+    r->n = n;
+    for (size_t i = 0; i < n; i++)
+        r->label_ids[i] = metrics_route_label(routes[i].tmpl);
+}
 
 unsigned router_method_bit(int m)
 {

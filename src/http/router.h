@@ -43,6 +43,10 @@ struct router {
 
 enum router_result { ROUTE_OK, ROUTE_NOT_FOUND, ROUTE_METHOD };
 
+/* Start-up: r serves routes[0 .. n), each with its route label registered
+ * for the metrics. More than ROUTER_ROUTES_MAX rows exits (a build bug). */
+void router_setup(struct router *r, const struct route *routes, size_t n);
+
 /* M_* bit of an llhttp method, 0 for others. */
 unsigned router_method_bit(int llhttp_method);
 

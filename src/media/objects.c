@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "cas/cas.h"
+#include "config/config.h"
 #include "core/log.h"
 #include "ds/ds.h"
 #include "ds/op.h"

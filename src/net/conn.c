@@ -21,6 +21,7 @@
 #include "net/conn.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -28,6 +29,7 @@
 
 #include "core/freelist.h"
 #include "core/log.h"
+#include "http/dispatch.h"
 #include "http/h1.h"
 #include "http/response.h"
 
@@ -54,6 +56,7 @@ struct conn_req {
 
 static void conn_process(struct conn *c);
 static void conn_rearm(struct conn *c);
+static const struct http_conn_ops CONN_OPS;
 
 static const struct og_config *CFG(const struct conn *c)
 {
@@ -115,7 +118,7 @@ static void on_handle_closed(uv_handle_t *h)
         c->next->prev = c->prev;
     w->nconns--;
     if (!w->is_admin)
-        atomic_fetch_sub(&g_server.conns, 1);
+        atomic_fetch_sub(&w->srv->conns, 1);
     req_give_back(c);
     freelist_put(&w->rbufs, c->rbuf, c->rcap);
     c->rbuf = NULL;
@@ -148,7 +151,7 @@ void conn_close_all(struct worker *w, bool idle_only)
         if (!idle_only || idle)
             conn_close(c);
         else
-            c->close_after_write = true;
+            c->hc.close_after_write = true;
     }
 }
 
@@ -201,7 +204,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
         /* Half-close with requests still buffered or in service: answer them,
          * then close. Anything else: the client is gone. */
         if (nread == UV_EOF && (c->req_active || c->rpos < c->rlen)) {
-            c->close_after_write = true;
+            c->hc.close_after_write = true;
             uv_read_stop(s);
             c->reading = false;
             conn_process(c);
@@ -250,7 +253,8 @@ static int start_request(struct conn *c)
         return -1;
     struct http_req *r = &q->req;
     memset(r, 0, sizeof(*r));
-    r->conn = c;
+    r->conn = &c->hc;
+    r->ctx = c->w->ctx;
     r->content_length = -1;
     r->route_id = metrics_route_unmatched();
     const struct og_config *cfg = CFG(c);
@@ -276,64 +280,34 @@ static void send_continue(struct conn *c)
     /* Tiny and first on the wire: try_write almost always takes it whole. */
     int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
     if (n != (int)b.len)
-        c->close_after_write = true; /* cannot promise the client anything */
+        c->hc.close_after_write = true; /* cannot promise the client anything */
 }
 
+/* The transport's part of starting a request: the handler phase and its
+ * clock; then http/ routes, admits and runs it (http/dispatch.c). */
 static void dispatch(struct conn *c)
 {
     struct http_req *r = &c->rq->req;
-    struct worker *w = c->w;
-    const struct og_config *cfg = CFG(c);
     c->phase = PHASE_HANDLER;
     c->phase_ms = conn_now(c);
     c->req_active = true;
     r->t_start_ns = uv_hrtime();
-    r->deadline_ms = c->phase_ms + (uint64_t)cfg->request_timeout_ms;
-    if (!r->keep_alive || atomic_load(&g_server.draining) || c->close_after_write)
-        r->close_after = true;
-    http_req_ids(r);
-
-    const struct route *rt;
-    enum router_result m = router_match(w->router, r->path, r->method, &rt, &r->param);
-    if (m == ROUTE_NOT_FOUND) {
-        http_respond_error(r, OG_E_NOT_FOUND, "no route for this path");
-        return;
-    }
-    r->route = rt;
-    r->route_id = w->router->label_ids[rt - w->router->routes];
-    if (m == ROUTE_METHOD) {
-        char allow[64];
-        size_t n = router_allow(router_allowed(w->router, r->path), allow, sizeof(allow));
-        if (http_add_header(r, "Allow", allow, n) != 0) {
-            http_respond_error(r, OG_E_INTERNAL, NULL);
-            return;
-        }
-        http_respond_error(r, OG_E_METHOD, NULL);
-        return;
-    }
-    /* Admission: the global inflight cap, a shared atomic (DESIGN §3). The
-     * admin listener is exempt so an overloaded node can still be observed. */
-    if (!w->is_admin) {
-        long n = atomic_fetch_add(&g_server.inflight, 1) + 1;
-        r->counted_inflight = true;
-        if (n > cfg->inflight_max) {
-            http_respond_error(r, OG_E_BUSY, NULL);
-            return;
-        }
-    }
-    if (rt->flags && g_server.gate && !g_server.gate(r))
-        return;
-    rt->fn(r);
+    r->deadline_ms = c->phase_ms + (uint64_t)CFG(c)->request_timeout_ms;
+    if (atomic_load(&c->w->srv->draining))
+        r->close_after = true; /* a draining server reuses no connection */
+    http_dispatch(r);
 }
 
-/* http_req_abandon and the response writer call this with req_active. */
-void conn_request_finished(struct conn *c)
+/* ops->finished: http_req_abandon and the response writer call this with
+ * req_active. The request state goes back to the worker, then the
+ * connection goes on with the next request, waits idle, or closes if asked. */
+static void conn_request_finished(struct conn *c)
 {
     c->req_active = false;
-    bool close_now = (c->rq && c->rq->req.close_after) || c->close_after_write || c->closing;
+    bool close_now = (c->rq && c->rq->req.close_after) || c->hc.close_after_write || c->closing;
     req_give_back(c);
     if (close_now) {
-        c->close_after_write = true;
+        c->hc.close_after_write = true;
         c->phase = PHASE_CLOSING;
         c->phase_ms = conn_now(c);
         stop_reading(c);
@@ -360,7 +334,7 @@ static void answer_parse_error(struct conn *c, enum og_err e, const char *reason
 {
     struct http_req *r = &c->rq->req;
     c->req_active = true;
-    c->close_after_write = true;
+    c->hc.close_after_write = true;
     r->close_after = true;
     if (r->t_start_ns == 0)
         r->t_start_ns = uv_hrtime();
@@ -417,7 +391,7 @@ static void conn_process(struct conn *c)
     /* Reading goes on while a request is served (pipelined bytes wait in
      * the buffer), so the poll set is not touched per request; a full buffer
      * stops it (on_read, UV_ENOBUFS) until the request is done. */
-    if (c->phase == PHASE_CLOSING || c->close_after_write)
+    if (c->phase == PHASE_CLOSING || c->hc.close_after_write)
         stop_reading(c);
     else if (c->rbuf == NULL || c->rlen < c->rcap)
         start_reading(c);
@@ -535,12 +509,12 @@ static void free_handle(uv_handle_t *h)
 struct wreq {
     uv_write_t w;
     struct conn *c;
-    conn_write_cb cb;
+    http_write_cb cb;
     void *arg;
     struct wreq *next; /* worker's completed list */
 };
 
-static void write_finished(struct conn *c, conn_write_cb cb, void *arg, int status)
+static void write_finished(struct conn *c, http_write_cb cb, void *arg, int status)
 {
     c->writes_pending--;
     c->write_progress_ms = conn_now(c);
@@ -569,7 +543,7 @@ static void on_write(uv_write_t *w, int status)
 {
     struct wreq *wr = (struct wreq *)w;
     struct conn *c = wr->c;
-    conn_write_cb cb = wr->cb;
+    http_write_cb cb = wr->cb;
     void *arg = wr->arg;
     free(wr);
     write_finished(c, cb, arg, status);
@@ -585,7 +559,7 @@ void conn_flush_completions(struct worker *w)
         while (wr) {
             struct wreq *next = wr->next;
             struct conn *c = wr->c;
-            conn_write_cb cb = wr->cb;
+            http_write_cb cb = wr->cb;
             void *arg = wr->arg;
             free(wr);
             write_finished(c, cb, arg, 0);
@@ -604,12 +578,13 @@ static ssize_t write_now(struct conn *c, const uv_buf_t *bufs, unsigned nbufs)
     return n == UV_EAGAIN ? 0 : n;
 }
 
-int conn_write(struct conn *c, const uv_buf_t *bufs, unsigned nbufs, conn_write_cb on_done,
-               void *arg)
+/* ops->write (http/conn-t.h). */
+static int conn_write(struct conn *c, const uv_buf_t *bufs, unsigned nbufs, http_write_cb on_done,
+                      void *arg)
 {
     if (c->closing)
         return UV_ECANCELED;
-    if (nbufs > CONN_WRITE_BUFS_MAX)
+    if (nbufs > HTTP_WRITE_BUFS_MAX)
         return UV_EINVAL; /* checked before anything is written */
     struct wreq *wr = malloc(sizeof(*wr));
     if (wr == NULL)
@@ -638,7 +613,7 @@ int conn_write(struct conn *c, const uv_buf_t *bufs, unsigned nbufs, conn_write_
         w->done_tail = wr;
     } else {
         /* Queue what is left; the caller's buffers stay valid until on_done. */
-        uv_buf_t rest[CONN_WRITE_BUFS_MAX];
+        uv_buf_t rest[HTTP_WRITE_BUFS_MAX];
         unsigned k = 0;
         size_t skip = (size_t)done;
         for (unsigned i = 0; i < nbufs; i++) {
@@ -662,6 +637,35 @@ int conn_write(struct conn *c, const uv_buf_t *bufs, unsigned nbufs, conn_write_
     return 0;
 }
 
+/* ---- the request layer's view ------------------------------------------ */
+
+static struct conn *conn_of(struct http_conn *hc)
+{
+    return (struct conn *)((char *)hc - offsetof(struct conn, hc));
+}
+
+static int ops_write(struct http_conn *hc, const uv_buf_t *bufs, unsigned nbufs,
+                     http_write_cb on_done, void *arg)
+{
+    return conn_write(conn_of(hc), bufs, nbufs, on_done, arg);
+}
+
+static void ops_finished(struct http_conn *hc)
+{
+    conn_request_finished(conn_of(hc));
+}
+
+static void ops_close(struct http_conn *hc)
+{
+    conn_close(conn_of(hc));
+}
+
+static const struct http_conn_ops CONN_OPS = {
+    .write = ops_write,
+    .finished = ops_finished,
+    .close = ops_close,
+};
+
 /* ---- accepting ---------------------------------------------------------- */
 
 static void refuse(uv_stream_t *server)
@@ -684,10 +688,11 @@ void conn_on_accept(uv_stream_t *server, int status)
     if (status < 0)
         return;
     if (!w->is_admin) {
-        long n = atomic_fetch_add(&g_server.conns, 1) + 1;
-        if (n > w->cfg->max_connections || n > g_server.conns_fd_room ||
-            atomic_load(&g_server.draining)) {
-            atomic_fetch_sub(&g_server.conns, 1);
+        struct server *srv = w->srv;
+        long n = atomic_fetch_add(&srv->conns, 1) + 1;
+        if (n > w->cfg->max_connections || n > srv->conns_fd_room ||
+            atomic_load(&srv->draining)) {
+            atomic_fetch_sub(&srv->conns, 1);
             SHARD_ADD(w->m->conns_refused, 1);
             refuse(server);
             return;
@@ -697,11 +702,12 @@ void conn_on_accept(uv_stream_t *server, int status)
     struct conn *c = calloc(1, sizeof(*c));
     if (c == NULL) {
         if (!w->is_admin)
-            atomic_fetch_sub(&g_server.conns, 1);
+            atomic_fetch_sub(&w->srv->conns, 1);
         refuse(server);
         return;
     }
     c->w = w;
+    c->hc.ops = &CONN_OPS;
     uv_tcp_init(&w->loop, &c->tcp);
     uv_timer_init(&w->loop, &c->timer);
     c->tcp.data = c->timer.data = c;

@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "http/conn-t.h"
 #include "net/server.h"
 
 enum conn_phase { PHASE_IDLE, PHASE_HEAD, PHASE_BODY, PHASE_HANDLER, PHASE_CLOSING };
@@ -35,6 +36,7 @@ struct conn_req; /* the request being read or served: parser and struct http_req
 struct conn {
     uv_tcp_t tcp; /* first: handle->data is not needed to find us */
     uv_timer_t timer;
+    struct http_conn hc; /* what the request layer sees (http/conn-t.h) */
     struct worker *w;
     struct conn *prev, *next;
 
@@ -56,28 +58,13 @@ struct conn {
     bool req_active; /* a request was dispatched and is not finished */
     bool reading;
     bool closing;
-    bool close_after_write;
 };
 
 /* Accept callback for a listener (service or admin). */
 void conn_on_accept(uv_stream_t *server, int status);
 
-/* The response to c's current request is fully handed to the writer: its
- * request state goes back to the worker (the struct http_req must not be
- * used after this call), then the connection goes on with the next request,
- * waits idle, or closes if asked. */
-void conn_request_finished(struct conn *c);
-
-/* Queue a write of nbufs (≤ CONN_WRITE_BUFS_MAX, else UV_EINVAL) buffers.
- * on_done(arg, status) runs when libuv is done with them (status < 0 on
- * error); it owns freeing them. */
-#define CONN_WRITE_BUFS_MAX 8
-typedef void (*conn_write_cb)(void *arg, int status);
-int conn_write(struct conn *c, const uv_buf_t *bufs, unsigned nbufs, conn_write_cb on_done,
-               void *arg);
-
 /* Run the callbacks of writes that finished synchronously (from the
- * worker's prepare and check phases: never inside the conn_write that
+ * worker's prepare and check phases: never inside the write that
  * queued them, and always before the loop blocks in poll). */
 void conn_flush_completions(struct worker *w);
 

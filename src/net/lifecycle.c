@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "http/dispatch.h"
 #include "net/conn.h"
 #include "net/server.h"
 #include "ops/health.h"
@@ -23,6 +24,10 @@ static const struct route ADMIN_ROUTES[] = {
     {"/readyz", M_GET | M_HEAD, health_on_readyz, 0},
 };
 
+/* The one server of this process; its parts go to the hooks and workers
+ * explicitly. */
+static struct server srv;
+
 static const struct config_args *saved_args;
 static const struct server_hooks *saved_hooks;
 static char *const *saved_envp;
@@ -31,29 +36,29 @@ static uv_timer_t drain_timer, drain_poll;
 
 static bool key_listener_bound(void)
 {
-    return atomic_load(&g_server.listener_bound);
+    return atomic_load(&srv.listener_bound);
 }
 static bool key_config_loaded(void)
 {
-    return atomic_load(&g_server.config_loaded);
+    return atomic_load(&srv.config_loaded);
 }
 static bool key_last_reload_ok(void)
 {
-    return atomic_load(&g_server.last_reload_ok);
+    return atomic_load(&srv.last_reload_ok);
 }
 static bool key_not_draining(void)
 {
-    return !atomic_load(&g_server.draining);
+    return !atomic_load(&srv.draining);
 }
 
 static double read_inflight(const struct metric_def *d, const int *ix)
 {
-    return (double)atomic_load(&g_server.inflight);
+    return (double)http_dispatch_inflight();
 }
 
 static double read_conns(const struct metric_def *d, const int *ix)
 {
-    return (double)atomic_load(&g_server.conns);
+    return (double)atomic_load(&srv.conns);
 }
 
 static double read_degraded(const struct metric_def *d, const int *ix)
@@ -63,7 +68,7 @@ static double read_degraded(const struct metric_def *d, const int *ix)
 
 static double read_workers(const struct metric_def *d, const int *ix)
 {
-    return g_server.nworkers;
+    return srv.nworkers;
 }
 
 static const struct metric_def GAUGES[] = {
@@ -75,8 +80,8 @@ static const struct metric_def GAUGES[] = {
 
 static void wake_workers(void)
 {
-    for (int i = 0; i < g_server.nworkers; i++)
-        worker_wake(&g_server.workers[i]);
+    for (int i = 0; i < srv.nworkers; i++)
+        worker_wake(&srv.workers[i]);
 }
 
 /* Descriptors kept for other than client connections: stdio, per worker its
@@ -87,11 +92,11 @@ static void wake_workers(void)
 
 static void warn_fd_room(const struct og_config *cfg)
 {
-    if (cfg->max_connections > g_server.conns_fd_room)
+    if (cfg->max_connections > srv.conns_fd_room)
         log_event(LOG_WARN, "fd_limit",
                   "max_connections %lld is more than the descriptor limit leaves room for "
                   "(raise the hard RLIMIT_NOFILE): connections beyond %ld are refused",
-                  (long long)cfg->max_connections, g_server.conns_fd_room);
+                  (long long)cfg->max_connections, srv.conns_fd_room);
 }
 
 /* Every client connection is a descriptor, and the soft RLIMIT_NOFILE is
@@ -140,30 +145,30 @@ static void on_hup(uv_signal_t *s, int signum)
     char err[CONFIG_ERR_MAX];
     if (nu == NULL) {
         log_event(LOG_ERROR, "reload_failed", "out of memory");
-        atomic_store(&g_server.last_reload_ok, false);
+        atomic_store(&srv.last_reload_ok, false);
         return;
     }
-    const struct og_config *old = atomic_load(&g_server.cfg);
+    const struct og_config *old = atomic_load(&srv.cfg);
     if (config_build(nu, saved_args, saved_envp, err, sizeof(err)) != 0 ||
         config_reload_check(old, nu, err, sizeof(err)) != 0) {
         log_event(LOG_ERROR, "reload_failed", "%s; keeping the running configuration", err);
-        atomic_store(&g_server.last_reload_ok, false);
+        atomic_store(&srv.last_reload_ok, false);
         free(nu);
         return;
     }
     if (saved_hooks && saved_hooks->on_reload && saved_hooks->on_reload(nu, err, sizeof(err))) {
         log_event(LOG_ERROR, "reload_failed", "%s; keeping the running configuration", err);
-        atomic_store(&g_server.last_reload_ok, false);
+        atomic_store(&srv.last_reload_ok, false);
         free(nu);
         return;
     }
     log_min_level = log_level_parse(nu->log_level);
     /* Old snapshots are never freed: a worker may still hold one, and a
      * reload costs a few hundred bytes. */
-    atomic_store(&g_server.cfg, nu);
-    g_server.admin.cfg = nu;
-    atomic_fetch_add(&g_server.cfg_gen, 1);
-    atomic_store(&g_server.last_reload_ok, true);
+    atomic_store(&srv.cfg, nu);
+    worker_set_config(&srv.admin, nu);
+    atomic_fetch_add(&srv.cfg_gen, 1);
+    atomic_store(&srv.last_reload_ok, true);
     warn_fd_room(nu);
     wake_workers();
     log_event(LOG_INFO, "reload", "configuration reloaded from %s",
@@ -172,58 +177,46 @@ static void on_hup(uv_signal_t *s, int signum)
 
 static void stop_admin(void)
 {
-    uv_loop_t *loop = &g_server.admin.loop;
-    if (g_server.admin.listener_open) {
-        uv_close((uv_handle_t *)&g_server.admin.listener, NULL);
-        g_server.admin.listener_open = false;
+    uv_loop_t *loop = &srv.admin.loop;
+    if (srv.admin.listener_open) {
+        uv_close((uv_handle_t *)&srv.admin.listener, NULL);
+        srv.admin.listener_open = false;
     }
-    conn_close_all(&g_server.admin, false);
+    conn_close_all(&srv.admin, false);
     uv_close((uv_handle_t *)&sig_hup, NULL);
     uv_close((uv_handle_t *)&sig_term, NULL);
     uv_close((uv_handle_t *)&sig_int, NULL);
     uv_close((uv_handle_t *)&drain_timer, NULL);
     uv_close((uv_handle_t *)&drain_poll, NULL);
-    uv_close((uv_handle_t *)&g_server.admin.wake, NULL);
-    uv_close((uv_handle_t *)&g_server.admin.flush, NULL);
+    uv_close((uv_handle_t *)&srv.admin.wake, NULL);
+    uv_close((uv_handle_t *)&srv.admin.flush, NULL);
     (void)loop;
 }
 
 static void on_drain_poll(uv_timer_t *t)
 {
-    if (atomic_load(&g_server.conns) == 0 && atomic_load(&g_server.inflight) == 0)
+    if (atomic_load(&srv.conns) == 0 && http_dispatch_inflight() == 0)
         stop_admin();
 }
 
 static void on_drain_deadline(uv_timer_t *t)
 {
     log_event(LOG_WARN, "drain_timeout", "closing %ld connections still open",
-              (long)atomic_load(&g_server.conns));
-    atomic_store(&g_server.force_close, true);
+              (long)atomic_load(&srv.conns));
+    atomic_store(&srv.force_close, true);
     wake_workers();
 }
 
 static void on_term(uv_signal_t *s, int signum)
 {
-    if (atomic_exchange(&g_server.draining, true))
+    if (atomic_exchange(&srv.draining, true))
         return; /* already draining */
-    const struct og_config *cfg = atomic_load(&g_server.cfg);
+    const struct og_config *cfg = atomic_load(&srv.cfg);
     log_event(LOG_INFO, "drain", "signal %d: draining, grace %lld ms", signum,
               (long long)cfg->drain_grace_ms);
     wake_workers();
     uv_timer_start(&drain_timer, on_drain_deadline, (uint64_t)cfg->drain_grace_ms, 0);
     uv_timer_start(&drain_poll, on_drain_poll, 0, 20);
-}
-
-static void setup_router(struct router *r, const struct route *routes, size_t n)
-{
-    if (n > ROUTER_ROUTES_MAX) {
-        fprintf(stderr, "omnigate: route table too large\n");
-        exit(1);
-    }
-    r->routes = routes;
-    r->n = n;
-    for (size_t i = 0; i < n; i++)
-        r->label_ids[i] = metrics_route_label(routes[i].tmpl);
 }
 
 int server_run(struct og_config *cfg, const struct config_args *args, char *const *envp,
@@ -240,16 +233,16 @@ int server_run(struct og_config *cfg, const struct config_args *args, char *cons
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
         n = cpus > 0 ? (int)cpus : 1;
     }
-    atomic_store(&g_server.cfg, cfg);
-    atomic_store(&g_server.config_loaded, true);
-    atomic_store(&g_server.last_reload_ok, true);
-    g_server.nworkers = n;
-    g_server.conns_fd_room = raise_fd_limit(cfg, n);
+    atomic_store(&srv.cfg, cfg);
+    atomic_store(&srv.config_loaded, true);
+    atomic_store(&srv.last_reload_ok, true);
+    srv.nworkers = n;
+    srv.conns_fd_room = raise_fd_limit(cfg, n);
     warn_fd_room(cfg);
-    g_server.workers = xcalloc((size_t)n, sizeof(struct worker));
+    srv.workers = xcalloc((size_t)n, sizeof(struct worker));
     metrics_init(n + 1);
-    setup_router(&g_server.router, routes, nroutes);
-    setup_router(&g_server.admin_router, ADMIN_ROUTES,
+    router_setup(&srv.router, routes, nroutes);
+    router_setup(&srv.admin_router, ADMIN_ROUTES,
                  sizeof(ADMIN_ROUTES) / sizeof(ADMIN_ROUTES[0]));
     metrics_register(METRIC_TABLE(GAUGES));
     ready_register("listener_bound", key_listener_bound);
@@ -258,22 +251,24 @@ int server_run(struct og_config *cfg, const struct config_args *args, char *cons
     ready_register("not_draining", key_not_draining);
 
     if (hooks)
-        g_server.worker_exit = hooks->on_worker_exit;
-    if (hooks && hooks->on_start && hooks->on_start() != 0)
+        srv.worker_exit = hooks->on_worker_exit;
+    if (hooks && hooks->on_start && hooks->on_start(&srv) != 0)
         return 1;
 
     /* Admin loop on this thread. */
-    struct worker *adm = &g_server.admin;
-    if (worker_init(adm, n, true, &g_server.admin_router) != 0)
+    struct worker *adm = &srv.admin;
+    if (worker_init(adm, &srv, n, true, &srv.admin_router) != 0)
         return 1;
+    if (hooks && hooks->on_worker)
+        hooks->on_worker(adm);
     int rc = worker_listen(adm, cfg->admin);
     if (rc != 0) {
         fprintf(stderr, "omnigate: cannot listen on admin %s: %s\n", cfg->admin, uv_strerror(rc));
         return 1;
     }
     for (int i = 0; i < n; i++) {
-        struct worker *w = &g_server.workers[i];
-        if (worker_init(w, i, false, &g_server.router) != 0 ||
+        struct worker *w = &srv.workers[i];
+        if (worker_init(w, &srv, i, false, &srv.router) != 0 ||
             (rc = worker_listen(w, cfg->bind)) != 0) {
             fprintf(stderr, "omnigate: cannot listen on %s: %s\n", cfg->bind, uv_strerror(rc));
             return 1;
@@ -295,12 +290,12 @@ int server_run(struct og_config *cfg, const struct config_args *args, char *cons
     uv_timer_init(loop, &drain_timer);
     uv_timer_init(loop, &drain_poll);
     for (int i = 0; i < n; i++) {
-        if (pthread_create(&g_server.workers[i].thread, NULL, worker_main, &g_server.workers[i])) {
+        if (pthread_create(&srv.workers[i].thread, NULL, worker_main, &srv.workers[i])) {
             fprintf(stderr, "omnigate: cannot start worker threads\n");
             return 1;
         }
     }
-    atomic_store(&g_server.listener_bound, true);
+    atomic_store(&srv.listener_bound, true);
 
     log_event(LOG_INFO, "start", "omnigate listening on %s (admin %s), %d workers", cfg->bind,
               cfg->admin, n);
@@ -308,7 +303,7 @@ int server_run(struct og_config *cfg, const struct config_args *args, char *cons
     uv_run(loop, UV_RUN_DEFAULT);
 
     for (int i = 0; i < n; i++)
-        pthread_join(g_server.workers[i].thread, NULL);
+        pthread_join(srv.workers[i].thread, NULL);
     if (hooks && hooks->on_stop)
         hooks->on_stop();
     if (adm->logbuf.n)

@@ -13,12 +13,17 @@
 #include "config/config.h"
 #include "http/router.h"
 
+struct server;
 struct worker;
 
 /* Hooks modules run at start-up (after config, before workers) and per worker. */
 struct server_hooks {
-    int (*on_start)(void);               /* 0 or -1 to abort start-up */
-    void (*on_worker)(struct worker *w); /* before the worker's thread starts */
+    /* The server is configured (srv->cfg, srv->nworkers; srv->admin's loop is
+     * not running yet): 0, or -1 to abort start-up. */
+    int (*on_start)(struct server *srv);
+    /* Each worker, the admin one included (w->is_admin), before its loop
+     * runs: must set w->ctx, the application's handler context. */
+    void (*on_worker)(struct worker *w);
     void (*on_stop)(void);
     void (*on_worker_exit)(void); /* on each worker thread, after its loop */
     /* SIGHUP, admin thread, with the new configuration already validated:

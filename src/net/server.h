@@ -23,19 +23,12 @@
 #include "ops/metrics.h"
 
 struct conn;
-struct http_req;
+struct http_ctx;
+struct server;
 struct wreq;
 
-/* Slots for per-worker state owned by other modules (downstream pools...). */
-enum {
-    WORKER_EXT_DS,     /* remote downstream pools (ds/remote.c) */
-    WORKER_EXT_DSCORE, /* coalescing table (ds/ds.c) */
-    WORKER_EXT_LOCAL,  /* in-process engine queue (ds/local.c) */
-    WORKER_EXT_AUTH,   /* capability cache (auth) */
-    WORKER_EXT_MAX = 8
-};
-
 struct worker {
+    struct server *srv; /* the server this worker belongs to */
     int id;
     bool is_admin; /* admin listener: not counted against client limits */
     pthread_t thread;
@@ -45,7 +38,7 @@ struct worker {
     uv_check_t flush;                   /* writes buffered log lines once per loop turn */
     uv_prepare_t before_poll;           /* runs completions queued before poll (timers) */
     struct wreq *done_head, *done_tail; /* writes finished synchronously */
-    const struct router *router;
+    const struct router *router; /* routes of this listener, for its handler context */
     struct metrics_shard *m;
     struct conn *conns; /* intrusive list head */
     unsigned nconns;
@@ -54,16 +47,11 @@ struct worker {
     bool listener_open;
     bool loop_gone; /* the loop has stopped: no more wakes (under worker_wake's lock) */
     const struct og_config *cfg; /* this worker's snapshot, refreshed on wake */
-
-    /* Cached "Date: ...\r\n" header line, rebuilt when the second changes. */
-    char date_line[48];
-    size_t date_len;
-    int64_t date_sec;
-
-    uint64_t rid_state; /* request-id generator */
-    struct buf logbuf;  /* pending access log lines */
-    struct buf scratch; /* reusable response-building buffer */
-    void *ext[WORKER_EXT_MAX];
+    struct buf logbuf;           /* pending log lines, flushed once per loop turn */
+    /* The application's per-worker context (http/ctx-t.h), set by
+     * server_hooks.on_worker before the loop runs: net/ only hands it to
+     * each request (req->ctx) and keeps its config snapshot current. */
+    struct http_ctx *ctx;
 };
 
 struct server {
@@ -78,7 +66,6 @@ struct server {
      * listeners, loops, downstream pools and one spare to refuse with
      * (server_run; read-only after start-up). */
     long conns_fd_room;
-    atomic_long inflight; /* requests dispatched and not yet answered */
     atomic_bool draining;
     atomic_bool force_close;
     atomic_uint cfg_gen; /* bumped on reload; workers refresh their snapshot */
@@ -88,10 +75,6 @@ struct server {
     atomic_bool config_loaded;
     atomic_bool last_reload_ok;
 
-    /* Checks a routed request with non-zero route flags before its handler
-     * (capability and policy); answers and returns false to stop it. Set at
-     * start-up, read-only afterwards. */
-    bool (*gate)(struct http_req *req);
     /* Runs on each worker thread after its loop ended (thread-local caches). */
     void (*worker_exit)(void);
 
@@ -101,20 +84,26 @@ struct server {
     uint64_t start_time;
 };
 
-extern struct server g_server;
+/* True once srv drains and w has no client connection left: what w's other
+ * users (downstream pools) wait for before closing their handles. */
+static inline bool worker_drained(const struct worker *w)
+{
+    return atomic_load(&w->srv->draining) && w->nconns == 0;
+}
 
-/* Worker-side helpers. */
-const char *worker_date_line(struct worker *w, size_t *len);
-/* A fresh 16-hex request id. */
-void worker_request_id(struct worker *w, char out[17]);
+/* A new configuration snapshot for w and its handler context (w's thread,
+ * or before the loop runs). */
+void worker_set_config(struct worker *w, const struct og_config *cfg);
 
 /* Create the listener for w on cfg's bind (or admin) address. Returns 0 or a
  * negative errno with a message logged. */
 int worker_listen(struct worker *w, const char *addr);
 /* Thread body of a service worker. */
 void *worker_main(void *arg);
-/* Initialise the loop side of a worker (loop, async, check handles). */
-int worker_init(struct worker *w, int id, bool is_admin, const struct router *router);
+/* Initialise the loop side of a worker of srv (loop, async, check handles),
+ * with srv's current configuration. */
+int worker_init(struct worker *w, struct server *srv, int id, bool is_admin,
+                const struct router *router);
 /* Free what w keeps for reuse (buffers, cached blocks), after its loop is closed. */
 void worker_release(struct worker *w);
 /* Called on the worker's loop when the main thread wakes it. */

@@ -9,42 +9,19 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "core/log.h"
+#include "http/ctx.h"
 #include "net/conn.h"
-
-struct server g_server;
 
 #define LISTEN_BACKLOG 1024
 
-const char *worker_date_line(struct worker *w, size_t *len)
+void worker_set_config(struct worker *w, const struct og_config *cfg)
 {
-    time_t now = time(NULL);
-    if (now != w->date_sec) {
-        struct tm tm;
-        gmtime_r(&now, &tm);
-        w->date_len = strftime(w->date_line, sizeof(w->date_line),
-                               "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
-        w->date_sec = now;
-    }
-    *len = w->date_len;
-    return w->date_line;
-}
-
-void worker_request_id(struct worker *w, char out[17])
-{
-    /* splitmix64 over a per-worker random seed: unique per process run and
-     * cheap; not a secret, so no CSPRNG is needed. */
-    uint64_t z = (w->rid_state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    static const char HEX[] = "0123456789abcdef";
-    for (int i = 15; i >= 0; i--, z >>= 4)
-        out[i] = HEX[z & 15];
-    out[16] = '\0';
+    w->cfg = cfg;
+    if (w->ctx)
+        http_ctx_set_config(w->ctx, cfg);
 }
 
 int worker_listen(struct worker *w, const char *addr)
@@ -101,18 +78,18 @@ static void on_flush(uv_check_t *h)
         log_flush(&w->logbuf);
 }
 
-int worker_init(struct worker *w, int id, bool is_admin, const struct router *router)
+int worker_init(struct worker *w, struct server *srv, int id, bool is_admin,
+                const struct router *router)
 {
     memset(w, 0, sizeof(*w));
+    w->srv = srv;
     w->id = id;
     w->is_admin = is_admin;
     w->router = router;
     w->m = metrics_shard(id);
-    w->cfg = atomic_load(&g_server.cfg);
-    w->date_sec = -1;
+    w->cfg = atomic_load(&srv->cfg);
     freelist_init(&w->rbufs, CONN_RBUFS_CACHED);
     freelist_init(&w->reqs, CONN_REQS_CACHED);
-    w->rid_state = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ ((uint64_t)id << 56);
     int rc = uv_loop_init(&w->loop);
     if (rc != 0)
         return rc;
@@ -138,7 +115,7 @@ static void walk_close(uv_handle_t *h, void *arg)
 
 void worker_maybe_finish(struct worker *w)
 {
-    if (w->is_admin || !atomic_load(&g_server.draining) || w->nconns > 0)
+    if (w->is_admin || !worker_drained(w))
         return;
     w->listener_open = false;
     /* No client is left: close everything else on this loop (downstream
@@ -161,14 +138,14 @@ void worker_wake(struct worker *w)
 void worker_on_wake(uv_async_t *a)
 {
     struct worker *w = a->data;
-    w->cfg = atomic_load(&g_server.cfg);
-    if (!atomic_load(&g_server.draining))
+    worker_set_config(w, atomic_load(&w->srv->cfg));
+    if (!atomic_load(&w->srv->draining))
         return;
     if (w->listener_open) {
         uv_close((uv_handle_t *)&w->listener, NULL);
         w->listener_open = false;
     }
-    conn_close_all(w, !atomic_load(&g_server.force_close));
+    conn_close_all(w, !atomic_load(&w->srv->force_close));
     worker_maybe_finish(w);
 }
 
@@ -191,7 +168,6 @@ void *worker_main(void *arg)
 void worker_release(struct worker *w)
 {
     buf_release(&w->logbuf);
-    buf_release(&w->scratch);
     freelist_release(&w->rbufs);
     freelist_release(&w->reqs);
 }

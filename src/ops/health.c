@@ -7,7 +7,8 @@
 
 #include "core/jw.h"
 #include "http/response.h"
-#include "net/server.h"
+#include "config/config.h"
+#include "http/ctx-t.h"
 #include "ops/metrics.h"
 
 #define READY_KEYS_MAX 16
@@ -45,7 +46,7 @@ void health_on_readyz(struct http_req *req)
         http_respond(req, 200, "application/json", OK, sizeof(OK) - 1);
         return;
     }
-    int64_t ra = req->conn->w->cfg->retry_after_s;
+    int64_t ra = req->ctx->cfg->retry_after_s;
     struct buf body = {0};
     struct jw j;
     jw_init(&j, &body);

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config/config.h"
 #include "core/dec.h"
 #include "ds/ds.h"
 #include "ds/op.h"

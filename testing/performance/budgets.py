@@ -86,14 +86,14 @@ CALLGRIND = ["valgrind", "--tool=callgrind", "--dump-instr=no", "--dump-line=no"
 #   cap_check_token   the full capability verification, which the worker's
 #                     cache repeats every CAP_CACHE_TTL_S seconds of wall
 #                     time (measured on its own as capability_full);
-#   worker_date_line  the Date line, rebuilt (gmtime_r, strftime) on the first
+#   http_ctx_date_line  the Date line, rebuilt (gmtime_r, strftime) on the first
 #                     request of each second; a few instructions otherwise.
 # --toggle-collect flips a thread's collection on entry to a function and
 # back at its return, and makes collection start off: the toggles at each
 # thread's root (main, start_thread) turn it on for the whole run. An idle
 # server executes a few hundred instructions in 10 s: no timer runs.
 SERVER_TOGGLES = ["--toggle-collect=" + f
-                  for f in ("main", "start_thread", "cap_check_token", "worker_date_line")]
+                  for f in ("main", "start_thread", "cap_check_token", "http_ctx_date_line")]
 
 # One path per server item, so every run sends the same requests.
 VIEW_PATH = "/v1/view/article-007"  # the article, its author (index), its comments (mailbox)

@@ -15,12 +15,15 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "http/ctx.h"
 #include "http/response.h"
 #include "net/conn.h"
 #include "net/server.h"
 
 static struct og_config cfg;
+static struct server srv;
 static struct worker w;
+static struct http_ctx ctx;
 static struct router router;
 static int client = -1;
 static struct http_req *held; /* the request /later is holding */
@@ -67,15 +70,14 @@ static const struct route ROUTES[] = {
 static void setup(void)
 {
     config_defaults(&cfg);
-    atomic_store(&g_server.cfg, &cfg);
-    g_server.conns_fd_room = 1000;
+    atomic_store(&srv.cfg, &cfg);
+    srv.conns_fd_room = 1000;
     log_min_level = LOG_ERROR;
     metrics_init(1);
-    router.routes = ROUTES;
-    router.n = sizeof(ROUTES) / sizeof(ROUTES[0]);
-    for (size_t i = 0; i < router.n; i++)
-        router.label_ids[i] = metrics_route_label(ROUTES[i].tmpl);
-    cr_assert_eq(worker_init(&w, 0, false, &router), 0);
+    router_setup(&router, ROUTES, sizeof(ROUTES) / sizeof(ROUTES[0]));
+    cr_assert_eq(worker_init(&w, &srv, 0, false, &router), 0);
+    http_ctx_init(&ctx, 0, &cfg, w.m, &router, &w.logbuf);
+    w.ctx = &ctx;
 
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t al = sizeof(a);
@@ -230,7 +232,7 @@ Test(conn, request_answered_later_keeps_its_state_and_the_bytes_behind_it)
     SEND("GET /later HTTP/1.1\r\nHost: t\r\n\r\nGET /now/next HTTP/1.1\r\nHost: t\r\n\r\n");
     RUN_UNTIL(held != NULL);
     cr_assert(c->req_active);
-    cr_assert_eq(held->conn, c);
+    cr_assert_eq(held->conn, &c->hc);
     cr_assert_not_null(c->rq);
     cr_assert_not_null(c->rbuf, "the head and the pipelined request are in the buffer");
     cr_assert(held->path.n == 6 && memcmp(held->path.p, "/later", 6) == 0,
