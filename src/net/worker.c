@@ -161,6 +161,10 @@ void *worker_main(void *arg)
     int rc = uv_loop_close(&w->loop);
     if (rc != 0)
         log_event(LOG_WARN, "worker_exit", "worker %d loop closed with handles open", w->id);
+    /* Per-thread caches of other modules (memos, the engines' header
+     * cache) are released on the thread that filled them. */
+    if (w->srv->worker_exit)
+        w->srv->worker_exit();
     worker_release(w);
     return NULL;
 }
