@@ -109,16 +109,38 @@ valgrind: $(UNIT_BIN)
 	valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect --trace-children=yes \
 	    -q $(UNIT_BIN) --ascii -j1 --no-early-exit
 
-# libFuzzer targets: clang, ASan+UBSan, one binary per tests/fuzz/*.c.
+# libFuzzer targets: clang, ASan+UBSan, one binary per tests/fuzz/*.c. The
+# library is compiled once with coverage instrumentation (fuzzer-no-link)
+# into an archive that every target links, so a target costs one compile.
 FUZZ_CC    := clang-14
-FUZZ_FLAGS := $(CSTD) -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-              $(INCS) $(PKG_CFLAGS)
-FUZZ_LIBSRC := $(LIB_SRCS) $(CORE_SRCS) $(ENGINE_SRCS) $(LLHTTP_SRCS) $(BLAKE3_SRCS) $(BLAKE3_ASM)
+FUZZ_SAN   := -O1 -g -fno-sanitize-recover=all
+FUZZ_FLAGS := $(CSTD) $(FUZZ_SAN) -fsanitize=fuzzer,address,undefined $(INCS) $(PKG_CFLAGS)
+FUZZ_OBJCFLAGS := $(CSTD) $(FUZZ_SAN) -fsanitize=fuzzer-no-link,address,undefined $(INCS) $(PKG_CFLAGS) -w
+FUZZ_OBJ   := build/fuzz/obj
+FUZZ_LIB   := build/fuzz/libomnigate-fuzz.a
+FUZZ_LIBOBJS := $(patsubst %.c,$(FUZZ_OBJ)/%.o,$(LIB_SRCS) $(CORE_SRCS) $(ENGINE_SRCS)) \
+           $(patsubst $(LLHTTP_DIR)/%.c,$(FUZZ_OBJ)/tp/llhttp/%.o,$(LLHTTP_SRCS)) \
+           $(patsubst $(BLAKE3_DIR)/%.c,$(FUZZ_OBJ)/tp/blake3/%.o,$(BLAKE3_SRCS)) \
+           $(patsubst $(BLAKE3_DIR)/%.S,$(FUZZ_OBJ)/tp/blake3/%.o,$(BLAKE3_ASM))
 FUZZ_BINS  := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRCS))
-build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIBSRC)
+$(FUZZ_OBJ)/tp/llhttp/%.o: $(LLHTTP_DIR)/%.c
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(FUZZ_FLAGS) -Wno-error -w -DOMNIGATE_FUZZ $< $(FUZZ_LIBSRC) -o $@ \
-	    $(PKG_LIBS) -lpthread -lm
+	$(FUZZ_CC) $(FUZZ_OBJCFLAGS) -I$(LLHTTP_INC) -c $< -o $@
+$(FUZZ_OBJ)/tp/blake3/%.o: $(BLAKE3_DIR)/%.c
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_OBJCFLAGS) -I$(BLAKE3_DIR) -c $< -o $@
+$(FUZZ_OBJ)/tp/blake3/%.o: $(BLAKE3_DIR)/%.S
+	@mkdir -p $(@D)
+	$(FUZZ_CC) -c $< -o $@
+$(FUZZ_OBJ)/%.o: %.c
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_OBJCFLAGS) -c $< -o $@
+$(FUZZ_LIB): $(FUZZ_LIBOBJS)
+	@rm -f $@
+	ar rcs $@ $^
+build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -w $< $(FUZZ_LIB) -o $@ $(PKG_LIBS) -lpthread -lm
 fuzz-build: $(FUZZ_BINS)
 fuzz: fuzz-build
 	@for f in $(FUZZ_BINS); do n=$$(basename $$f); mkdir -p build/fuzz/new-$$n; \
