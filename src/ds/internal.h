@@ -1,7 +1,8 @@
 /*
- * internal.h — between the downstream core (ds.c) and its backends
- * (local.c: in-process engines; remote.c: OAP/1 connection pools).
- * Not included from outside src/ds/.
+ * internal.h — between the downstream core (call.c and the policy files
+ * around it) and its backends (local.c: in-process engines; remote.c:
+ * OAP/1 connection pools). Not included from outside src/ds/ (and its unit
+ * tests).
  */
 #ifndef DS_INTERNAL_H
 #define DS_INTERNAL_H
@@ -9,6 +10,7 @@
 #include <uv.h>
 
 #include "ds/ds.h"
+#include "ds/retry.h"
 #include "http/request-t.h"
 #include "net/server.h"
 
@@ -33,11 +35,13 @@ struct ds_chunk {
 };
 
 /* A worker's downstream state, one per worker loop (ds__worker): the
- * coalescing table and each backend's per-worker part. */
+ * core's coalescing table and PRNG, and each backend's per-worker part.
+ * Worker-local. */
 struct rworker;
 struct local_worker;
 struct ds_worker {
-    struct ds_call *coalesce_head; /* reads in flight here (ds.c) */
+    struct ds_call *coalesce_head; /* reads in flight here (coalesce.c) */
+    struct retry_rng rng;          /* retry jitter (retry.c), seeded by ds_worker_init */
     struct rworker *remote;        /* connection pools (remote.c), NULL before use */
     struct local_worker *local;    /* in-process engine queue (local.c) */
 };
@@ -51,7 +55,7 @@ struct ds_call {
     char *hdr_copy;                     /* the caller's header JSON, owned */
     char corr_id[HTTP_CORR_ID_MAX + 1]; /* X-Corr-ID travelling on to remote services */
     void *body_copy;                    /* the caller's body, owned */
-    char *wire_hdr;                     /* header JSON as sent: deadline_ms first, owned */
+    char *wire_hdr; /* remote backend: header JSON as sent, deadline_ms first; freed with c */
     size_t wire_hdr_len;
     ds_cb cb;
     void *arg;
@@ -63,7 +67,8 @@ struct ds_call {
     bool counted;           /* holds a slot of the per-downstream limit */
     bool in_attempt;        /* a backend attempt is outstanding */
     bool shed;              /* refused by the concurrency limit */
-    bool send_failed;       /* the backend could not start the attempt */
+    bool send_failed;       /* the backend could not start the attempt: */
+    enum og_err send_err;   /* ...BAD_GATEWAY, or INTERNAL (out of memory) */
     bool is_hedge;          /* a hedged twin attempt of another call */
     uint64_t hedge_at_ms;   /* 0, or when to start a hedged twin */
     struct ds_call *twin;   /* the hedged attempt in flight, if any */
@@ -84,10 +89,14 @@ struct ds_call {
     void *bstream;           /* backend's stream state */
 };
 
-/* A backend starts one attempt of c (c->wire_hdr, c->req.body) and later
+/* A backend starts one attempt of c (c->req.hdr, c->req.body) and later
  * calls ds__attempt_done exactly once, unless ds core calls abort first.
  * send returns 0, or a negative value if the attempt could not start (then
- * ds__attempt_done must not be called). Both run on c->w's loop. */
+ * ds__attempt_done must not be called): DS_SEND_NOMEM when it ran out of
+ * memory (the call fails INTERNAL), any other when the service cannot be
+ * reached (BAD_GATEWAY, which an idempotent call may retry). The core
+ * answers either on a later turn. Both run on c->w's loop. */
+#define DS_SEND_NOMEM (-2)
 struct ds_backend {
     const char *name;
     int (*send)(struct ds_call *c);
@@ -126,6 +135,15 @@ void ds__stream_end(struct ds_call *c, int status);
 
 /* App protocol id of a service (OAP_APP_*). */
 uint16_t ds__app_id(enum ds_service s);
+
+/* Metric label of each service ("index", "storage", "mailbox"). */
+extern const char *const ds__service_names[DS__COUNT];
+
+/* The in-process engines (local.c) of the services cfg gives no address:
+ * created by ds__local_start at process start-up (0, or -1 with a message
+ * on stderr), freed by ds__local_stop once the workers are gone. */
+int ds__local_start(const struct og_config *cfg);
+void ds__local_stop(void);
 
 extern const struct ds_backend ds__local_backend;
 extern const struct ds_backend ds__remote_backend;

@@ -1,5 +1,6 @@
 /*
- * local.c — the micronode backend: the engines run in this process.
+ * local.c — the micronode backend: the engines run in this process. It
+ * creates them at start-up (ds__local_start) and frees them at exit.
  *
  * A call is queued on its worker and served on a later loop turn (a zero
  * timer), exactly as a remote answer would arrive, so handlers see the same
@@ -15,11 +16,17 @@
  * client paces micronode exactly as it paces a remote service. The answer
  * (and the blob's reference) lives as long as the stream or any slice.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "config/config.h"
 #include "ds/internal.h"
 #include "engines/proto/proto.h"
+
+/* Created at start-up, before any worker runs; the engines synchronise
+ * their own state between workers. */
+static struct engines local_engines;
 
 struct local_worker {
     uv_timer_t tick;
@@ -290,6 +297,48 @@ static void local_worker_init(struct worker *w, enum ds_service svc)
 static bool local_healthy(enum ds_service svc)
 {
     return true;
+}
+
+/* ---- engines ------------------------------------------------------------ */
+
+struct engines *ds_local_engines(void)
+{
+    return &local_engines;
+}
+
+int ds__local_start(const struct og_config *cfg)
+{
+    int st = 0;
+    if (!cfg->ds_addr[DS_STORAGE][0]) {
+        struct storage_opts so = {.mem_cap_bytes = (uint64_t)cfg->storage_mem_cap,
+                                  .max_object_bytes = (uint64_t)cfg->storage_max_object,
+                                  .amnesia = true};
+        local_engines.storage = storage_new(&so, &st);
+    }
+    if (!cfg->ds_addr[DS_INDEX][0]) {
+        struct index_opts io = {0};
+        local_engines.index = index_new(&io, &st);
+    }
+    if (!cfg->ds_addr[DS_MAILBOX][0]) {
+        struct mailbox_opts mo = {0};
+        local_engines.mailbox = mailbox_new(&mo, &st);
+    }
+    if ((!cfg->ds_addr[DS_STORAGE][0] && !local_engines.storage) ||
+        (!cfg->ds_addr[DS_INDEX][0] && !local_engines.index) ||
+        (!cfg->ds_addr[DS_MAILBOX][0] && !local_engines.mailbox)) {
+        fprintf(stderr, "omnigate: cannot create the in-process engines: %s\n",
+                eng_status_name(st));
+        return -1;
+    }
+    return 0;
+}
+
+void ds__local_stop(void)
+{
+    storage_free(local_engines.storage);
+    index_free(local_engines.index);
+    mailbox_free(local_engines.mailbox);
+    local_engines = (struct engines){0};
 }
 
 const struct ds_backend ds__local_backend = {

@@ -80,6 +80,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/dec.h"
 #include "core/log.h"
 #include "ds/internal.h"
 #include "oapnet/oapnet.h"
@@ -690,8 +691,45 @@ static void remote_worker_init(struct worker *w, enum ds_service svc)
     }
 }
 
-/* Returns 0 (sent or queued), or -1 when every connection of the service is
- * down (the core answers BAD_GATEWAY). */
+/* ---- wire header -------------------------------------------------------- */
+
+/* c's header as the service reads it: the caller's remaining deadline
+ * first, then the correlation id, then the caller's fields. In process the
+ * deadline travels beside the header instead (engines/proto/proto.h), so
+ * only this backend builds one. Returns 0, or -1 out of memory. */
+static int wire_hdr_build(struct ds_call *c)
+{
+    uint64_t now = uv_now(&c->w->loop);
+    uint64_t left = c->req.deadline_ms > now ? c->req.deadline_ms - now : 0;
+    /* The correlation id is validated to [A-Za-z0-9._:-] at the edge, so it
+     * needs no escaping. */
+    char pre[sizeof("{\"deadline_ms\":") + DEC_U64_MAX_CHARS + sizeof(",\"corr_id\":\"") +
+             sizeof(c->corr_id) + 2];
+    size_t n = 0, cl = strlen(c->corr_id);
+    memcpy(pre, "{\"deadline_ms\":", 15);
+    n = 15 + dec_u64(pre + 15, left);
+    if (cl) {
+        memcpy(pre + n, ",\"corr_id\":\"", 12);
+        memcpy(pre + n + 12, c->corr_id, cl);
+        n += 12 + cl;
+        pre[n++] = '"';
+    }
+    if (c->req.hdr_len > 2)
+        pre[n++] = ',';
+    size_t rest = c->req.hdr_len > 1 ? c->req.hdr_len - 1 : 0; /* skip the caller's '{' */
+    char *p = realloc(c->wire_hdr, n + rest + 1);
+    if (p == NULL)
+        return -1;
+    memcpy(p, pre, n);
+    memcpy(p + n, c->req.hdr + 1, rest);
+    p[n + rest] = '\0';
+    c->wire_hdr = p;
+    c->wire_hdr_len = n + rest;
+    return 0;
+}
+
+/* Returns 0 (sent or queued), DS_SEND_NOMEM, or -1 when every connection of
+ * the service is down (the core answers BAD_GATEWAY). */
 static int remote_send(struct ds_call *c)
 {
     struct rworker *rw = ds__worker(c->w)->remote;
@@ -699,6 +737,8 @@ static int remote_send(struct ds_call *c)
     struct rconn *rc;
 
     c->bstate = NULL;
+    if (wire_hdr_build(c) != 0)
+        return DS_SEND_NOMEM;
     if (rw == NULL || rw->stopping)
         return -1;
     p = &rw->pools[c->req.svc];
