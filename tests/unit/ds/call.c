@@ -1,0 +1,96 @@
+/*
+ * call.c — the call lifecycle (src/ds/call.c) on a loop with a fake
+ * backend (fake.h): copies, failed sends, retries, the concurrency limit.
+ */
+#include <criterion/criterion.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ds/stats.h"
+#include "fake.h"
+
+TestSuite(ds_call, .init = fake_setup, .fini = fake_teardown);
+
+Test(ds_call, body_is_copied)
+{
+    char body[] = "some body";
+    struct fake_got g = {0};
+    struct ds_req r = fake_read("x");
+    r.body = body;
+    r.body_len = sizeof(body);
+    r.idempotent = false;
+    cr_assert_not_null(ds_call(&fake.w, &r, fake_on_resp, &g));
+    memset(body, 'X', sizeof(body)); /* the caller's buffer is gone */
+    cr_assert_eq(fake.nsent, 1);
+    cr_assert_eq(memcmp(fake.sent[0]->req.body, "some body", sizeof(body)), 0);
+    fake_answer(fake.sent[0], 201, 0);
+    cr_assert_eq(g.n, 1);
+    fake_close_loop();
+}
+
+/* A backend that cannot start an attempt is answered on a later turn,
+ * never inside ds_call: out of memory as INTERNAL, unreachable as
+ * BAD_GATEWAY (retried, for an idempotent read, until the budget says no). */
+Test(ds_call, failed_send_answers_on_a_later_turn)
+{
+    struct fake_got g = {0}, g2 = {0};
+    struct ds_req r = fake_read("x");
+    fake.send_result = DS_SEND_NOMEM;
+    cr_assert_not_null(ds_call(&fake.w, &r, fake_on_resp, &g));
+    cr_assert_eq(g.n, 0);
+    uv_run(&fake.w.loop, UV_RUN_NOWAIT);
+    cr_assert_eq(g.n, 1);
+    cr_assert_eq(g.code, 0);
+    cr_assert_eq(g.err, OG_E_INTERNAL);
+
+    fake.send_result = -1;
+    fake.cfg.ds_retry_max = 0;
+    r = fake_read("y");
+    cr_assert_not_null(ds_call(&fake.w, &r, fake_on_resp, &g2));
+    cr_assert_eq(g2.n, 0);
+    uv_run(&fake.w.loop, UV_RUN_NOWAIT);
+    cr_assert_eq(g2.n, 1);
+    cr_assert_eq(g2.err, OG_E_BAD_GATEWAY);
+    fake_close_loop();
+}
+
+Test(ds_call, transient_failure_is_retried_after_backoff)
+{
+    struct fake_got g = {0};
+    struct ds_req r = fake_read("x");
+    fake.cfg.ds_retry_max = 2;
+    atomic_store(&retry_budget[DS_STORAGE], RETRY_BUDGET_SCALE); /* one retry's worth */
+    cr_assert_not_null(ds_call(&fake.w, &r, fake_on_resp, &g));
+    fake_answer(fake.sent[0], 503, 0);
+    cr_assert_eq(g.n, 0, "waiting in backoff");
+    cr_assert_eq(stats_of(&fake.w)->retries[DS_STORAGE], 1);
+    /* NOWAIT: ONCE may run the due backoff and then block in poll until the
+     * next timer, the deadline. */
+    while (fake.nsent < 2) {
+        uv_run(&fake.w.loop, UV_RUN_NOWAIT);
+        usleep(1000);
+    }
+    fake_answer(fake.sent[1], 502, 0);
+    cr_assert_eq(g.n, 1, "the budget is spent: the failure is final");
+    cr_assert_eq(g.code, 502);
+    cr_assert_eq(g.attempts, 2);
+    fake_close_loop();
+}
+
+Test(ds_call, shed_over_the_concurrency_limit)
+{
+    struct fake_got g[2] = {{0}};
+    fake.cfg.ds_concurrency[DS_STORAGE] = 1;
+    struct ds_req r = fake_read("x");
+    ds_call(&fake.w, &r, fake_on_resp, &g[0]);
+    r = fake_read("y");
+    ds_call(&fake.w, &r, fake_on_resp, &g[1]);
+    cr_assert_eq(fake.nsent, 1);
+    uv_run(&fake.w.loop, UV_RUN_NOWAIT);
+    cr_assert_eq(g[1].n, 1);
+    cr_assert_eq(g[1].err, OG_E_BUSY);
+    fake_answer(fake.sent[0], 200, 0);
+    cr_assert_eq(g[0].code, 200);
+    cr_assert_eq(atomic_load(&ds__inflight[DS_STORAGE]), 0);
+    fake_close_loop();
+}
