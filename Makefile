@@ -92,8 +92,9 @@ $(OMNIGATE): $(call obj,src/main.c) $(LIBOG)
 $(SUBSTRATE): $(call obj,$(SVC_SRCS)) $(LIBOG)
 	$(CC) $(SANFLAGS) -o $@ $^ $(LDLIBS_ALL)
 
+# malloc is wrapped so that tests can make it fail (tests/unit/fault.h).
 $(UNIT_BIN): $(call obj,$(UNIT_SRCS)) $(LIBOG)
-	$(CC) $(SANFLAGS) -o $@ $^ $(LDLIBS_ALL) -lcriterion
+	$(CC) $(SANFLAGS) -Wl,--wrap=malloc -o $@ $^ $(LDLIBS_ALL) -lcriterion
 
 $(BUILD)/bench/%: $(call obj,bench/%.c) $(LIBOG)
 	@mkdir -p $(@D)

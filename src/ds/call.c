@@ -80,13 +80,9 @@ struct ds_call *ds__call_new(struct worker *w, const struct ds_req *req, ds_cb c
     c->cb = cb;
     c->arg = arg;
     c->t0_ns = uv_hrtime();
-    uv_timer_init(&w->loop, &c->timer);
-    c->timer.data = c;
     c->hdr_copy = malloc(req->hdr_len + 1);
-    if (c->hdr_copy == NULL) {
-        free(c);
-        return NULL;
-    }
+    if (c->hdr_copy == NULL)
+        goto fail;
     memcpy(c->hdr_copy, req->hdr, req->hdr_len);
     c->hdr_copy[req->hdr_len] = '\0';
     c->req.hdr = c->hdr_copy;
@@ -101,15 +97,20 @@ struct ds_call *ds__call_new(struct worker *w, const struct ds_req *req, ds_cb c
      * body cap. */
     if (req->body_len) {
         c->body_copy = malloc(req->body_len);
-        if (c->body_copy == NULL) {
-            free(c->hdr_copy);
-            free(c);
-            return NULL;
-        }
+        if (c->body_copy == NULL)
+            goto fail;
         memcpy(c->body_copy, req->body, req->body_len);
         c->req.body = c->body_copy;
     }
+    /* The timer last: once it is initialised the loop knows it, and c may
+     * only be freed by its close callback (ds__call_free). */
+    uv_timer_init(&w->loop, &c->timer);
+    c->timer.data = c;
     return c;
+fail:
+    free(c->hdr_copy);
+    free(c);
+    return NULL;
 }
 
 /* ---- timer -------------------------------------------------------------- */

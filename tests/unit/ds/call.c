@@ -1,6 +1,7 @@
 /*
  * call.c — the call lifecycle (src/ds/call.c) on a loop with a fake
- * backend (fake.h): copies, failed sends, retries, the concurrency limit.
+ * backend (fake.h): copies, out-of-memory paths, failed sends, retries, the
+ * concurrency limit.
  */
 #include <criterion/criterion.h>
 #include <string.h>
@@ -8,8 +9,64 @@
 
 #include "ds/stats.h"
 #include "fake.h"
+#include "tests/unit/fault.h"
 
 TestSuite(ds_call, .init = fake_setup, .fini = fake_teardown);
+
+/*
+ * Regression: a call whose header (or body) copy could not be allocated
+ * was freed after its uv_timer_t had been initialised, so the loop still
+ * listed the freed handle: uv_loop_close then read freed memory and found
+ * the loop busy (fake_close_loop checks for a clean close).
+ */
+Test(ds_call, oom_copying_the_header_leaves_no_handle)
+{
+    struct fake_got g = {0};
+    struct ds_req r = fake_read("x");
+    fault_malloc_fail_after(0);
+    cr_assert_null(ds_call(&fake.w, &r, fake_on_resp, &g));
+    cr_assert_eq(fake.nsent, 0);
+    cr_assert_eq(g.n, 0, "no callback for a call that was never made");
+    fake_close_loop();
+}
+
+Test(ds_call, oom_copying_the_body_leaves_no_handle)
+{
+    static const char body[] = "some body";
+    struct fake_got g = {0};
+    struct ds_req r = fake_read("x");
+    r.body = body;
+    r.body_len = sizeof(body);
+    fault_malloc_fail_after(1); /* the header copy succeeds */
+    cr_assert_null(ds_call(&fake.w, &r, fake_on_resp, &g));
+    cr_assert_eq(g.n, 0);
+    fake_close_loop();
+}
+
+static void never_head(void *arg, struct ds_resp *r)
+{
+    cr_assert_fail("unexpected head");
+}
+
+static void never_chunk(void *arg, const uint8_t *p, size_t n, void *owner)
+{
+    cr_assert_fail("unexpected chunk");
+}
+
+static void never_end(void *arg, int status)
+{
+    cr_assert_fail("unexpected end");
+}
+
+static const struct ds_stream_cbs NEVER_CBS = {never_head, never_chunk, never_end};
+
+Test(ds_call, oom_copying_a_streams_header_leaves_no_handle)
+{
+    struct ds_req r = fake_read("x");
+    fault_malloc_fail_after(0);
+    cr_assert_null(ds_call_stream(&fake.w, &r, &NEVER_CBS, NULL));
+    fake_close_loop();
+}
 
 Test(ds_call, body_is_copied)
 {
