@@ -92,7 +92,7 @@ def gate(name):
         rows.append((sc, metric, num(ma, 3 if ma < 100 else 0), num(mb, 3 if mb < 100 else 0),
                      f(change), f(noise).lstrip("+"), f(limit).lstrip("+"),
                      "**%s**" % verdict if verdict != "ok" else verdict))
-    lines = table(("scenario", "metric", "base median", "head median", "change", "noise (2 SE)",
+    lines = table(("scenario", "metric", "base median", "head median", "change", "noise (3 SE)",
                    "limit", "verdict"), rows)
     lines.append("")
     lines.append("_%s; gate verdict: **%s**._" % (g.get("title", name), "FAIL" if g["failed"] else "pass"))
@@ -120,7 +120,7 @@ def before_after(name):
             items.append(("instructions per %s request" % k, b[k]["ir_per_request"], h[k]["ir_per_request"]))
         for label, x, y in items:
             rows.append((label, num(x), num(y), "%+.1f %%" % (100 * (y / x - 1)), "exact"))
-    lines = table(("measure", "before", "after", "change", "noise (2 SE)"), rows)
+    lines = table(("measure", "before", "after", "change", "noise (3 SE)"), rows)
     lines.append("")
     lines.append("_%s; req/s and CPU are medians of paired rounds, instructions from callgrind "
                  "(budgets.py); gate verdict: **%s**._" % (g.get("title", name),
