@@ -96,6 +96,9 @@ $(SUBSTRATE): $(call obj,$(SVC_SRCS)) $(LIBOG)
 $(UNIT_BIN): $(call obj,$(UNIT_SRCS)) $(LIBOG)
 	$(CC) $(SANFLAGS) -Wl,--wrap=malloc -o $@ $^ $(LDLIBS_ALL) -lcriterion
 
+# Keep the bench objects (pattern-rule intermediates) so make does not print
+# their removal after the last line of a run.
+.SECONDARY: $(call obj,$(BENCH_SRCS))
 $(BUILD)/bench/%: $(call obj,bench/%.c) $(LIBOG)
 	@mkdir -p $(@D)
 	$(CC) $(SANFLAGS) -o $@ $^ $(LDLIBS_ALL)
