@@ -22,8 +22,7 @@ static const int CODES[STATS_CODES] = {200, 201, 206, 400, 404, 413, 416, 429, 5
 static const char *const CODE_LABELS[STATS_CODES] = {
     "200", "201", "206", "400", "404",     "413",  "416",         "429",      "500",
     "502", "503", "504", "507", "timeout", "shed", "bad_gateway", "cancelled"};
-const double stats_le[STATS_BUCKETS - 1] = {0.001, 0.0025, 0.005, 0.01, 0.025,
-                                            0.05,  0.1,    0.25,  1};
+const double stats_le[STATS_BUCKETS - 1] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1};
 
 static struct stats_shard *shards; /* one per worker; read-only pointer after start */
 static int nshards;

@@ -690,8 +690,7 @@ void conn_on_accept(uv_stream_t *server, int status)
     if (!w->is_admin) {
         struct server *srv = w->srv;
         long n = atomic_fetch_add(&srv->conns, 1) + 1;
-        if (n > w->cfg->max_connections || n > srv->conns_fd_room ||
-            atomic_load(&srv->draining)) {
+        if (n > w->cfg->max_connections || n > srv->conns_fd_room || atomic_load(&srv->draining)) {
             atomic_fetch_sub(&srv->conns, 1);
             SHARD_ADD(w->m->conns_refused, 1);
             refuse(server);

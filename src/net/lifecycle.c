@@ -242,8 +242,7 @@ int server_run(struct og_config *cfg, const struct config_args *args, char *cons
     srv.workers = xcalloc((size_t)n, sizeof(struct worker));
     metrics_init(n + 1);
     router_setup(&srv.router, routes, nroutes);
-    router_setup(&srv.admin_router, ADMIN_ROUTES,
-                 sizeof(ADMIN_ROUTES) / sizeof(ADMIN_ROUTES[0]));
+    router_setup(&srv.admin_router, ADMIN_ROUTES, sizeof(ADMIN_ROUTES) / sizeof(ADMIN_ROUTES[0]));
     metrics_register(METRIC_TABLE(GAUGES));
     ready_register("listener_bound", key_listener_bound);
     ready_register("config_loaded", key_config_loaded);

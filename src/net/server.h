@@ -38,7 +38,7 @@ struct worker {
     uv_check_t flush;                   /* writes buffered log lines once per loop turn */
     uv_prepare_t before_poll;           /* runs completions queued before poll (timers) */
     struct wreq *done_head, *done_tail; /* writes finished synchronously */
-    const struct router *router; /* routes of this listener, for its handler context */
+    const struct router *router;        /* routes of this listener, for its handler context */
     struct metrics_shard *m;
     struct conn *conns; /* intrusive list head */
     unsigned nconns;

@@ -31,10 +31,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (fam != AF_UNIX || n == 0 || n >= sizeof(a.path) || a.path[0] != '/')
                 abort();
         } else if (fam == AF_INET) {
-            if (a.ss_len != sizeof(struct sockaddr_in) || ((struct sockaddr_in *)&a.ss)->sin_port == 0)
+            if (a.ss_len != sizeof(struct sockaddr_in) ||
+                ((struct sockaddr_in *)&a.ss)->sin_port == 0)
                 abort();
         } else if (fam == AF_INET6) {
-            if (a.ss_len != sizeof(struct sockaddr_in6) || ((struct sockaddr_in6 *)&a.ss)->sin6_port == 0)
+            if (a.ss_len != sizeof(struct sockaddr_in6) ||
+                ((struct sockaddr_in6 *)&a.ss)->sin6_port == 0)
                 abort();
         } else {
             abort();

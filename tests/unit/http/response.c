@@ -105,7 +105,8 @@ Test(response, status_line_and_standard_headers)
 {
     http_respond(&req, 200, "text/plain", "hello", 5);
     char v[128];
-    cr_assert(strncmp(out(), "HTTP/1.1 200 OK\r\nServer: omnigate\r\nDate: ", 41) == 0, "%s", out());
+    cr_assert(strncmp(out(), "HTTP/1.1 200 OK\r\nServer: omnigate\r\nDate: ", 41) == 0, "%s",
+              out());
     cr_assert_str_eq(header("Content-Type", v, sizeof(v)), "text/plain");
     cr_assert_str_eq(header("Content-Length", v, sizeof(v)), "5");
     cr_assert_str_eq(header("X-Request-ID", v, sizeof(v)), req.req_id);
