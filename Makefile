@@ -110,8 +110,9 @@ asan:
 	$(MAKE) BUILD=build/asan SAN=address,undefined OPT='-O1 -g' all build/asan/test-unit
 
 valgrind: $(UNIT_BIN)
-	valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect --trace-children=yes \
-	    -q $(UNIT_BIN) --ascii -j1 --no-early-exit
+	valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+	    --show-leak-kinds=definite,indirect --trace-children=yes \
+	    $(UNIT_BIN) --ascii -j$$(nproc) --no-early-exit
 
 # libFuzzer targets: clang, ASan+UBSan, one binary per tests/fuzz/*.c. The
 # library is compiled once with coverage instrumentation (fuzzer-no-link)

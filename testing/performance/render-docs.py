@@ -28,6 +28,9 @@ import os
 import re
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import perf  # noqa: E402  (the gate's NOISE_K)
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 DOC = os.path.join(ROOT, "docs", "PERFORMANCE.md")
 PERF = os.path.join(ROOT, "docs", "perf")
@@ -82,17 +85,26 @@ def load_perf(name):
     return load(path) if os.path.exists(path) else None
 
 
+# The noise column's header says how many standard errors perf.py judges by.
+NOISE_HEAD = "noise (%g SE)" % perf.NOISE_K
+
+
+def pct(v, sign=True):
+    """A relative change as a signed percentage."""
+    return ("%+.1f %%" if sign else "%.1f %%") % (100 * v)
+
+
 def gate(name):
     g = load_perf(name)
     if g is None:
         return None
     rows = []
     for sc, metric, ma, mb, change, noise, kind, limit, verdict in g["rows"]:
-        f = (lambda v: "%+.1f %%" % (100 * v)) if kind == "rel" else (lambda v: "%+.2f pp" % v)
+        f = pct if kind == "rel" else (lambda v: "%+.2f pp" % v)
         rows.append((sc, metric, num(ma, 3 if ma < 100 else 0), num(mb, 3 if mb < 100 else 0),
                      f(change), f(noise).lstrip("+"), f(limit).lstrip("+"),
                      "**%s**" % verdict if verdict != "ok" else verdict))
-    lines = table(("scenario", "metric", "base median", "head median", "change", "noise (3 SE)",
+    lines = table(("scenario", "metric", "base median", "head median", "change", NOISE_HEAD,
                    "limit", "verdict"), rows)
     lines.append("")
     lines.append("_%s; gate verdict: **%s**._" % (g.get("title", name), "FAIL" if g["failed"] else "pass"))
@@ -109,7 +121,7 @@ def before_after(name):
         if metric in ("rps", "cpu_us_per_req"):
             label = "%s %s" % (sc, "req/s" if metric == "rps" else "CPU µs per request")
             rows.append((label, num(ma, 0 if ma >= 100 else 1), num(mb, 0 if mb >= 100 else 1),
-                         "%+.1f %%" % (100 * change), "%.1f %%" % (100 * noise)))
+                         pct(change), pct(noise, sign=False)))
     ins = g.get("instructions") or {}
     b, h = ins.get("base"), ins.get("head")
     if b and h:
@@ -119,8 +131,8 @@ def before_after(name):
         for k in ("healthz", "view", "feed", "range_64k"):
             items.append(("instructions per %s request" % k, b[k]["ir_per_request"], h[k]["ir_per_request"]))
         for label, x, y in items:
-            rows.append((label, num(x), num(y), "%+.1f %%" % (100 * (y / x - 1)), "exact"))
-    lines = table(("measure", "before", "after", "change", "noise (3 SE)"), rows)
+            rows.append((label, num(x), num(y), pct(y / x - 1), "exact"))
+    lines = table(("measure", "before", "after", "change", NOISE_HEAD), rows)
     lines.append("")
     lines.append("_%s; req/s and CPU are medians of paired rounds, instructions from callgrind "
                  "(budgets.py); gate verdict: **%s**._" % (g.get("title", name),

@@ -64,6 +64,17 @@ def test_gate_pairs_rounds_so_machine_drift_cancels():
     check(not failed and set(verdicts(rows).values()) == {"ok"}, rows)
 
 
+def test_gate_refuses_unpaired_rounds():
+    # Pairs need the same rounds on both sides; a short side is an error,
+    # never a silent comparison of what is left.
+    try:
+        perf.judge({"s": runs([50000] * 5)}, {"s": runs([50000] * 4)})
+    except ValueError as e:
+        check("same rounds" in str(e), e)
+    else:
+        check(False, "judged 5 rounds against 4")
+
+
 def test_gate_shed_share_in_points():
     base = {"s": runs([50000] * 5, shed=0.0)}
     head = {"s": [dict(r, shed_pct=s) for r, s in zip(runs([50000] * 5), [1.0, 1.2, 0.9, 1.1, 1.0])]}
