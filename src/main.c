@@ -17,6 +17,7 @@
 #include "ops/health.h"
 #include "view/memo.h"
 #include "view/routes.h"
+#include "admit/admit.h"
 #include "auth/authz.h"
 #include "auth/caveat.h"
 #include "demo/demo.h"
@@ -41,6 +42,10 @@ static const struct route ROUTES[] = {
     {"/v1/o/{addr}", M_GET | M_HEAD, media_on_object, ROUTE_NEEDS(CAP_SCOPE_OBJECT_READ)},
     {"/v1/o", M_PUT, media_on_put, ROUTE_NEEDS(CAP_SCOPE_OBJECT_WRITE)},
     {"/v1/media/{name}", M_GET | M_HEAD, media_on_media, ROUTE_NEEDS(CAP_SCOPE_MEDIA_READ)},
+};
+
+static const struct route ADMIN_ROUTES[] = {
+    {"/admin/degraded", M_GET | M_HEAD | M_PUT | M_DELETE, admit_on_degraded, 0},
 };
 
 static bool opt_demo;
@@ -88,6 +93,9 @@ static int on_start(struct server *srv)
     if (authz_start(cfg, &srv->admin.loop, nshards, opt_demo, dev_token, sizeof(dev_token)) != 0)
         return -1;
     http_dispatch_set_gate(authz_check);
+    if (admit_start(cfg, srv->nworkers) != 0)
+        return -1;
+    http_dispatch_set_admission(&admit_hooks);
     if (opt_demo && demo_generate(demo_emit_local, ds_local_engines()) != 0)
         return -1;
     print_banner(cfg);
@@ -101,8 +109,12 @@ static void on_worker(struct worker *w)
     ctx->is_admin = w->is_admin;
     ctx->ds = w;
     w->ctx = ctx;
-    if (!w->is_admin)
+    if (w->is_admin) {
+        admit_admin_init(&w->loop);
+    } else {
         ds_worker_init(w);
+        ctx->admit = admit_worker_init(&w->loop, w->id);
+    }
 }
 
 static void on_worker_exit(void)
@@ -115,6 +127,7 @@ static void on_stop(void)
 {
     ds_stop();
     authz_stop();
+    admit_stop();
 }
 
 static const struct server_hooks HOOKS = {
@@ -123,6 +136,8 @@ static const struct server_hooks HOOKS = {
     .on_stop = on_stop,
     .on_worker_exit = on_worker_exit,
     .on_reload = authz_reload,
+    .admin_routes = ADMIN_ROUTES,
+    .nadmin_routes = sizeof(ADMIN_ROUTES) / sizeof(ADMIN_ROUTES[0]),
 };
 
 struct subcommand {
@@ -232,6 +247,12 @@ static void print_banner(const struct og_config *cfg)
            "  admin    http://%s  (/metrics, /healthz, /readyz)\n",
            OMNIGATE_VERSION, micro ? "micronode" : "macronode", opt_demo ? ", demo data" : "",
            cfg->bind, cfg->admin);
+    if (cfg->rate_milli)
+        printf("  limits   %g req/s per instance (burst %lld), %s per tenant, %lld in flight\n",
+               (double)cfg->rate_milli / 1000, (long long)cfg->rate_burst,
+               cfg->tenant_rate_milli ? "limited" : "no limit", (long long)cfg->inflight_max);
+    else
+        printf("  limits   no rate limit, %lld in flight\n", (long long)cfg->inflight_max);
     if (dev_token[0])
         printf("\nDev capability (tenant demo, every scope, 24 h; in memory only):\n"
                "  export TOKEN='%s'\n",

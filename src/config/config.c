@@ -55,7 +55,31 @@ const struct config_row config_rows[] = {
     {"limits", "inflight_max", CFG_INT, F(inflight_max), 1, 1000000, "512", true,
      "requests being served at once (503 busy with Retry-After)"},
     {"limits", "retry_after", CFG_DURATION, F(retry_after_s), 1000, 3600000, "1s", true,
-     "Retry-After advertised on 429/503"},
+     "Retry-After on 503 answers whose wait cannot be computed (degraded, /readyz)"},
+    {"limits", "rate", CFG_RATE, F(rate_milli), 0, 1000000000, "500/s", true,
+     "requests per second for the whole instance, all workers (429 quota); 0 = off"},
+    {"limits", "rate_burst", CFG_INT, F(rate_burst), 1, 1000000, "100", true,
+     "requests the instance bucket lets through at once"},
+    {"limits", "tenant_rate", CFG_RATE, F(tenant_rate_milli), 0, 1000000000, "0", true,
+     "requests per second per tenant (anonymous: per client address) (429 quota); 0 = off"},
+    {"limits", "tenant_burst", CFG_INT, F(tenant_burst), 1, 1000000, "20", true,
+     "requests a tenant's bucket lets through at once"},
+    {"limits", "tenant_table_max", CFG_INT, F(tenant_table_max), 16, 16777216, "65536", false,
+     "tenants whose buckets are tracked at once (16 bytes each)"},
+    {"limits", "queue_max", CFG_INT, F(queue_max), 0, 100000, "128", true,
+     "requests per class and worker waiting for a slot over inflight_max; 0 = shed at once"},
+    {"limits", "queue_wait", CFG_DURATION, F(queue_wait_ms), 1, 600000, "1s", true,
+     "longest wait for a slot (503 busy), counted in the request's budget"},
+    {"limits", "weight_anon", CFG_INT, F(fq_weight[0]), 1, 1000, "1", true,
+     "fair-queue weight of anonymous requests"},
+    {"limits", "weight_authed", CFG_INT, F(fq_weight[1]), 1, 1000, "5", true,
+     "fair-queue weight of requests with a capability"},
+    {"limits", "weight_internal", CFG_INT, F(fq_weight[2]), 1, 1000, "10", true,
+     "fair-queue weight of internal requests (internal_key_ids, internal_scopes)"},
+    {"limits", "degraded_headroom", CFG_INT, F(degraded_headroom_pct), 0, 100, "10", true,
+     "percent of the queues that must stay free; under it /readyz fails and writes are shed"},
+    {"limits", "degraded_hold", CFG_DURATION, F(degraded_hold_ms), 0, 600000, "3s", true,
+     "how long every cause must stay clear before degraded mode ends"},
     {"downstream", "index", CFG_DSADDR, F(ds_addr[0]), 0, 0, "", false,
      "index service: oap://HOST:PORT or unix:/path; empty = in process (micronode)"},
     {"downstream", "storage", CFG_DSADDR, F(ds_addr[1]), 0, 0, "", false,
@@ -170,6 +194,18 @@ int config_parse_duration_ms(const char *s, int64_t *out)
     return parse_unit(s, out, units, mult, 3);
 }
 
+int config_parse_rate_milli(const char *s, int64_t *out)
+{
+    /* Stored in thousandths of a request per second, so 30/m is exact. */
+    static const char *const units[] = {"/s", "/m", "/h", ""};
+    static const int64_t mult[] = {3600000, 60000, 1000, 3600000};
+    int64_t per_h_milli; /* requests × 3.6e6 / unit length in s, over 3600 below */
+    if (parse_unit(s, &per_h_milli, units, mult, 4) != 0)
+        return -1;
+    *out = per_h_milli / 3600;
+    return per_h_milli > 0 && *out == 0 ? -1 : 0; /* below 1/1000 per second */
+}
+
 int config_parse_addr(const char *s, char *host, size_t hostlen, int *port)
 {
     const char *colon = strrchr(s, ':');
@@ -215,6 +251,7 @@ static const char *type_hint(enum config_type t)
     case CFG_ADDR: return "HOST:PORT with a numeric IPv4 or [IPv6] host";
     case CFG_LEVEL: return "one of debug, info, warn, error";
     case CFG_DSADDR: return "empty, oap://HOST:PORT or unix:/path";
+    case CFG_RATE: return "a rate like 500/s, 30/m, 100/h (0 = off)";
     default: return "a string";
     }
 }
@@ -247,8 +284,10 @@ int config_set(struct og_config *cfg, const struct config_row *row, const char *
     case CFG_INT: rc = parse_i64(value, strlen(value), &v); break;
     case CFG_SIZE: rc = config_parse_size(value, &v); break;
     case CFG_DURATION: rc = config_parse_duration_ms(value, &v); break;
+    case CFG_RATE: rc = config_parse_rate_milli(value, &v); break;
     }
-    if (row->type == CFG_INT || row->type == CFG_SIZE || row->type == CFG_DURATION) {
+    if (row->type == CFG_INT || row->type == CFG_SIZE || row->type == CFG_DURATION ||
+        row->type == CFG_RATE) {
         if (rc == 0 && (v < row->min || v > row->max)) {
             snprintf(err, errlen,
                      "config: %s = \"%s\" (from %s) is out of range: allowed %" PRId64
@@ -256,6 +295,7 @@ int config_set(struct og_config *cfg, const struct config_row *row, const char *
                      row->key, value, source, row->min, row->max,
                      row->type == CFG_SIZE       ? " bytes"
                      : row->type == CFG_DURATION ? " ms"
+                     : row->type == CFG_RATE     ? " thousandths of a request per second"
                                                  : "");
             return -1;
         }

@@ -37,6 +37,12 @@ struct og_config {
     int64_t max_connections;
     int64_t inflight_max;
     int64_t retry_after_s;
+    /* Admission (src/admit/). Rates in thousandths of a request per second. */
+    int64_t rate_milli, rate_burst;
+    int64_t tenant_rate_milli, tenant_burst, tenant_table_max;
+    int64_t queue_max, queue_wait_ms;
+    int64_t fq_weight[3]; /* anon, authed, internal */
+    int64_t degraded_headroom_pct, degraded_hold_ms;
     int64_t drain_grace_ms;
 
     /* Downstreams: "" = in process (micronode), else oap://HOST:PORT or unix:/path. */
@@ -67,7 +73,16 @@ struct og_config {
     char config_path[CONFIG_STR_MAX];
 };
 
-enum config_type { CFG_STR, CFG_INT, CFG_SIZE, CFG_DURATION, CFG_ADDR, CFG_LEVEL, CFG_DSADDR };
+enum config_type {
+    CFG_STR,
+    CFG_INT,
+    CFG_SIZE,
+    CFG_DURATION,
+    CFG_ADDR,
+    CFG_LEVEL,
+    CFG_DSADDR,
+    CFG_RATE,
+};
 
 struct config_row {
     const char *section, *key;
@@ -116,6 +131,9 @@ int config_reload_check(const struct og_config *old, const struct og_config *nu,
 /* Parsers exposed for tests and other modules. Return 0 or -1. */
 int config_parse_size(const char *s, int64_t *out);
 int config_parse_duration_ms(const char *s, int64_t *out);
+/* "500/s", "30/m", "100/h" or a bare count per second; "0" is off. In
+ * thousandths of a request per second; a rate under 1/1000 s⁻¹ is refused. */
+int config_parse_rate_milli(const char *s, int64_t *out);
 /* "host:port" with a numeric IPv4/IPv6 host; port 0..65535. */
 int config_parse_addr(const char *s, char *host, size_t hostlen, int *port);
 

@@ -35,6 +35,9 @@ struct http_conn_ops {
     void (*finished)(struct http_conn *c);
     /* Close now; queued writes are dropped. */
     void (*close)(struct http_conn *c);
+    /* The request that dispatch parked (http_dispatch_head() answered
+     * HTTP_ADMIT_WAIT) was admitted: read its body, if any, and run it. */
+    void (*resume)(struct http_conn *c);
 };
 
 /* Embedded in the transport's connection. */
@@ -44,6 +47,10 @@ struct http_conn {
      * service (drain, half-close, a parse error): the head then says
      * "Connection: close". */
     bool close_after_write;
+    /* The client's address, for per-client limits of anonymous requests:
+     * 4 (IPv4) or 16 (IPv6) bytes, peer_len 0 when unknown. */
+    uint8_t peer[16];
+    uint8_t peer_len;
 };
 
 #endif

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct admit_worker;
 struct buf;
 struct metrics_shard;
 struct og_config;
@@ -29,7 +30,8 @@ struct http_ctx {
     /* Downstream handle: ds_call() runs the call on this worker's loop.
      * NEEDSWORK: ds/ still takes net's struct worker (loop, config, id). */
     struct worker *ds;
-    struct buf *logbuf; /* access log lines; the loop's owner flushes it once per turn */
+    struct buf *logbuf;         /* access log lines; the loop's owner flushes it once per turn */
+    struct admit_worker *admit; /* this worker's admission queues (admit/), NULL on admin */
 
     /* Cached "Date: ...\r\n" header line, rebuilt when the second changes. */
     char date_line[48];

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "core/buf.h"
+#include "core/drr.h"
 #include "core/status.h"
 
 #define HTTP_HEADERS_MAX 128
@@ -83,6 +84,14 @@ struct http_req {
     /* Who is asking (set by the capability check). */
     const char *klass; /* "anon", "authed", "internal", or NULL before the check */
     char tenant[65];
+
+    /* Admission (http/dispatch.h's hooks; src/admit/). */
+    bool body_pending;      /* answered now, the unread body closes the connection */
+    bool admitted;          /* holds an admission slot until accounted */
+    int admit_class;        /* index of klass (core/drr.h's classes) once admitted or queued */
+    uint32_t retry_after_s; /* Retry-After of a 429/503 answer; 0: the configured one */
+    uint64_t queued_ms;     /* time waited for a slot, taken from the request's budget */
+    struct drr_node wait;   /* link in the worker's queues while waiting */
 
     /* Per-hop timings for the log line, "index:0.41,storage:0.22". */
     char hops[160];

@@ -261,7 +261,9 @@ static void respond(struct http_req *req, int status, const char *ctype, const v
         free(owned);
         return;
     }
-    if (c->close_after_write)
+    /* An answer before the body was read (a refusal at the head) leaves the
+     * body unread on the connection: it cannot carry another request. */
+    if (c->close_after_write || req->body_pending)
         req->close_after = true;
     req->status = status;
     req->responded = true;
@@ -329,7 +331,8 @@ void http_respond_error(struct http_req *req, enum og_err e, const char *reason)
     int status = og_err_http(e);
     if (status == 429 || status == 503) {
         char ra[24];
-        int n = snprintf(ra, sizeof(ra), "%" PRId64, req->ctx->cfg->retry_after_s);
+        int64_t secs = req->retry_after_s ? req->retry_after_s : req->ctx->cfg->retry_after_s;
+        int n = snprintf(ra, sizeof(ra), "%" PRId64, secs);
         if (http_add_header(req, "Retry-After", ra, (size_t)n) != 0)
             req->close_after = true;
     }
@@ -372,7 +375,7 @@ int http_stream_begin(struct http_req *req, int status, const char *ctype, int64
     struct http_conn *c = req->conn;
     if (req->responded)
         return -1;
-    if (c->close_after_write)
+    if (c->close_after_write || req->body_pending)
         req->close_after = true;
     req->status = status;
     req->responded = true;

@@ -24,6 +24,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -203,6 +204,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
     if (nread < 0) {
         /* Half-close with requests still buffered or in service: answer them,
          * then close. Anything else: the client is gone. */
+        if (c->phase == PHASE_QUEUED) { /* a client gone while waiting leaves at once */
+            conn_close(c);
+            return;
+        }
         if (nread == UV_EOF && (c->req_active || c->rpos < c->rlen)) {
             c->hc.close_after_write = true;
             uv_read_stop(s);
@@ -265,6 +270,7 @@ static int start_request(struct conn *c)
     h1_init(&q->h1, &lim);
     h1_begin(&q->h1, r);
     c->rq = q;
+    c->head_done = false;
     c->body_base = 0;
     if (c->phase != PHASE_HEAD) {
         c->phase = PHASE_HEAD;
@@ -283,19 +289,63 @@ static void send_continue(struct conn *c)
         c->hc.close_after_write = true; /* cannot promise the client anything */
 }
 
-/* The transport's part of starting a request: the handler phase and its
- * clock; then http/ routes, admits and runs it (http/dispatch.c). */
-static void dispatch(struct conn *c)
+/* The head is parsed: http/ routes and admits the request before its body
+ * is read (http/dispatch.c), so a refused body is never buffered and a
+ * client waiting for 100 Continue gets the refusal instead. Returns true to
+ * go on (body, then handler); false when the request was answered (its
+ * state is already given back) or parked until admission resumes it. */
+static bool head_admitted(struct conn *c, bool body_pending)
 {
     struct http_req *r = &c->rq->req;
-    c->phase = PHASE_HANDLER;
-    c->phase_ms = conn_now(c);
     c->req_active = true;
+    c->head_done = true;
+    r->body_pending = body_pending;
     r->t_start_ns = uv_hrtime();
-    r->deadline_ms = c->phase_ms + (uint64_t)CFG(c)->request_timeout_ms;
     if (atomic_load(&c->w->srv->draining))
         r->close_after = true; /* a draining server reuses no connection */
-    http_dispatch(r);
+    enum http_admit a = http_dispatch_head(r);
+    if (a == HTTP_ADMIT_WAIT) {
+        c->phase = PHASE_QUEUED;
+        c->phase_ms = conn_now(c);
+    }
+    return a == HTTP_ADMIT_GO;
+}
+
+static void begin_body(struct conn *c)
+{
+    const struct http_req *r = &c->rq->req;
+    c->phase = PHASE_BODY;
+    c->phase_ms = conn_now(c);
+    if (r->expect_continue)
+        send_continue(c);
+}
+
+/* The whole request is read and admitted: the handler phase and its clock
+ * (the request budget less the time it waited for a slot); then the
+ * handler runs (http/dispatch.c). */
+static void run(struct conn *c)
+{
+    struct http_req *r = &c->rq->req;
+    uint64_t budget = (uint64_t)CFG(c)->request_timeout_ms;
+    r->body_pending = false;
+    c->phase = PHASE_HANDLER;
+    c->phase_ms = conn_now(c);
+    r->deadline_ms = c->phase_ms + (r->queued_ms < budget ? budget - r->queued_ms : 0);
+    http_dispatch_run(r);
+}
+
+/* ops->resume: admission granted the parked request a slot. */
+static void conn_resume(struct conn *c)
+{
+    if (c->closing || c->phase != PHASE_QUEUED)
+        return;
+    if (c->rq->req.body_pending) {
+        begin_body(c);
+        conn_process(c);
+        return;
+    }
+    run(c);
+    conn_rearm(c);
 }
 
 /* ops->finished: http_req_abandon and the response writer call this with
@@ -346,7 +396,9 @@ static void conn_process(struct conn *c)
     if (c->in_process)
         return;
     c->in_process = true;
-    while (!c->closing && !c->req_active && c->phase != PHASE_CLOSING) {
+    /* One request at a time: while one is parked or served, the loop stops
+     * (pipelined bytes wait); while its body arrives, it feeds the body. */
+    while (!c->closing && c->phase != PHASE_CLOSING && (!c->req_active || c->phase == PHASE_BODY)) {
         if (c->rq == NULL) {
             if (c->rpos == c->rlen)
                 break;
@@ -371,14 +423,14 @@ static void conn_process(struct conn *c)
         }
         if (res == H1_HEAD_DONE) {
             c->body_base = c->rpos;
-            c->phase = PHASE_BODY;
-            c->phase_ms = conn_now(c);
-            if (r->expect_continue && (r->content_length > 0 || r->chunked))
-                send_continue(c);
+            if (head_admitted(c, r->content_length > 0 || r->chunked))
+                begin_body(c);
             continue;
         }
         if (res == H1_REQ_DONE) {
-            dispatch(c); /* the request state stays until its response is done */
+            /* the request state stays until its response is done */
+            if (c->head_done || head_admitted(c, false))
+                run(c);
             continue;
         }
         answer_parse_error(c, h->err, h->err_reason);
@@ -454,6 +506,7 @@ static void on_timer(uv_timer_t *t)
         if (c->writes_pending == 0 && now >= c->phase_ms + CONN_LINGER_MS)
             conn_close(c);
         break;
+    case PHASE_QUEUED: break; /* admission keeps the wait deadline */
     }
     if (!c->closing)
         conn_rearm(c);
@@ -484,6 +537,7 @@ static void conn_rearm(struct conn *c)
         if (c->writes_pending == 0)
             DUE(c->phase_ms + CONN_LINGER_MS);
         break;
+    case PHASE_QUEUED: break;
     }
 #undef DUE
     if (due == UINT64_MAX) {
@@ -660,10 +714,16 @@ static void ops_close(struct http_conn *hc)
     conn_close(conn_of(hc));
 }
 
+static void ops_resume(struct http_conn *hc)
+{
+    conn_resume(conn_of(hc));
+}
+
 static const struct http_conn_ops CONN_OPS = {
     .write = ops_write,
     .finished = ops_finished,
     .close = ops_close,
+    .resume = ops_resume,
 };
 
 /* ---- accepting ---------------------------------------------------------- */
@@ -680,6 +740,22 @@ static void refuse(uv_stream_t *server)
         (void)uv_try_write((uv_stream_t *)t, &b, 1);
     }
     uv_close((uv_handle_t *)t, free_handle);
+}
+
+/* The client's address, once per connection (per-client limits). */
+static void peer_address(struct conn *c)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0)
+        return;
+    if (ss.ss_family == AF_INET) {
+        memcpy(c->hc.peer, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+        c->hc.peer_len = 4;
+    } else if (ss.ss_family == AF_INET6) {
+        memcpy(c->hc.peer, &((struct sockaddr_in6 *)&ss)->sin6_addr, 16);
+        c->hc.peer_len = 16;
+    }
 }
 
 void conn_on_accept(uv_stream_t *server, int status)
@@ -722,6 +798,7 @@ void conn_on_accept(uv_stream_t *server, int status)
     }
     SHARD_ADD(w->m->conns_accepted, 1);
     uv_tcp_nodelay(&c->tcp, 1);
+    peer_address(c);
     /* A new connection must deliver its first head within head_timeout. */
     c->phase = PHASE_HEAD;
     c->phase_ms = conn_now(c);

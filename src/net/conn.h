@@ -3,6 +3,9 @@
  *
  * Phases and their clocks (all configurable, DESIGN §8):
  *   HEAD     from the first byte (or accept): whole head within head_timeout
+ *   QUEUED   the head waits for admission (http/dispatch.h); the admission
+ *            layer keeps its wait deadline, and a client that hangs up
+ *            leaves the queue at once
  *   BODY     after body_grace, the body must keep body_min_rate
  *   HANDLER  dispatch to response within request_timeout
  *   IDLE     keep-alive wait, idle_timeout
@@ -20,7 +23,7 @@
 #include "http/conn-t.h"
 #include "net/server.h"
 
-enum conn_phase { PHASE_IDLE, PHASE_HEAD, PHASE_BODY, PHASE_HANDLER, PHASE_CLOSING };
+enum conn_phase { PHASE_IDLE, PHASE_HEAD, PHASE_QUEUED, PHASE_BODY, PHASE_HANDLER, PHASE_CLOSING };
 
 /* Read buffers and request states a worker keeps for reuse; more are freed
  * when given back. With responses written at once a worker needs one of
@@ -55,7 +58,8 @@ struct conn {
     unsigned writes_pending;
     unsigned handles_open;
     bool in_process; /* conn_process is on the stack */
-    bool req_active; /* a request was dispatched and is not finished */
+    bool req_active; /* a request's head was dispatched and it is not finished */
+    bool head_done;  /* the current request went through http_dispatch_head */
     bool reading;
     bool closing;
 };

@@ -242,7 +242,13 @@ int server_run(struct og_config *cfg, const struct config_args *args, char *cons
     srv.workers = xcalloc((size_t)n, sizeof(struct worker));
     metrics_init(n + 1);
     router_setup(&srv.router, routes, nroutes);
-    router_setup(&srv.admin_router, ADMIN_ROUTES, sizeof(ADMIN_ROUTES) / sizeof(ADMIN_ROUTES[0]));
+    /* The built-in admin routes, then the application's. */
+    static struct route admin_routes[ROUTER_ROUTES_MAX];
+    size_t nadmin = sizeof(ADMIN_ROUTES) / sizeof(ADMIN_ROUTES[0]);
+    memcpy(admin_routes, ADMIN_ROUTES, sizeof(ADMIN_ROUTES));
+    for (size_t i = 0; hooks && i < hooks->nadmin_routes && nadmin < ROUTER_ROUTES_MAX; i++)
+        admin_routes[nadmin++] = hooks->admin_routes[i];
+    router_setup(&srv.admin_router, admin_routes, nadmin);
     metrics_register(METRIC_TABLE(GAUGES));
     ready_register("listener_bound", key_listener_bound);
     ready_register("config_loaded", key_config_loaded);

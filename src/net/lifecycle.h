@@ -29,6 +29,9 @@ struct server_hooks {
     /* SIGHUP, admin thread, with the new configuration already validated:
      * 0 to accept, -1 (err set) to keep the running state. */
     int (*on_reload)(const struct og_config *nu, char *err, size_t errlen);
+    /* Routes the admin listener serves besides /metrics, /healthz, /readyz. */
+    const struct route *admin_routes;
+    size_t nadmin_routes;
 };
 
 /* Takes ownership of cfg (heap allocated). args and envp are kept for reloads.

@@ -4,6 +4,7 @@
 #include "ops/health.h"
 
 #include <stdio.h>
+#include <string.h>
 
 #include "core/jw.h"
 #include "http/response.h"
@@ -23,6 +24,14 @@ void ready_register(const char *key, ready_fn fn)
 {
     if (nkeys < READY_KEYS_MAX)
         keys[nkeys++] = (typeof(keys[0])){key, fn};
+}
+
+bool ready_key_ok(const char *key)
+{
+    for (int i = 0; i < nkeys; i++)
+        if (strcmp(keys[i].key, key) == 0)
+            return keys[i].fn();
+    return true;
 }
 
 bool ready_all(void)

@@ -17,6 +17,9 @@ typedef bool (*ready_fn)(void);
 /* Start-up only: add a readiness key. */
 void ready_register(const char *key, ready_fn fn);
 
+/* Whether the key named so is ok right now (true for an unknown key). */
+bool ready_key_ok(const char *key);
+
 /* Whether every key is ok right now. */
 bool ready_all(void);
 

@@ -25,6 +25,14 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 BENCH_SCOPES = "view.read,feed.read,index.read,search.read,media.read,object.read,object.write"
 
 
+def no_rate_limit(omnigate):
+    """Arguments that turn the instance rate bucket off, so a benchmark
+    measures what it serves rather than 429s: ["--rate", "0"], or [] for a
+    build older than the rate limit (a perf-gate base)."""
+    out = subprocess.run([omnigate, "--help"], capture_output=True, text=True).stdout
+    return ["--rate", "0"] if re.search(r"^  --rate ", out, re.M) else []
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -152,6 +160,7 @@ class Stack:
         self.port, self.admin = free_port(), free_port()
         args = [og, "--bind", "127.0.0.1:%d" % self.port, "--admin", "127.0.0.1:%d" % self.admin,
                 "--workers", str(self.workers), "--log-level", log_level, "--root-keys", self.keys]
+        args += no_rate_limit(og)  # every scenario runs with the rate limit off
         if self.profile == "micronode":
             args.append("--demo")
         else:

@@ -91,8 +91,11 @@ def start_omnigate(*extra, env=None, workers=2, wait=True, nofile=None):
     """Start build/omnigate on free ports; extra args are appended. nofile =
     (soft, hard) sets its RLIMIT_NOFILE."""
     port, admin = free_port(), free_port()
+    # Tests run with the instance rate limit off unless they set --rate
+    # themselves: a suite's requests are not a client's traffic.
+    rate = [] if any(str(x).startswith("--rate") for x in extra) else ["--rate", "0"]
     args = [OMNIGATE, "--bind", "127.0.0.1:%d" % port, "--admin", "127.0.0.1:%d" % admin,
-            "--workers", str(workers)] + list(extra)
+            "--workers", str(workers)] + rate + list(extra)
     return _start(args, port, admin, env, wait, nofile)
 
 

@@ -42,6 +42,16 @@ def write_keyfile(name, key_id="k1", secret=None):
 KEYFILE, SECRET = write_keyfile("k1.keys")
 
 
+def start_body_sink(*extra):
+    """omnigate with the test keys, and the head of a PUT /v1/o with a
+    capability: the route that reads a request body, for tests of body
+    handling (a route that takes no body is refused at the head, before its
+    body is read). Returns (server, head bytes without the final CRLF)."""
+    srv = start_omnigate("--root-keys", KEYFILE, *extra)
+    head = b"PUT /v1/o HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " + mint().encode() + b"\r\n"
+    return srv, head
+
+
 def mint(keyfile=KEYFILE, key_id="k1", tenant="demo", scope=ALL_SCOPES, ttl="1h", route=None,
          method=None, now=None, v1=False):
     args = [OMNIGATE, "mint", "--root-keys", keyfile, "--key-id", key_id, "--tenant", tenant,

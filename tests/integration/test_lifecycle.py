@@ -9,6 +9,7 @@ import tempfile
 import time
 
 from harness import *
+from profiles import start_body_sink
 from test_http_basics import Conn, GET
 
 
@@ -22,9 +23,9 @@ def wait_log(srv, event, timeout=3.0, count=1):
 
 
 def drain_with(sig):
-    srv = start_omnigate("--drain-grace", "5s")
+    srv, put = start_body_sink("--drain-grace", "5s")
     c = Conn(srv.port)
-    c.send(b"POST /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nhello")
+    c.send(put + b"Content-Length: 10\r\n\r\nhello")
     time.sleep(0.2)
     t0 = time.time()
     srv.signal(sig)
@@ -41,7 +42,7 @@ def drain_with(sig):
     check(srv.proc.poll() is None, "exited with a request in flight")
     c.send(b"world")
     st, h, body = c.response()
-    check(st == 405 and h.get("connection") == "close", (st, h))
+    check(st == 201 and h.get("connection") == "close", (st, h))
     srv.proc.wait(5)
     check(srv.proc.returncode == 0, srv.proc.returncode)
     check(time.time() - t0 < 5, "drain took the whole grace")
@@ -68,9 +69,9 @@ def test_drain_idle_exits_at_once():
 
 
 def test_drain_grace_ends_a_stuck_request():
-    srv = start_omnigate("--drain-grace", "500ms", "--body-grace", "10s")
+    srv, put = start_body_sink("--drain-grace", "500ms", "--body-grace", "10s")
     c = Conn(srv.port)
-    c.send(b"POST /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nhel")
+    c.send(put + b"Content-Length: 10\r\n\r\nhel")
     time.sleep(0.2)
     t0 = time.time()
     srv.signal(signal.SIGTERM)

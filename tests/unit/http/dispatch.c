@@ -1,8 +1,9 @@
 /*
  * The dispatcher (src/http/dispatch.c) against a fake transport: routing
- * (404, 405 with Allow), admission (the inflight cap, the admin listener's
- * exemption, the slot given back when the answer is accounted), and the gate
- * (run only for flagged routes, able to stop a request).
+ * (404, 405 with Allow), the admission hooks (their order around the gate,
+ * the admin listener's exemption, leave once per accounted request, parking
+ * and resuming), and the gate (run only for flagged routes, able to stop a
+ * request).
  */
 #include <criterion/criterion.h>
 #include <llhttp.h>
@@ -136,35 +137,142 @@ Test(dispatch, another_method_is_405_with_allow)
     cr_assert(strstr(fc.out.p, "\r\nAllow: GET, HEAD\r\n") != NULL, "%s", fc.out.p);
 }
 
-Test(dispatch, admission_refuses_over_the_inflight_cap_and_gives_slots_back)
+/* A stand-in admission layer that records the order of calls. */
+static char trail[64];
+static bool refuse_early;
+static enum http_admit verdict;
+static int left;
+
+static void mark(char c)
 {
-    cfg.inflight_max = 1;
+    size_t n = strlen(trail);
+    if (n + 1 < sizeof(trail))
+        trail[n] = c, trail[n + 1] = '\0';
+}
+
+static bool stub_before_gate(struct http_req *r)
+{
+    mark('b');
+    if (refuse_early)
+        http_respond_error(r, OG_E_QUOTA, NULL);
+    return !refuse_early;
+}
+
+static enum http_admit stub_enter(struct http_req *r)
+{
+    mark('e');
+    if (verdict == HTTP_ADMIT_ANSWERED)
+        http_respond_error(r, OG_E_BUSY, NULL);
+    return verdict;
+}
+
+static void stub_leave(struct http_req *r)
+{
+    mark('l');
+    left++;
+}
+
+static bool gate_marks(struct http_req *r)
+{
+    mark('g');
+    return true;
+}
+
+static const struct http_admission STUB = {stub_before_gate, stub_enter, stub_leave};
+
+static void use_stub(void)
+{
+    trail[0] = '\0';
+    refuse_early = false;
+    verdict = HTTP_ADMIT_GO;
+    left = 0;
+    http_dispatch_set_admission(&STUB);
+    http_dispatch_set_gate(gate_marks);
+}
+
+Test(dispatch, admission_runs_around_the_gate_and_leaves_once)
+{
+    use_stub();
     dispatch(HTTP_GET, "/hold");
+    cr_assert_str_eq(trail, "be", "before_gate, then enter; the gate is for flagged routes");
     cr_assert_eq(http_dispatch_inflight(), 1);
-    struct http_req *first = held;
-
     static struct http_req second; /* as if on another connection */
-    request(&second, HTTP_GET, "/ok", true);
-    fc.out.n = 0;
-    http_dispatch(&second);
-    cr_assert(status_is("HTTP/1.1 503 "), "over the cap: busy");
-    cr_assert(strstr(fc.out.p, "\r\nRetry-After: ") != NULL);
-    cr_assert_eq(handled, 1, "the refused request reached no handler");
-    cr_assert_eq(http_dispatch_inflight(), 1, "a refused request gives its slot back");
+    request(&second, HTTP_GET, "/guarded", true);
+    http_dispatch_head(&second);
+    cr_assert_str_eq(trail, "bebge");
+    http_respond(held, 200, "text/plain", "late", 4);
+    cr_assert_eq(left, 1, "leave runs once, when the held request is accounted");
+    http_dispatch_run(&second);
+    cr_assert_eq(left, 2);
     buf_release(&second.resp_hdrs);
-
-    http_respond(first, 200, "text/plain", "late", 4);
     cr_assert_eq(http_dispatch_inflight(), 0);
+    http_dispatch_set_admission(NULL);
+}
+
+Test(dispatch, a_refusal_before_the_gate_stops_everything_after_it)
+{
+    use_stub();
+    refuse_early = true;
+    dispatch(HTTP_GET, "/guarded");
+    cr_assert_str_eq(trail, "b", "neither the gate nor enter ran");
+    cr_assert(status_is("HTTP/1.1 429 "));
+    cr_assert_eq(handled, 0);
+    cr_assert_eq(left, 0, "nothing to give back");
+    cr_assert_eq(http_dispatch_inflight(), 0);
+    http_dispatch_set_admission(NULL);
+}
+
+Test(dispatch, a_refused_enter_answers_and_gives_back)
+{
+    use_stub();
+    verdict = HTTP_ADMIT_ANSWERED;
+    dispatch(HTTP_GET, "/ok");
+    cr_assert(status_is("HTTP/1.1 503 "));
+    cr_assert(strstr(fc.out.p, "\r\nRetry-After: ") != NULL);
+    cr_assert_eq(handled, 0);
+    cr_assert_eq(left, 1);
+    cr_assert_eq(http_dispatch_inflight(), 0);
+    http_dispatch_set_admission(NULL);
+}
+
+Test(dispatch, a_parked_request_waits_for_resume)
+{
+    use_stub();
+    verdict = HTTP_ADMIT_WAIT;
+    request(&req, HTTP_GET, "/ok", true);
+    cr_assert_eq(http_dispatch_head(&req), HTTP_ADMIT_WAIT);
+    cr_assert_eq(handled, 0, "a parked request runs nothing");
+    cr_assert_eq(fc.out.n, 0);
+    http_dispatch_resume(&req);
+    cr_assert_eq(fc.resumed, 1, "resume goes through the transport");
+    http_dispatch_run(&req);
+    cr_assert_eq(handled, 1);
+    cr_assert_eq(left, 1);
+    http_dispatch_set_admission(NULL);
 }
 
 Test(dispatch, the_admin_listener_is_exempt_from_admission)
 {
-    cfg.inflight_max = 0;
+    use_stub();
     ctx.is_admin = true;
+    refuse_early = true;
     dispatch(HTTP_GET, "/ok");
     cr_assert_eq(handled, 1);
     cr_assert(status_is("HTTP/1.1 200 "));
-    cr_assert_eq(http_dispatch_inflight(), 0);
+    cr_assert_str_eq(trail, "", "no hook ran");
+    ctx.is_admin = false;
+    http_dispatch_set_admission(NULL);
+}
+
+Test(dispatch, an_answer_before_the_body_closes_the_connection)
+{
+    request(&req, HTTP_PUT, "/nowhere", true);
+    req.body_pending = true;
+    fc.out.n = 0;
+    http_dispatch(&req);
+    cr_assert(status_is("HTTP/1.1 404 "));
+    cr_assert(req.close_after, "the unread body cannot be framed");
+    cr_assert(strstr(fc.out.p, "\r\nConnection: close\r\n") != NULL);
 }
 
 Test(dispatch, the_gate_runs_for_flagged_routes_only)

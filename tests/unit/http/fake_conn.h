@@ -18,7 +18,7 @@
 struct fake_conn {
     struct http_conn hc; /* first: the ops get it back by a cast */
     struct buf out;      /* every byte written, in order */
-    int writes, finished, closed;
+    int writes, finished, closed, resumed;
     int fail_writes; /* > 0: the next writes fail with UV_EPIPE */
     struct {
         http_write_cb cb;
@@ -59,7 +59,12 @@ static void fake_close(struct http_conn *hc)
     ((struct fake_conn *)hc)->closed++;
 }
 
-static const struct http_conn_ops FAKE_OPS = {fake_write, fake_finished, fake_close};
+static void fake_resume(struct http_conn *hc)
+{
+    ((struct fake_conn *)hc)->resumed++;
+}
+
+static const struct http_conn_ops FAKE_OPS = {fake_write, fake_finished, fake_close, fake_resume};
 
 static inline void fake_conn_init(struct fake_conn *f)
 {
