@@ -25,7 +25,7 @@
  * every millisecond (only while it has waiters). New arrivals queue behind
  * waiters anywhere, so a freed slot cannot be taken past the queue.
  *
- * Degraded mode is evaluated on the admin loop every 100 ms: entered at once
+ * Degraded mode is evaluated on the admin loop every 25 ms: entered at once
  * when a downstream fails readiness (HELLO), the last reload failed, queue
  * headroom is under degraded_headroom, or an operator asked for it (admin
  * listener: PUT /admin/degraded); left once every cause has been clear for
