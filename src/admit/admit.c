@@ -202,6 +202,8 @@ static enum http_admit enter(struct http_req *r)
     struct admit_worker *aw = worker_of(r);
     const struct og_config *cfg = aw->cfg;
     r->admit_class = class_of(r);
+    if (r->klass == NULL)
+        r->klass = CLASS_NAMES[0]; /* no capability check ran: anonymous */
     if (!gcra_off(&aw->tenant)) {
         uint64_t key;
         if (r->admit_class != 0 && r->tenant[0])

@@ -131,6 +131,10 @@ static void access_log(struct http_req *req, uint64_t latency_us)
         jw_key(&j, "class");
         jw_str(&j, req->klass);
     }
+    if (req->queued_ms) {
+        jw_key(&j, "queue_ms");
+        jw_uint(&j, req->queued_ms);
+    }
     if (req->tenant[0]) {
         jw_key(&j, "tenant");
         jw_str(&j, req->tenant);

@@ -35,9 +35,10 @@ TOKEN=$($OG mint --root-keys "$tmp/root.keys" --key-id k1 --tenant demo \
     --scope media.read,object.read --ttl 1h)
 AUTH="Authorization: Bearer $TOKEN"
 
-# No rate limit (nginx has none here): the run measures ranges, not 429s.
+# The rate bucket on but never reached (nginx has no limit here): the run
+# measures ranges, not 429s.
 $OG --bind 127.0.0.1:$OGP --admin 127.0.0.1:$OGA --workers 1 --log-level warn --demo \
-    --rate 0 --root-keys "$tmp/root.keys" >"$tmp/og.log" 2>&1 &
+    --rate 1000000/s --rate-burst 1000000 --root-keys "$tmp/root.keys" >"$tmp/og.log" 2>&1 &
 og_pid=$!
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$OGP/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 
