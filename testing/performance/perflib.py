@@ -136,8 +136,10 @@ class Stack:
     services) built from `build`. Use as a context manager; .url, .admin,
     .pids (omnigate first), .token(), .close()."""
 
-    def __init__(self, build, profile="micronode", workers=1, extra=(), log_level="warn"):
+    def __init__(self, build, profile="micronode", workers=1, extra=(), log_level="warn",
+                 sub_extra=None):
         self.build = os.path.abspath(build)
+        self.sub_extra = sub_extra or {}  # macronode: role -> extra substrate arguments
         self.profile = profile
         self.workers = workers
         self.tmp = tempfile.mkdtemp(prefix="og-perf-")
@@ -172,7 +174,8 @@ class Stack:
                 port = free_port()
                 p = self._spawn([os.path.join(self.build, "omnigate-substrate"), "--role", role,
                                  "--listen", "127.0.0.1:%d" % port,
-                                 "--admin", "127.0.0.1:%d" % free_port()], role)
+                                 "--admin", "127.0.0.1:%d" % free_port()]
+                                + list(self.sub_extra.get(role, ())), role)
                 wait_port(port, p)
                 addrs[role] = "oap://127.0.0.1:%d" % port
             subprocess.run([og, "seed"] + sum((["--" + r, a] for r, a in addrs.items()), []),
