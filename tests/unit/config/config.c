@@ -299,6 +299,33 @@ Test(config, parsers)
 
 /* Regression: a string set twice keeps bytes of the longer value after its
  * NUL; a reload must compare the strings, not the whole buffers. */
+Test(config, rates)
+{
+    int64_t v = -1;
+    cr_assert_eq(config_parse_rate_milli("500/s", &v), 0);
+    cr_assert_eq(v, 500000);
+    cr_assert_eq(config_parse_rate_milli("30/m", &v), 0);
+    cr_assert_eq(v, 500, "30 per minute is half a request per second");
+    cr_assert_eq(config_parse_rate_milli("36/h", &v), 0);
+    cr_assert_eq(v, 10);
+    cr_assert_eq(config_parse_rate_milli("7", &v), 0);
+    cr_assert_eq(v, 7000, "a bare count is per second");
+    cr_assert_eq(config_parse_rate_milli("0", &v), 0);
+    cr_assert_eq(v, 0, "0 is off");
+    cr_assert_eq(config_parse_rate_milli("1/h", &v), -1, "under 1/1000 per second");
+    const char *bad[] = {"", "/s", "5/d", "-5/s", "5 /x", "5/s/s", "1.5/s", "99999999999999999/s"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        cr_assert_eq(config_parse_rate_milli(bad[i], &v), -1, "\"%s\" accepted", bad[i]);
+    struct og_config cfg;
+    config_defaults(&cfg);
+    cr_assert_eq(cfg.rate_milli, 500000, "the instance default follows DESIGN §8");
+    cr_assert_eq(cfg.tenant_rate_milli, 0, "the tenant default is off");
+    char err[CONFIG_ERR_MAX];
+    cr_assert_eq(config_set(&cfg, config_row_find("rate"), "2000000/s", "flag", err, sizeof(err)),
+                 -1);
+    cr_assert(strstr(err, "out of range") != NULL, "%s", err);
+}
+
 Test(config, reload_check_compares_strings_not_buffers)
 {
     struct og_config a, b;
