@@ -163,9 +163,10 @@ static void refuse_rate(struct http_req *r, struct admit_worker *aw, int scope,
  * the rate it drained over the last second. */
 static void refuse_busy(struct http_req *r, struct admit_worker *aw, const char *why)
 {
-    uint64_t rate = aw->drain_per_s ? aw->drain_per_s : 1;
-    uint64_t s = (aw->q.total + rate) / rate; /* ceil((depth + 1) / rate) */
-    r->retry_after_s = (uint32_t)(s < 1 ? 1 : s > RETRY_MAX_S ? RETRY_MAX_S : s);
+    uint64_t rate = aw->drain_per_s;
+    uint64_t s = rate ? (aw->q.total + rate) / rate : 0; /* ceil((depth + 1) / rate) */
+    /* No drain measured yet (the first second): the configured retry_after. */
+    r->retry_after_s = (uint32_t)(s == 0 ? 0 : s > RETRY_MAX_S ? RETRY_MAX_S : s);
     http_respond_error(r, OG_E_BUSY, why);
 }
 
