@@ -23,7 +23,8 @@
     X(ENG_E_BUSY, -7, "busy", 429)                   /* channel depth, idempotency table */        \
     X(ENG_E_IO, -8, "io", 500)                       /* a syscall on the data dir failed */        \
     X(ENG_E_CORRUPT, -9, "corrupt", 500)             /* stored bytes fail verification */          \
-    X(ENG_E_NOMEM, -10, "internal", 500)             /* an allocation failed */
+    X(ENG_E_NOMEM, -10, "internal", 500)             /* an allocation failed */                    \
+    X(ENG_E_CONFLICT, -11, "conflict", 409)          /* idempotency key reused for another body */
 
 enum eng_status {
 #define ENG_STATUS_ENUM(name, value, code, http) name = value,
@@ -39,7 +40,7 @@ const char *eng_status_name(int st);
  * not in the table. Never NULL; the string is static. */
 const char *eng_status_code(int st);
 
-/* The HTTP-like status (200, 400, 404, 413, 416, 429, 500, 507); 500 for a
+/* The HTTP-like status (200, 400, 404, 409, 413, 416, 429, 500, 507); 500 for a
  * value not in the table. */
 int eng_status_http(int st);
 

@@ -51,6 +51,7 @@ struct idem {
     struct idem *fifo_next;
     uint64_t expires;
     uint64_t id;
+    uint64_t body_hash; /* a retry must carry the same body */
     uint8_t len;
     char key[];
 };
@@ -502,6 +503,7 @@ int mailbox_send(struct mailbox *mb, const char *ch, size_t ch_len, const void *
         k->node.hash = eng_siphash(mb->seed, key, key_len);
         k->expires = now_ms + mb->idem_window;
         k->fifo_next = NULL;
+        k->body_hash = eng_siphash(mb->seed, body, n);
     }
 
     bool dup = false;
@@ -514,7 +516,9 @@ int mailbox_send(struct mailbox *mb, const char *ch, size_t ch_len, const void *
         struct probe pr = {key, key_len};
         x = eng_hmap_find(&c->idem, k->node.hash, idem_eq, &pr);
     }
-    if (x != NULL) {
+    if (x != NULL && eng_container_of(x, struct idem, node)->body_hash != k->body_hash) {
+        rc = ENG_E_CONFLICT;
+    } else if (x != NULL) {
         *id_out = eng_container_of(x, struct idem, node)->id;
         dup = true;
     } else if (depth >= mb->max_depth || (k != NULL && c->idem.n >= mb->max_idem)) {
@@ -559,6 +563,12 @@ int mailbox_send(struct mailbox *mb, const char *ch, size_t ch_len, const void *
 int mailbox_recv(struct mailbox *mb, const char *ch, size_t ch_len, size_t max, uint64_t lease_ms,
                  uint64_t now_ms, struct mailbox_msg *out, size_t *n_out)
 {
+    return mailbox_lease(mb, ch, ch_len, max, lease_ms, 0, now_ms, out, n_out);
+}
+
+int mailbox_lease(struct mailbox *mb, const char *ch, size_t ch_len, size_t max, uint64_t lease_ms,
+                  uint64_t owner, uint64_t now_ms, struct mailbox_msg *out, size_t *n_out)
+{
     *n_out = 0;
     int rc = check_batch(ch, ch_len, max);
     if (rc != ENG_OK)
@@ -588,6 +598,7 @@ int mailbox_recv(struct mailbox *mb, const char *ch, size_t ch_len, size_t max, 
             if (m->lease_until > now_ms)
                 continue; /* leased to someone else */
             m->lease_until = now_ms + lease_ms;
+            m->owner = owner;
             m->deliveries++;
             out[k] = *m;
             eng_buf_ref(out[k].body);
@@ -753,4 +764,128 @@ void mailbox_msgs_release(struct mailbox_msg *msgs, size_t n)
         eng_buf_unref(msgs[i].body);
         msgs[i].body = NULL;
     }
+}
+
+/* ---------------------------------------------------------------- settle */
+
+static enum mailbox_outcome settle_one(struct mailbox_msg *m, enum mailbox_settle_op op,
+                                       uint64_t owner, uint64_t ms, uint64_t now)
+{
+    bool leased = m->lease_until > now;
+    if (leased && owner != 0 && m->owner != 0 && m->owner != owner)
+        return MAILBOX_FOREIGN;
+    if (op == MAILBOX_ACK)
+        return MAILBOX_DONE;
+    if (!leased)
+        return MAILBOX_NOT_LEASED;
+    m->lease_until = now + ms;
+    if (op == MAILBOX_NACK)
+        m->owner = 0; /* released: whoever receives it next holds it */
+    return MAILBOX_DONE;
+}
+
+int mailbox_settle(struct mailbox *mb, const char *ch, size_t ch_len, enum mailbox_settle_op op,
+                   const uint64_t *ids, size_t n, uint64_t owner, uint64_t ms, uint64_t now_ms,
+                   enum mailbox_outcome *outcome)
+{
+    int rc = eng_name_check(ch, ch_len);
+    if (rc != ENG_OK)
+        return rc;
+    if (n > MAILBOX_BATCH_MAX || (ids == NULL && n > 0) || ms > MAILBOX_LEASE_MAX_MS)
+        return ENG_E_INVALID;
+    if (op == MAILBOX_ACK) {
+        /* Acks go through mailbox_ack, after the ownership check here. */
+        struct channel *c;
+        if ((rc = channel_get(mb, ch, ch_len, false, &c)) != ENG_OK)
+            return rc;
+        uint64_t ok[MAILBOX_BATCH_MAX];
+        size_t nok = 0;
+        pthread_mutex_lock(&c->mu);
+        const struct mview *v = view_of(c);
+        for (size_t i = 0; i < n; i++) {
+            size_t p = v ? find_id(v, ids[i]) : SIZE_MAX;
+            struct mailbox_msg m;
+            if (p != SIZE_MAX)
+                m = v->m[p];
+            outcome[i] = p == SIZE_MAX ? MAILBOX_UNKNOWN : settle_one(&m, op, owner, ms, now_ms);
+            if (outcome[i] == MAILBOX_DONE)
+                ok[nok++] = ids[i];
+        }
+        pthread_mutex_unlock(&c->mu);
+        /* Between the unlock and the ack only another ack or a lease can
+         * happen: an id acked twice is counted once, and a message leased
+         * meanwhile by another owner is acked by the one who received it
+         * before — at-least-once allows both. */
+        return nok ? mailbox_ack(mb, ch, ch_len, ok, nok, NULL) : ENG_OK;
+    }
+    struct channel *c;
+    if ((rc = channel_get(mb, ch, ch_len, false, &c)) != ENG_OK)
+        return rc;
+    pthread_mutex_lock(&c->mu);
+    struct mview *v = view_of(c), *nv = NULL;
+    size_t vn = view_len(v);
+    if (vn > 0 && (nv = view_new(mb, vn)) == NULL) {
+        pthread_mutex_unlock(&c->mu);
+        return ENG_E_NOMEM;
+    }
+    if (nv != NULL)
+        memcpy(nv->m, v->m, vn * sizeof(nv->m[0]));
+    bool changed = false;
+    for (size_t i = 0; i < n; i++) {
+        size_t p = nv ? find_id(nv, ids[i]) : SIZE_MAX;
+        outcome[i] = p == SIZE_MAX ? MAILBOX_UNKNOWN : settle_one(&nv->m[p], op, owner, ms, now_ms);
+        changed |= outcome[i] == MAILBOX_DONE;
+    }
+    if (changed)
+        view_publish(mb, c, v, nv);
+    else
+        free(nv);
+    pthread_mutex_unlock(&c->mu);
+    return ENG_OK;
+}
+
+int mailbox_redrive(struct mailbox *mb, const char *ch, size_t ch_len, size_t max, uint64_t now_ms,
+                    size_t *moved_out)
+{
+    *moved_out = 0;
+    int rc = check_batch(ch, ch_len, max);
+    if (rc != ENG_OK)
+        return rc;
+    struct channel *c;
+    rc = channel_get(mb, ch, ch_len, false, &c);
+    if (rc != ENG_OK)
+        return rc == ENG_E_NOT_FOUND ? ENG_OK : rc;
+    pthread_mutex_lock(&c->mu);
+    rc = sweep(mb, c, now_ms);
+    struct mview *v = view_of(c), *nv = NULL;
+    size_t vn = view_len(v), k = c->dlq_n < max ? c->dlq_n : max;
+    if (vn + k > mb->max_depth)
+        k = mb->max_depth > vn ? mb->max_depth - vn : 0;
+    if (rc == ENG_OK && k > 0 && (nv = view_new(mb, vn + k)) == NULL)
+        rc = ENG_E_NOMEM;
+    if (nv != NULL) {
+        /* Merge the k oldest dead letters (ascending ids) into the live
+         * messages by id: a view stays sorted. The DLQ's references move
+         * to the live set. */
+        size_t a = 0, b = 0, w = 0;
+        while (a < vn || b < k) {
+            const struct mailbox_msg *d = b < k ? &c->dlq[(c->dlq_head + b) % mb->max_depth] : NULL;
+            if (a < vn && (d == NULL || v->m[a].id < d->id)) {
+                nv->m[w++] = v->m[a++];
+            } else {
+                struct mailbox_msg m = *d;
+                m.deliveries = 0;
+                m.lease_until = 0;
+                m.owner = 0;
+                nv->m[w++] = m;
+                b++;
+            }
+        }
+        c->dlq_head = (c->dlq_head + k) % mb->max_depth;
+        c->dlq_n -= k;
+        view_publish(mb, c, v, nv);
+        *moved_out = k;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return rc;
 }

@@ -14,7 +14,8 @@
  *
  * Idempotency: a SEND with a key that was already used on that channel within
  * idem_window_ms returns the first send's id and stores nothing (even if that
- * message has since been acked).
+ * message has since been acked); the same key with a different body is
+ * refused (ENG_E_CONFLICT).
  *
  * Time is an argument (now_ms, any monotonic millisecond clock, the same for
  * all calls on one mailbox), so behaviour is deterministic; there are no
@@ -71,6 +72,7 @@ struct mailbox_msg {
     uint64_t sent_ms;     /* now_ms of the SEND */
     uint64_t lease_until; /* end of the current lease; 0 = never leased */
     uint32_t deliveries;  /* times RECV has handed it out, this one included */
+    uint64_t owner;       /* who holds the current lease (mailbox_lease); 0: nobody named */
     struct eng_buf *body;
 };
 
@@ -99,7 +101,8 @@ void mailbox_free(struct mailbox *mb);
  * dup_out (optional): true when the key was seen within the window and *id_out
  * is the first send's id (nothing stored).
  * Returns ENG_OK; ENG_E_INVALID (bad channel name or key); ENG_E_TOO_LARGE
- * (n > max_msg_bytes); ENG_E_BUSY (channel at max_depth, or its idempotency
+ * (n > max_msg_bytes); ENG_E_CONFLICT (the key was used within the window
+ * for a different body: nothing stored); ENG_E_BUSY (channel at max_depth, or its idempotency
  * table full of unexpired keys: retry later, 429); ENG_E_FULL (max_channels
  * reached, for a new channel); ENG_E_NOMEM. */
 __attribute__((warn_unused_result)) int
@@ -148,5 +151,49 @@ size_t mailbox_channels(struct mailbox *mb);
 
 /* Drop the body references of msgs[0..n) and clear them. */
 void mailbox_msgs_release(struct mailbox_msg *msgs, size_t n);
+
+/* ---- leases with an owner, settling, redrive ---------------------------- */
+
+/* mailbox_recv() for a named receiver: each message leased is marked with
+ * `owner` (any nonzero token, e.g. a hash of the caller's tenant; 0 names
+ * nobody), so that another receiver cannot ack, nack or extend it while the
+ * lease runs. mailbox_recv() is this with owner 0. */
+__attribute__((warn_unused_result)) int mailbox_lease(struct mailbox *mb, const char *ch,
+                                                      size_t ch_len, size_t max, uint64_t lease_ms,
+                                                      uint64_t owner, uint64_t now_ms,
+                                                      struct mailbox_msg *out, size_t *n_out);
+
+enum mailbox_settle_op {
+    MAILBOX_ACK,    /* remove for good */
+    MAILBOX_NACK,   /* end the lease now; visible again after ms (0: at once) */
+    MAILBOX_EXTEND, /* the lease now ends ms from now (≤ MAILBOX_LEASE_MAX_MS) */
+};
+
+/* What settling did to one id. */
+enum mailbox_outcome {
+    MAILBOX_DONE,       /* acked, released or extended */
+    MAILBOX_UNKNOWN,    /* no live message with that id (never sent, acked, dead) */
+    MAILBOX_FOREIGN,    /* leased now by another owner: unchanged */
+    MAILBOX_NOT_LEASED, /* NACK, EXTEND: its lease has ended (or it was never leased) */
+};
+
+/* Apply op to ids[0..n) on behalf of owner (0: any owner) and write one
+ * outcome per id to outcome[0..n). An ACK of a message whose lease has
+ * ended is done (the caller received it; at-least-once). A lease released by
+ * NACK counts as a failed delivery: after max_deliveries the message moves to
+ * the DLQ when it is visible again. Returns ENG_OK; ENG_E_INVALID (bad name,
+ * n over MAILBOX_BATCH_MAX, ms over MAILBOX_LEASE_MAX_MS); ENG_E_NOT_FOUND
+ * for an unknown channel; ENG_E_NOMEM (nothing changed). */
+int mailbox_settle(struct mailbox *mb, const char *ch, size_t ch_len, enum mailbox_settle_op op,
+                   const uint64_t *ids, size_t n, uint64_t owner, uint64_t ms, uint64_t now_ms,
+                   enum mailbox_outcome *outcome);
+
+/* Move up to max of the oldest dead letters back to the live messages, with
+ * their ids and bodies, as never delivered (deliveries 0, no lease); stops
+ * early when the channel is at max_depth. *moved_out: how many moved.
+ * Returns ENG_OK (an unknown channel moves nothing); ENG_E_INVALID;
+ * ENG_E_NOMEM (nothing moved). */
+int mailbox_redrive(struct mailbox *mb, const char *ch, size_t ch_len, size_t max, uint64_t now_ms,
+                    size_t *moved_out);
 
 #endif

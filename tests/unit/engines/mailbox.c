@@ -596,3 +596,116 @@ Test(mailbox, peekers_while_a_writer_changes, .timeout = 120)
     cr_assert_eq(mailbox_channels(mb), 1 + 5000 / 64);
     mailbox_free(mb);
 }
+
+/* ---- owned leases, settling, redrive, idempotency conflicts ------------- */
+
+Test(mailbox, the_same_key_with_another_body_is_a_conflict)
+{
+    struct mailbox *mb = mk(0, 1000, 0, 0);
+    uint64_t id = send(mb, "a", "k1", 0), again = 0;
+    bool dup = false;
+    cr_assert_eq(mailbox_send(mb, CH, CHN, "a", 1, "k1", 2, 10, &again, &dup), ENG_OK);
+    cr_assert(dup && again == id, "a retry with the same body is the first send");
+    cr_assert_eq(mailbox_send(mb, CH, CHN, "b", 1, "k1", 2, 10, &again, &dup), ENG_E_CONFLICT);
+    struct mailbox_channel_stats st;
+    cr_assert_eq(mailbox_channel_stats(mb, CH, CHN, 10, &st), ENG_OK);
+    cr_assert_eq(st.depth, 1, "nothing stored by the conflicting send");
+    cr_assert_eq(eng_status_http(ENG_E_CONFLICT), 409);
+    mailbox_free(mb);
+}
+
+Test(mailbox, a_foreign_lease_cannot_be_settled)
+{
+    struct mailbox *mb = mk(0, 0, 1000, 0);
+    uint64_t id = send(mb, "a", NULL, 0), ghost = 999;
+    struct mailbox_msg out[2];
+    size_t n = 0;
+    cr_assert_eq(mailbox_lease(mb, CH, CHN, 1, 0, 7, 0, out, &n), ENG_OK);
+    cr_assert_eq(n, 1);
+    cr_assert_eq(out[0].owner, 7);
+    mailbox_msgs_release(out, n);
+    enum mailbox_outcome oc[2];
+    uint64_t ids[2] = {id, ghost};
+    for (int op = MAILBOX_ACK; op <= MAILBOX_EXTEND; op++) {
+        cr_assert_eq(mailbox_settle(mb, CH, CHN, op, ids, 2, 8, 0, 10, oc), ENG_OK);
+        cr_assert_eq(oc[0], MAILBOX_FOREIGN, "op %d by another owner", op);
+        cr_assert_eq(oc[1], MAILBOX_UNKNOWN);
+    }
+    struct mailbox_channel_stats st;
+    cr_assert_eq(mailbox_channel_stats(mb, CH, CHN, 10, &st), ENG_OK);
+    cr_assert(st.depth == 1 && st.leased == 1, "nothing changed");
+    cr_assert_eq(mailbox_settle(mb, CH, CHN, MAILBOX_ACK, ids, 1, 7, 0, 10, oc), ENG_OK);
+    cr_assert_eq(oc[0], MAILBOX_DONE, "the owner acks");
+    cr_assert_eq(mailbox_channel_stats(mb, CH, CHN, 10, &st), ENG_OK);
+    cr_assert_eq(st.depth, 0);
+    mailbox_free(mb);
+}
+
+Test(mailbox, nack_releases_and_extend_keeps_a_lease)
+{
+    struct mailbox *mb = mk(0, 0, 1000, 0);
+    uint64_t a = send(mb, "a", NULL, 0), b = send(mb, "b", NULL, 0);
+    struct mailbox_msg out[2];
+    size_t n = 0;
+    cr_assert_eq(mailbox_lease(mb, CH, CHN, 2, 0, 5, 0, out, &n), ENG_OK);
+    mailbox_msgs_release(out, n);
+    enum mailbox_outcome oc[1];
+    cr_assert_eq(mailbox_settle(mb, CH, CHN, MAILBOX_NACK, &a, 1, 5, 0, 100, oc), ENG_OK);
+    cr_assert_eq(oc[0], MAILBOX_DONE);
+    cr_assert_eq(mailbox_settle(mb, CH, CHN, MAILBOX_EXTEND, &b, 1, 5, 5000, 100, oc), ENG_OK);
+    cr_assert_eq(oc[0], MAILBOX_DONE);
+    cr_assert_eq(recv(mb, 2, 10000, 2000, out), 1, "a is visible again, b's lease runs to 5100");
+    cr_assert_eq(out[0].id, a);
+    cr_assert_eq(out[0].deliveries, 2);
+    mailbox_msgs_release(out, 1);
+    cr_assert_eq(recv(mb, 2, 1000, 5099, out), 0, "a leased again, b still leased");
+    cr_assert_eq(recv(mb, 2, 1000, 5100, out), 1, "b's extended lease has ended");
+    cr_assert_eq(out[0].id, b);
+    mailbox_msgs_release(out, 1);
+    /* A lease that ended cannot be extended or released. */
+    cr_assert_eq(mailbox_settle(mb, CH, CHN, MAILBOX_EXTEND, &b, 1, 5, 100, 9000, oc), ENG_OK);
+    cr_assert_eq(oc[0], MAILBOX_NOT_LEASED);
+    cr_assert_eq(mailbox_settle(mb, CH, CHN, MAILBOX_NACK, &b, 1, 0, 100, 9000, oc), ENG_OK);
+    cr_assert_eq(oc[0], MAILBOX_NOT_LEASED);
+    /* A delayed nack hides the message for the delay. */
+    cr_assert_eq(recv(mb, 2, 1000, 20000, out), 2);
+    mailbox_msgs_release(out, 2);
+    cr_assert_eq(mailbox_settle(mb, CH, CHN, MAILBOX_NACK, &a, 1, 0, 3000, 20000, oc), ENG_OK);
+    cr_assert_eq(recv(mb, 1, 100000, 22000, out), 1, "b, whose lease ended; a is still hidden");
+    cr_assert_eq(out[0].id, b);
+    mailbox_msgs_release(out, 1);
+    cr_assert_eq(recv(mb, 2, 1000, 23000, out), 1);
+    cr_assert_eq(out[0].id, a);
+    mailbox_msgs_release(out, 1);
+    cr_assert_eq(
+        mailbox_settle(mb, CH, CHN, MAILBOX_NACK, &a, 1, 0, MAILBOX_LEASE_MAX_MS + 1, 23000, oc),
+        ENG_E_INVALID);
+    mailbox_free(mb);
+}
+
+Test(mailbox, redrive_returns_dead_letters_in_id_order)
+{
+    struct mailbox *mb = mk(0, 0, 100, 1); /* one delivery, then dead */
+    uint64_t a = send(mb, "a", NULL, 0), b = send(mb, "b", NULL, 0);
+    struct mailbox_msg out[4];
+    cr_assert_eq(recv(mb, 1, 100, 0, out), 1); /* a leased once, never acked */
+    mailbox_msgs_release(out, 1);
+    uint64_t c = send(mb, "c", NULL, 10);
+    size_t n = 0;
+    cr_assert_eq(mailbox_dlq_peek(mb, CH, CHN, 4, 200, out, &n), ENG_OK);
+    cr_assert(n == 1 && out[0].id == a, "a is dead after its only lease");
+    mailbox_msgs_release(out, n);
+    size_t moved = 0;
+    cr_assert_eq(mailbox_redrive(mb, CH, CHN, 10, 200, &moved), ENG_OK);
+    cr_assert_eq(moved, 1);
+    cr_assert_eq(mailbox_dlq_peek(mb, CH, CHN, 4, 200, out, &n), ENG_OK);
+    cr_assert_eq(n, 0);
+    cr_assert_eq(recv(mb, 3, 100, 200, out), 3);
+    cr_assert(out[0].id == a && out[1].id == b && out[2].id == c, "ids ascending");
+    cr_assert_eq(out[0].deliveries, 1, "redriven as never delivered, now once");
+    cr_assert_eq(out[0].body->bytes[0], (uint8_t)'a');
+    mailbox_msgs_release(out, 3);
+    cr_assert_eq(mailbox_redrive(mb, "none", 4, 10, 200, &moved), ENG_OK);
+    cr_assert_eq(moved, 0);
+    mailbox_free(mb);
+}
