@@ -51,7 +51,16 @@ const struct config_row config_rows[] = {
     {"limits", "write_timeout", CFG_DURATION, F(write_timeout_ms), 100, 600000, "10s", true,
      "a response write that makes no progress for this long closes the connection"},
     {"limits", "max_connections", CFG_INT, F(max_connections), 1, 1000000, "16384", true,
-     "open client connections; beyond it new ones get 503 and are closed at once"},
+     "open client connections; when full a new one takes the slot of the connection that has "
+     "waited longest for a request, or gets 503 if there is none"},
+    {"limits", "conn_pressure_high", CFG_INT, F(conn_pressure_high), 1, 100, "80", true,
+     "percent of max_connections above which head and idle timeouts shorten, reaching "
+     "head_timeout_min and idle_timeout_min at max_connections"},
+    {"limits", "head_timeout_min", CFG_DURATION, F(head_timeout_min_ms), 100, 600000, "1s", true,
+     "head_timeout at max_connections, counted from the head's first byte or accept; a head "
+     "past it is closed without an answer"},
+    {"limits", "idle_timeout_min", CFG_DURATION, F(idle_timeout_min_ms), 100, 3600000, "1s", true,
+     "idle_timeout at max_connections"},
     {"limits", "inflight_max", CFG_INT, F(inflight_max), 1, 1000000, "512", true,
      "requests being served at once (503 busy with Retry-After)"},
     {"limits", "retry_after", CFG_DURATION, F(retry_after_s), 1000, 3600000, "1s", true,

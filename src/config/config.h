@@ -35,6 +35,9 @@ struct og_config {
     int64_t idle_timeout_ms;    /* keep-alive idle */
     int64_t write_timeout_ms;   /* no write progress for this long */
     int64_t max_connections;
+    int64_t conn_pressure_high;  /* percent of max_connections: timeouts shorten above it */
+    int64_t head_timeout_min_ms; /* head_timeout at max_connections */
+    int64_t idle_timeout_min_ms; /* idle_timeout at max_connections */
     int64_t inflight_max;
     int64_t retry_after_s;
     /* Admission (src/admit/). Rates in thousandths of a request per second. */

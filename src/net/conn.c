@@ -118,7 +118,7 @@ static void on_handle_closed(uv_handle_t *h)
     if (c->next)
         c->next->prev = c->prev;
     w->nconns--;
-    if (!w->is_admin)
+    if (!w->is_admin && !c->slot_given_back)
         atomic_fetch_sub(&w->srv->conns, 1);
     req_give_back(c);
     freelist_put(&w->rbufs, c->rbuf, c->rcap);
@@ -127,11 +127,20 @@ static void on_handle_closed(uv_handle_t *h)
     worker_maybe_finish(w);
 }
 
+static void wait_leave(struct conn *c)
+{
+    if (c->waitq) {
+        pressure_queue_remove(c->waitq, &c->wait);
+        c->waitq = NULL;
+    }
+}
+
 void conn_close(struct conn *c)
 {
     if (c->closing)
         return;
     c->closing = true;
+    wait_leave(c);
     /* A request still in service — waiting for downstreams, or streaming a
      * body — is told through its cancel hook, so nothing refers to this
      * connection after it is freed. */
@@ -512,10 +521,40 @@ static void on_timer(uv_timer_t *t)
         conn_rearm(c);
 }
 
+/* A connection waits for a request while it reads a head or is idle
+ * between requests with no request in service and nothing left to write:
+ * closing it then loses nothing the client was promised, so it is what
+ * pressure may close (never one whose request is read, served or being
+ * answered). Called on every re-arm, which follows every change of phase,
+ * of req_active and of writes_pending. A new wait (the phase restarted
+ * since the connection joined its queue) goes to the back, so each queue
+ * stays in the order its waits began. */
+static void wait_track(struct conn *c)
+{
+    struct worker *w = c->w;
+    struct pressure_queue *want = NULL;
+    /* The admin worker's connections are tracked too (it is cheaper than
+     * asking): nothing sweeps or evicts there. */
+    if (!c->req_active && c->writes_pending == 0) {
+        if (c->phase == PHASE_HEAD)
+            want = &w->wait_head;
+        else if (c->phase == PHASE_IDLE)
+            want = &w->wait_idle;
+    }
+    if (c->waitq == want && (want == NULL || c->phase_ms <= c->wait.since_ms))
+        return;
+    wait_leave(c);
+    if (want) {
+        pressure_queue_push(want, &c->wait, conn_now(c));
+        c->waitq = want;
+    }
+}
+
 static void conn_rearm(struct conn *c)
 {
     if (c->closing)
         return;
+    wait_track(c);
     const struct og_config *cfg = CFG(c);
     uint64_t now = conn_now(c), due = UINT64_MAX;
 #define DUE(t) ((t) < due ? (due = (t)) : 0)
@@ -545,6 +584,128 @@ static void conn_rearm(struct conn *c)
         return;
     }
     uv_timer_start(&c->timer, on_timer, due > now ? due - now : 0, 0);
+}
+
+/* ---- connection pressure ------------------------------------------------ */
+
+static struct conn *conn_of_wait(struct pressure_node *n)
+{
+    return (struct conn *)((char *)n - offsetof(struct conn, wait));
+}
+
+/* Close c, which waits for a request, to relieve pressure: silently (no
+ * 408: no write to wait for, no lingering second holding the slot), and a
+ * client may retry, as nothing of its was served. Its slot is given back
+ * at once — uv_close closes the descriptor now — so an accept may use it.
+ * Returns the open-connection count after. */
+static long evict(struct conn *c, enum metrics_evict why)
+{
+    struct worker *w = c->w;
+    SHARD_ADD(w->m->conns_evicted[why], 1);
+    c->slot_given_back = true;
+    long n = atomic_fetch_sub(&w->srv->conns, 1) - 1;
+    conn_close(c);
+    return n;
+}
+
+static void on_pressure_timer(uv_timer_t *t);
+
+static unsigned level_of(const struct worker *w, long conns)
+{
+    return pressure_level(conns, server_conn_cap(w->srv, w->cfg), w->cfg->conn_pressure_high);
+}
+
+/* When the wait at the front of q ends at pressure `level`; UINT64_MAX for
+ * an empty queue. */
+static uint64_t front_due(const struct pressure_queue *q, int64_t base_ms, int64_t min_ms,
+                          unsigned level)
+{
+    if (q->first == NULL)
+        return UINT64_MAX;
+    return q->first->since_ms + (uint64_t)pressure_timeout_ms(base_ms, min_ms, level);
+}
+
+/* Apply w->pressure. Shortened deadlines run from the start of each wait,
+ * so a head that has trickled in for longer than the new deadline is cut
+ * at once. Only the front of each queue is looked at (the rest began
+ * later). After each close the level is taken again: one close lowers the
+ * pressure and so lengthens the deadlines of the rest, and a full house
+ * does not close every connection idle for a second, only as many as the
+ * lower level then allows. The connection's own timer keeps the
+ * unshortened deadlines, so nothing changes for it when the pressure is
+ * gone. */
+static void pressure_sweep(struct worker *w)
+{
+    const struct og_config *cfg = w->cfg;
+    uint64_t now = uv_now(&w->loop);
+    while (w->pressure > 0) {
+        uint64_t head =
+            front_due(&w->wait_head, cfg->head_timeout_ms, cfg->head_timeout_min_ms, w->pressure);
+        uint64_t idle =
+            front_due(&w->wait_idle, cfg->idle_timeout_ms, cfg->idle_timeout_min_ms, w->pressure);
+        long n;
+        if (head <= now && head <= idle)
+            n = evict(conn_of_wait(w->wait_head.first), METRICS_EVICT_HEAD);
+        else if (idle <= now)
+            n = evict(conn_of_wait(w->wait_idle.first), METRICS_EVICT_IDLE);
+        else {
+            uint64_t due = now + CONN_PRESSURE_POLL_MS;
+            due = head < due ? head : due;
+            due = idle < due ? idle : due;
+            uv_timer_start(&w->pressure_timer, on_pressure_timer, due - now, 0);
+            return;
+        }
+        w->pressure = level_of(w, n);
+    }
+    uv_timer_stop(&w->pressure_timer);
+}
+
+static void pressure_set(struct worker *w, long conns)
+{
+    unsigned level = level_of(w, conns);
+    bool rising = level > w->pressure;
+    w->pressure = level;
+    /* Deadlines only shrink as the level rises; a falling level is applied
+     * by the timer already running. */
+    if (rising)
+        pressure_sweep(w);
+}
+
+void conn_pressure_check(struct worker *w)
+{
+    if (w->is_admin)
+        return;
+    /* Other workers' accepts and closes move the count too: read it. */
+    w->pressure = level_of(w, atomic_load(&w->srv->conns));
+    pressure_sweep(w);
+}
+
+static void on_pressure_timer(uv_timer_t *t)
+{
+    conn_pressure_check(t->data);
+}
+
+/* The accept that took the count to n found every slot taken: close this
+ * worker's connections that have waited longest for a request — idle
+ * keep-alive ones first when they began waiting at the same time — until
+ * the count is back within the cap (more than one only when workers raced
+ * for the last slot or a reload lowered the cap; at most a few per accept,
+ * so one accept does a bounded amount of work). Returns true if the
+ * newcomer may stay: something was closed, so the count did not grow. A
+ * worker cannot close another's connections (they belong to its loop), so
+ * a worker with none waiting refuses even when others have some. */
+#define CONN_EVICT_PER_ACCEPT 4
+static bool make_room(struct worker *w, long n, long cap)
+{
+    bool made = false;
+    for (int i = 0; n > cap && i < CONN_EVICT_PER_ACCEPT; i++) {
+        struct pressure_node *v = pressure_victim(&w->wait_idle, &w->wait_head);
+        if (v == NULL)
+            break;
+        n = evict(conn_of_wait(v), METRICS_EVICT_ROOM);
+        made = true;
+    }
+    return made;
 }
 
 /* ---- writing ------------------------------------------------------------ */
@@ -766,12 +927,15 @@ void conn_on_accept(uv_stream_t *server, int status)
     if (!w->is_admin) {
         struct server *srv = w->srv;
         long n = atomic_fetch_add(&srv->conns, 1) + 1;
-        if (n > w->cfg->max_connections || n > srv->conns_fd_room || atomic_load(&srv->draining)) {
+        long cap = server_conn_cap(srv, w->cfg);
+        if (atomic_load(&srv->draining) || (n > cap && !make_room(w, n, cap))) {
             atomic_fetch_sub(&srv->conns, 1);
             SHARD_ADD(w->m->conns_refused, 1);
             refuse(server);
+            pressure_set(w, n);
             return;
         }
+        pressure_set(w, n);
     }
     /* No read buffer yet: it is taken when the first bytes arrive. */
     struct conn *c = calloc(1, sizeof(*c));

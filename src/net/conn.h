@@ -12,6 +12,15 @@
  * and, whatever the phase, a write that makes no progress for write_timeout
  * closes the connection. One uv_timer per connection is re-armed for the
  * nearest deadline.
+ *
+ * Under connection pressure (open connections past conn_pressure_high
+ * percent of the cap) HEAD and IDLE waits get shorter deadlines, down to
+ * head_timeout_min and idle_timeout_min at the cap. Those are kept by the
+ * worker, not by each connection: a connection waiting for a request with
+ * nothing in service or being written sits in one of the worker's two
+ * queues, oldest first, and one timer per worker closes the fronts that
+ * are past the shortened deadline. When the cap is reached, a new
+ * connection takes the slot of the one that has waited longest.
  */
 #ifndef NET_CONN_H
 #define NET_CONN_H
@@ -42,6 +51,10 @@ struct conn {
     struct http_conn hc; /* what the request layer sees (http/conn-t.h) */
     struct worker *w;
     struct conn *prev, *next;
+    /* In w->wait_head or w->wait_idle (waitq) while waiting for a request
+     * with nothing in service or being written: what pressure may close. */
+    struct pressure_node wait;
+    struct pressure_queue *waitq;
 
     /* Read buffer of rcap bytes (header_max + 16 KiB at the time it was
      * taken), NULL while nothing is unread and no request points into it.
@@ -62,6 +75,7 @@ struct conn {
     bool head_done;  /* the current request went through http_dispatch_head */
     bool reading;
     bool closing;
+    bool slot_given_back; /* evicted: its count in srv->conns went at once */
 };
 
 /* Accept callback for a listener (service or admin). */
@@ -77,6 +91,16 @@ void conn_close(struct conn *c);
 
 /* Close every connection of w (drain timeout) or only idle ones. */
 void conn_close_all(struct worker *w, bool idle_only);
+
+/* Read the open-connection count again and apply the pressure it means to
+ * w's waiting connections (a service worker, on its own thread): close
+ * those past their shortened deadlines, and keep checking every
+ * CONN_PRESSURE_POLL_MS while the level stays above 0. */
+void conn_pressure_check(struct worker *w);
+
+/* While under pressure, how often a worker reads the shared count again:
+ * other workers' connections move it too. */
+#define CONN_PRESSURE_POLL_MS 100
 
 /* Loop time in ms. */
 static inline uint64_t conn_now(const struct conn *c)

@@ -32,7 +32,7 @@ static const struct config_args *saved_args;
 static const struct server_hooks *saved_hooks;
 static char *const *saved_envp;
 static uv_signal_t sig_hup, sig_term, sig_int;
-static uv_timer_t drain_timer, drain_poll;
+static uv_timer_t drain_timer, drain_poll, pressure_poll;
 
 static bool key_listener_bound(void)
 {
@@ -61,6 +61,19 @@ static double read_conns(const struct metric_def *d, const int *ix)
     return (double)atomic_load(&srv.conns);
 }
 
+/* The connection pressure level now (net/pressure.h), from the shared count. */
+static unsigned pressure_now(void)
+{
+    const struct og_config *cfg = atomic_load(&srv.cfg);
+    return pressure_level(atomic_load(&srv.conns), server_conn_cap(&srv, cfg),
+                          cfg->conn_pressure_high);
+}
+
+static double read_pressure(const struct metric_def *d, const int *ix)
+{
+    return (double)pressure_now() / PRESSURE_FULL;
+}
+
 static double read_degraded(const struct metric_def *d, const int *ix)
 {
     return ready_all() ? 0 : 1;
@@ -74,6 +87,10 @@ static double read_workers(const struct metric_def *d, const int *ix)
 static const struct metric_def GAUGES[] = {
     {"inflight_requests", METRIC_GAUGE, "Requests being served now.", .read = read_inflight},
     {"open_connections", METRIC_GAUGE, "Open client connections.", .read = read_conns},
+    {"conn_pressure", METRIC_GAUGE,
+     "Connection pressure: 0 up to conn_pressure_high, 1 at max_connections; head and idle "
+     "timeouts shorten as it rises.",
+     .read = read_pressure},
     {"readyz_degraded", METRIC_GAUGE, "1 when /readyz answers 503.", .read = read_degraded},
     {"workers", METRIC_GAUGE, "Worker threads serving requests.", .read = read_workers},
 };
@@ -82,6 +99,39 @@ static void wake_workers(void)
 {
     for (int i = 0; i < srv.nworkers; i++)
         worker_wake(&srv.workers[i]);
+}
+
+/* A worker reads the count at each of its own accepts, and then every
+ * CONN_PRESSURE_POLL_MS while it is over the mark; one that accepts nothing
+ * while the others fill the slots would keep its long timeouts. So the
+ * admin loop samples the count too, wakes every worker when it crosses the
+ * mark, and logs when pressure begins and, after a calm second, ends. */
+#define PRESSURE_SAMPLE_MS    250
+#define PRESSURE_CALM_SAMPLES 4
+static unsigned pressure_last; /* admin loop only, as the two below */
+static bool pressure_logged;
+static int pressure_calm;
+
+static void on_pressure_poll(uv_timer_t *t)
+{
+    unsigned level = pressure_now();
+    if (level > 0 && pressure_last == 0)
+        wake_workers();
+    pressure_last = level;
+    if (level > 0) {
+        pressure_calm = 0;
+        if (!pressure_logged) {
+            pressure_logged = true;
+            log_event(LOG_WARN, "conn_pressure",
+                      "%ld client connections open: head and idle timeouts shortened, the "
+                      "longest waiting closed first to make room",
+                      (long)atomic_load(&srv.conns));
+        }
+    } else if (pressure_logged && ++pressure_calm >= PRESSURE_CALM_SAMPLES) {
+        pressure_logged = false;
+        log_event(LOG_INFO, "conn_pressure_end", "%ld client connections open: timeouts restored",
+                  (long)atomic_load(&srv.conns));
+    }
 }
 
 /* Descriptors kept for other than client connections: stdio, per worker its
@@ -188,6 +238,7 @@ static void stop_admin(void)
     uv_close((uv_handle_t *)&sig_int, NULL);
     uv_close((uv_handle_t *)&drain_timer, NULL);
     uv_close((uv_handle_t *)&drain_poll, NULL);
+    uv_close((uv_handle_t *)&pressure_poll, NULL);
     uv_close((uv_handle_t *)&srv.admin.wake, NULL);
     uv_close((uv_handle_t *)&srv.admin.flush, NULL);
     (void)loop;
@@ -294,6 +345,8 @@ int server_run(struct og_config *cfg, const struct config_args *args, char *cons
     uv_signal_start(&sig_int, on_term, SIGINT);
     uv_timer_init(loop, &drain_timer);
     uv_timer_init(loop, &drain_poll);
+    uv_timer_init(loop, &pressure_poll);
+    uv_timer_start(&pressure_poll, on_pressure_poll, PRESSURE_SAMPLE_MS, PRESSURE_SAMPLE_MS);
     for (int i = 0; i < n; i++) {
         if (pthread_create(&srv.workers[i].thread, NULL, worker_main, &srv.workers[i])) {
             fprintf(stderr, "omnigate: cannot start worker threads\n");

@@ -20,6 +20,7 @@
 #include "core/buf.h"
 #include "core/freelist.h"
 #include "http/router.h"
+#include "net/pressure.h"
 #include "ops/metrics.h"
 
 struct conn;
@@ -42,6 +43,14 @@ struct worker {
     struct metrics_shard *m;
     struct conn *conns; /* intrusive list head */
     unsigned nconns;
+    /* Connection pressure (net/conn.c): the connections that wait for a
+     * request with nothing in service or being written — reading a head,
+     * or idle between requests — oldest first; the level this worker last
+     * saw; and the timer that closes waits past their shortened timeouts
+     * while the level is above 0 (service workers only). */
+    struct pressure_queue wait_head, wait_idle;
+    unsigned pressure;
+    uv_timer_t pressure_timer;
     struct freelist rbufs; /* connections' read buffers, for reuse (net/conn.c) */
     struct freelist reqs;  /* request states, for reuse (net/conn.c) */
     bool listener_open;
@@ -83,6 +92,14 @@ struct server {
     struct worker admin;
     uint64_t start_time;
 };
+
+/* The most client connections that may be open under cfg: max_connections,
+ * or fewer when the descriptor limit leaves less room. */
+static inline long server_conn_cap(const struct server *srv, const struct og_config *cfg)
+{
+    return cfg->max_connections < srv->conns_fd_room ? (long)cfg->max_connections
+                                                     : srv->conns_fd_room;
+}
 
 /* True once srv drains and w has no client connection left: what w's other
  * users (downstream pools) wait for before closing their handles. */

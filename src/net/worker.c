@@ -104,6 +104,11 @@ int worker_init(struct worker *w, struct server *srv, int id, bool is_admin,
     w->before_poll.data = w;
     uv_prepare_start(&w->before_poll, on_before_poll);
     uv_unref((uv_handle_t *)&w->before_poll);
+    if (!is_admin) { /* admin connections are not counted: no pressure */
+        uv_timer_init(&w->loop, &w->pressure_timer);
+        w->pressure_timer.data = w;
+        uv_unref((uv_handle_t *)&w->pressure_timer);
+    }
     return 0;
 }
 
@@ -139,8 +144,12 @@ void worker_on_wake(uv_async_t *a)
 {
     struct worker *w = a->data;
     worker_set_config(w, atomic_load(&w->srv->cfg));
-    if (!atomic_load(&w->srv->draining))
+    if (!atomic_load(&w->srv->draining)) {
+        /* A reload may have moved the mark, or the admin loop saw the count
+         * cross it (lifecycle.c) while this worker accepted nothing. */
+        conn_pressure_check(w);
         return;
+    }
     if (w->listener_open) {
         uv_close((uv_handle_t *)&w->listener, NULL);
         w->listener_open = false;

@@ -223,6 +223,9 @@ static const struct metric_label L_ROUTE = {"route", route_labels, METRICS_ROUTE
 static const struct metric_label L_METHOD = {"method", METHODS, METRICS_METHODS, NULL};
 static const struct metric_label L_STATUS = {"status", STATUS_LABELS, METRICS_STATUSES, NULL};
 static const struct metric_label L_REASON = {"reason", REASONS, OG_E__COUNT, NULL};
+static const char *const EVICT_REASONS[METRICS_EVICT__COUNT] = {"head_timeout", "idle_timeout",
+                                                                "make_room"};
+static const struct metric_label L_EVICT = {"reason", EVICT_REASONS, METRICS_EVICT__COUNT, NULL};
 
 #define IN_SHARD(field) offsetof(struct metrics_shard, field)
 static const struct metric_def HTTP_METRICS[] = {
@@ -242,7 +245,11 @@ static const struct metric_def HTTP_METRICS[] = {
     {"connections_accepted_total", METRIC_COUNTER, "Client connections accepted.",
      .off = IN_SHARD(conns_accepted)},
     {"connections_refused_total", METRIC_COUNTER,
-     "Client connections refused over max_connections.", .off = IN_SHARD(conns_refused)},
+     "Client connections refused: over max_connections with none to evict, or draining.",
+     .off = IN_SHARD(conns_refused)},
+    {"connections_evicted_total", METRIC_COUNTER,
+     "Client connections waiting for a request closed under connection pressure, by reason.",
+     .labels = {&L_EVICT}, .off = IN_SHARD(conns_evicted)},
 };
 
 void metrics_init(int n)

@@ -118,6 +118,16 @@ static inline int metrics_bucket(const double *le, int nle, uint64_t us)
 #define METRICS_STATUSES   28
 #define METRICS_BUCKETS    10 /* 0.005 … 2 s, then +Inf */
 
+/* Why a connection waiting for a request was closed under connection
+ * pressure (net/conn.c): its head or its idle wait outlasted the shortened
+ * timeout, or its slot went to a new connection. */
+enum metrics_evict {
+    METRICS_EVICT_HEAD,
+    METRICS_EVICT_IDLE,
+    METRICS_EVICT_ROOM,
+    METRICS_EVICT__COUNT
+};
+
 struct metrics_shard {
     uint64_t req[METRICS_ROUTES_MAX][METRICS_METHODS][METRICS_STATUSES];
     uint64_t lat_bucket[METRICS_ROUTES_MAX][METRICS_METHODS][METRICS_BUCKETS];
@@ -127,6 +137,7 @@ struct metrics_shard {
     uint64_t rejected[OG_E__COUNT];
     uint64_t bytes_in, bytes_out;
     uint64_t conns_accepted, conns_refused;
+    uint64_t conns_evicted[METRICS_EVICT__COUNT];
 };
 
 /* Owner-thread increment visible to the scraper without tearing. */

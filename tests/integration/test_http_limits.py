@@ -59,14 +59,25 @@ def test_idle_keep_alive_timeout():
     check(c.buf == b"", "an idle close sends nothing: %r" % c.buf)
 
 
+BODY_HEAD = (b"POST /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n"
+             b"Expect: 100-continue\r\n\r\n")
+
+
+def hold_body(port):
+    """A connection whose request body is still arriving: a request being
+    read, which is never closed to make room for a new connection (idle and
+    mid-head ones are: test_conn_pressure.py). 100 Continue says the server
+    has read the head."""
+    c = Conn(port)
+    c.send(BODY_HEAD)
+    check(c.response()[0] == 100)
+    c.send(b"x" * 10)
+    return c
+
+
 def test_max_connections():
     srv = start_omnigate("--max-connections", "5")
-    held = []
-    for _ in range(5):
-        c = Conn(srv.port)
-        c.send(GET)
-        check(c.response()[0] == 200)
-        held.append(c)
+    held = [hold_body(srv.port) for _ in range(5)]
     t0 = time.time()
     extra = Conn(srv.port)
     out = b""
@@ -88,8 +99,8 @@ def test_max_connections():
     check(body["error"] == "busy", body)
     check(b"Retry-After:" in out)
     # the held ones still work; after one closes there is room again
-    held[0].send(GET)
-    check(held[0].response()[0] == 200)
+    held[0].send(b"x" * 90)
+    check(held[0].response()[0] == 405)
     held.pop().close()
     deadline = time.time() + 3
     ok = False
@@ -132,17 +143,12 @@ def test_connections_over_the_fd_room_get_503_not_a_reset():
     room = 200 - 84
     check(any(l.get("event") == "fd_limit" and "beyond %d " % room in l.get("msg", "")
               for l in srv.log_json()), srv.log_lines()[-5:])
-    held = []
-    for _ in range(room):
-        c = Conn(srv.port)
-        c.send(GET)
-        check(c.response()[0] == 200)
-        held.append(c)
+    held = [hold_body(srv.port) for _ in range(room)]
     extra = Conn(srv.port)
     st, h, body = extra.response()
     check(st == 503 and json.loads(body)["error"] == "busy", (st, body))
-    held[0].send(GET)
-    check(held[0].response()[0] == 200, "held connections keep working")
+    held[0].send(b"x" * 90)
+    check(held[0].response()[0] == 405, "held connections keep working")
     for c in held + [extra]:
         c.close()
 

@@ -60,6 +60,9 @@ Test(config, defaults)
     cr_assert_eq(c.request_timeout_ms, 5000);
     cr_assert_eq(c.idle_timeout_ms, 60000);
     cr_assert_eq(c.max_connections, 16384);
+    cr_assert_eq(c.conn_pressure_high, 80);
+    cr_assert_eq(c.head_timeout_min_ms, 1000);
+    cr_assert_eq(c.idle_timeout_min_ms, 1000);
     cr_assert_eq(c.inflight_max, 512);
     cr_assert_eq(c.write_timeout_ms, 10000);
     cr_assert_eq(c.drain_grace_ms, 10000);
@@ -151,6 +154,11 @@ Test(config, out_of_range)
     char *envp[] = {"OMNIGATE_MAX_CONNECTIONS=0", NULL};
     cr_assert_eq(config_build(&c, NULL, envp, err, sizeof(err)), -1);
     expect_err(err, "max_connections", "\"0\"", "env OMNIGATE_MAX_CONNECTIONS", "allowed 1 to");
+
+    char *pct[] = {"OMNIGATE_CONN_PRESSURE_HIGH=101", NULL};
+    cr_assert_eq(config_build(&c, NULL, pct, err, sizeof(err)), -1);
+    expect_err(err, "conn_pressure_high", "\"101\"", "env OMNIGATE_CONN_PRESSURE_HIGH",
+               "allowed 1 to 100");
 
     write_file("[limits]\nhead_timeout = 20m\n");
     struct config_args f = args_with(path);

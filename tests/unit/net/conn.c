@@ -8,6 +8,7 @@
  */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <string.h>
@@ -60,11 +61,17 @@ static void on_echo(struct http_req *req)
     http_respond(req, 200, "application/octet-stream", req->body.p, req->body.n);
 }
 
+/* More than loopback's socket buffers hold while the client does not read. */
+#define BIG_BYTES (16 * 1024 * 1024)
+static void on_big(struct http_req *req)
+{
+    static const char zeros[BIG_BYTES];
+    http_respond(req, 200, "application/octet-stream", zeros, sizeof(zeros));
+}
+
 static const struct route ROUTES[] = {
-    {"/now", M_GET, on_now, 0},
-    {"/now/{x}", M_GET, on_now, 0},
-    {"/later", M_GET, on_later, 0},
-    {"/echo", M_POST, on_echo, 0},
+    {"/now", M_GET, on_now, 0},    {"/now/{x}", M_GET, on_now, 0}, {"/later", M_GET, on_later, 0},
+    {"/echo", M_POST, on_echo, 0}, {"/big", M_GET, on_big, 0},
 };
 
 static void setup(void)
@@ -105,6 +112,7 @@ static void teardown(void)
     uv_close((uv_handle_t *)&w.wake, NULL);
     uv_close((uv_handle_t *)&w.flush, NULL);
     uv_close((uv_handle_t *)&w.before_poll, NULL);
+    uv_close((uv_handle_t *)&w.pressure_timer, NULL);
     uv_run(&w.loop, UV_RUN_DEFAULT);
     cr_assert_eq(uv_loop_close(&w.loop), 0);
     worker_release(&w);
@@ -360,4 +368,285 @@ Test(conn, buffers_follow_header_max_after_a_reload)
     cr_assert_eq(responses(1, body, sizeof(body)), 200);
     cr_assert_eq(w.rbufs.size, 2048 + room);
     assert_idle(c);
+}
+
+/* ---- connection pressure ------------------------------------------------ */
+
+static struct sockaddr_in listen_addr(void)
+{
+    struct sockaddr_in a;
+    int al = sizeof(a);
+    cr_assert_eq(uv_tcp_getsockname(&w.listener, (struct sockaddr *)&a, &al), 0);
+    return a;
+}
+
+/* Another client; returns once the worker has accepted or refused it. With
+ * rcvbuf > 0 its receive buffer is that small (set before connecting). */
+static int open_client(int rcvbuf)
+{
+    struct sockaddr_in a = listen_addr();
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert(fd >= 0);
+    if (rcvbuf > 0)
+        cr_assert_eq(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)), 0);
+    uint64_t seen = w.m->conns_accepted + w.m->conns_refused;
+    cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    RUN_UNTIL(w.m->conns_accepted + w.m->conns_refused > seen);
+    return fd;
+}
+
+/* One request on fd (another client than `client`) and its 200. */
+static void request_on(int fd, const char *path)
+{
+    char req[128], in[4096];
+    int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\n\r\n", path);
+    cr_assert_eq(send(fd, req, (size_t)n, 0), n);
+    size_t have = 0;
+    for (int i = 0; i < 2000; i++) {
+        uv_run(&w.loop, UV_RUN_NOWAIT);
+        ssize_t r = recv(fd, in + have, sizeof(in) - 1 - have, 0);
+        if (r > 0)
+            have += (size_t)r;
+        in[have] = '\0';
+        const char *end = strstr(in, "\r\n\r\n");
+        const char *cl = strstr(in, "Content-Length: ");
+        if (end && cl && have >= (size_t)(end + 4 - in) + strtoul(cl + 16, NULL, 10))
+            break;
+        usleep(1000);
+    }
+    cr_assert(strncmp(in, "HTTP/1.1 200 ", 13) == 0, "%s", in);
+}
+
+/* True when the server has closed fd: EOF or a reset, with no byte before
+ * it (a connection closed under pressure is not answered). */
+static bool closed_silently(int fd)
+{
+    char b[64];
+    ssize_t r = recv(fd, b, sizeof(b), 0);
+    cr_assert(r <= 0, "a connection closed under pressure got bytes: %.*s", (int)r, b);
+    return r == 0 || (r < 0 && errno == ECONNRESET);
+}
+
+/* Shortened timeouts out of the way, for tests of making room. */
+static void no_shortening(void)
+{
+    cfg.head_timeout_min_ms = cfg.head_timeout_ms;
+    cfg.idle_timeout_min_ms = cfg.idle_timeout_ms;
+}
+
+/* Loop turns for ms milliseconds of wall time, so waits begin at distinct
+ * times (also under valgrind, where a turn takes longer). */
+static void run_for(int ms)
+{
+    uint64_t end = uv_hrtime() + (uint64_t)ms * 1000000;
+    while (uv_hrtime() < end) {
+        uv_run(&w.loop, UV_RUN_NOWAIT);
+        usleep(1000);
+    }
+    uv_update_time(&w.loop);
+}
+
+Test(conn, full_house_gives_the_longest_waiting_slot_to_a_newcomer)
+{
+    no_shortening();
+    char body[64];
+    cfg.max_connections = 3;
+    SEND("GET /now HTTP/1.1\r\nHost: t\r\n\r\n");
+    cr_assert_eq(responses(1, body, sizeof(body)), 200); /* idle from here: the oldest wait */
+    run_for(5);
+    int second = open_client(0);
+    request_on(second, "/now");
+    run_for(5);
+    int third = open_client(0); /* waits for its head */
+    cr_assert_eq(w.wait_idle.n, 2);
+    cr_assert_eq(w.wait_head.n, 1);
+    cr_assert_eq(atomic_load(&srv.conns), 3);
+    cr_assert_eq(w.pressure, PRESSURE_FULL);
+
+    int fourth = open_client(0);
+    cr_assert_eq(w.m->conns_refused, 0, "room was made, nobody refused");
+    cr_assert_eq(w.m->conns_evicted[METRICS_EVICT_ROOM], 1);
+    RUN_UNTIL(closed_silently(client));
+    cr_assert_eq(atomic_load(&srv.conns), 3, "the slot went to the newcomer");
+    request_on(fourth, "/now");
+    request_on(second, "/now"); /* the others keep theirs */
+    request_on(third, "/now");
+    RUN_UNTIL(w.nconns == 3);
+    close(second);
+    close(third);
+    close(fourth);
+}
+
+Test(conn, requests_read_or_served_are_never_closed_to_make_room)
+{
+    no_shortening();
+    cfg.max_connections = 2;
+    SEND("GET /later HTTP/1.1\r\nHost: t\r\n\r\n");
+    RUN_UNTIL(held != NULL);
+    int body = open_client(0);
+    static const char HEAD[] = "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nab";
+    cr_assert_eq(send(body, HEAD, sizeof(HEAD) - 1, 0), (ssize_t)sizeof(HEAD) - 1);
+    RUN_UNTIL(w.conns->phase == PHASE_BODY);
+    cr_assert_eq(w.wait_head.n + w.wait_idle.n, 0, "neither waits for a request");
+
+    int extra = open_client(0);
+    cr_assert_eq(w.m->conns_refused, 1);
+    cr_assert_eq(w.m->conns_evicted[METRICS_EVICT_ROOM], 0);
+    char in[512];
+    ssize_t n = 0;
+    for (int i = 0; i < 2000 && n <= 0; i++) {
+        n = recv(extra, in, sizeof(in) - 1, 0);
+        usleep(500);
+    }
+    cr_assert(n > 0 && strncmp(in, "HTTP/1.1 503 ", 13) == 0);
+    cr_assert_eq(atomic_load(&srv.conns), 2);
+    answer_held("served");
+    char out[64];
+    cr_assert_eq(responses(1, out, sizeof(out)), 200);
+    cr_assert_str_eq(out, "served|");
+    cr_assert_eq(cancelled, 0);
+    close(extra);
+    close(body);
+}
+
+Test(conn, an_answer_still_being_written_is_never_closed_to_make_room)
+{
+    no_shortening();
+    cfg.max_connections = 2;
+    int slow = open_client(4096); /* reads nothing for now */
+    static const char REQ[] = "GET /big HTTP/1.1\r\nHost: t\r\n\r\n";
+    cr_assert_eq(send(slow, REQ, sizeof(REQ) - 1, 0), (ssize_t)sizeof(REQ) - 1);
+    struct conn *c = w.conns; /* the newest is first */
+    RUN_UNTIL(c->phase == PHASE_IDLE && c->writes_pending > 0);
+    cr_assert_null(c->waitq, "its response is still on its way");
+
+    int extra = open_client(0);
+    cr_assert_eq(w.m->conns_evicted[METRICS_EVICT_ROOM], 1);
+    RUN_UNTIL(closed_silently(client));
+    cr_assert_eq(w.m->conns_refused, 0);
+    /* The whole answer still arrives. */
+    static char in[65536];
+    size_t got = 0;
+    for (int i = 0; i < 20000; i++) {
+        uv_run(&w.loop, UV_RUN_NOWAIT);
+        ssize_t r = recv(slow, in, sizeof(in), 0);
+        if (r > 0)
+            got += (size_t)r;
+        else if (c->writes_pending == 0)
+            break;
+        else
+            usleep(200);
+    }
+    cr_assert_gt(got, BIG_BYTES, "head and 16 MiB of body: %zu bytes", got);
+    cr_assert_eq(c->waitq, &w.wait_idle, "idle and waiting once written");
+    close(slow);
+    close(extra);
+}
+
+Test(conn, under_pressure_a_slow_head_is_cut_from_its_start)
+{
+    cfg.max_connections = 2;
+    cfg.conn_pressure_high = 50; /* mark 1: the second connection is full pressure */
+    cfg.head_timeout_min_ms = 200;
+    SEND("GET /now HTTP/1.1\r\nHo");
+    RUN_UNTIL(w.conns->rq != NULL);
+    uint64_t started = w.conns->wait.since_ms;
+    run_for(100);
+    int other = open_client(0);
+    cr_assert_eq(w.pressure, PRESSURE_FULL);
+    /* Trickling bytes does not move the deadline. */
+    for (int i = 0; i < 20 && !w.m->conns_evicted[METRICS_EVICT_HEAD]; i++) {
+        send(client, "s", 1, MSG_NOSIGNAL);
+        run_for(20);
+    }
+    RUN_UNTIL(w.m->conns_evicted[METRICS_EVICT_HEAD] == 1);
+    uint64_t cut = uv_now(&w.loop);
+    cr_assert(cut >= started + 200 && cut < started + 1000, "cut %llu ms after its start",
+              (unsigned long long)(cut - started));
+    RUN_UNTIL(closed_silently(client));
+    /* One connection left is under the mark: the other keeps the full head_timeout. */
+    RUN_UNTIL(w.pressure == 0);
+    run_for(300);
+    cr_assert_eq(w.m->conns_evicted[METRICS_EVICT_HEAD], 1);
+    request_on(other, "/now");
+    close(other);
+}
+
+/* Which of fds[0..n) the server has closed, one bit each. */
+static unsigned closed_set(const int *fds, int n)
+{
+    unsigned set = 0;
+    for (int i = 0; i < n; i++) {
+        char b;
+        ssize_t r = recv(fds[i], &b, 1, MSG_PEEK);
+        if (r == 0 || (r < 0 && errno == ECONNRESET))
+            set |= 1u << i;
+    }
+    return set;
+}
+
+Test(conn, idle_keep_alive_closed_oldest_first_as_pressure_shortens_idle_timeout)
+{
+    cfg.max_connections = 3;
+    cfg.conn_pressure_high = 1; /* mark 0: every connection counts */
+    cfg.idle_timeout_ms = 2000;
+    cfg.idle_timeout_min_ms = 500;
+    int fds[3] = {client, -1, -1};
+    uint64_t idle_at[3];
+    char body[64];
+    SEND("GET /now HTTP/1.1\r\nHost: t\r\n\r\n");
+    cr_assert_eq(responses(1, body, sizeof(body)), 200);
+    idle_at[0] = uv_now(&w.loop);
+    for (int i = 1; i < 3; i++) {
+        run_for(30);
+        fds[i] = open_client(0);
+        request_on(fds[i], "/now");
+        idle_at[i] = uv_now(&w.loop);
+    }
+    /* 3 of 3: idle_timeout 500 ms; then 2 of 3: 1000 ms; then 1 of 3: 1500 ms. */
+    unsigned order[3], seen = 0;
+    uint64_t at[3];
+    for (int k = 0; k < 3; k++) {
+        RUN_UNTIL(closed_set(fds, 3) != seen);
+        unsigned now_closed = closed_set(fds, 3);
+        order[k] = now_closed & ~seen;
+        at[k] = uv_now(&w.loop);
+        seen = now_closed;
+    }
+    cr_assert_eq(order[0], 1u << 0, "the oldest idle connection first (%x)", order[0]);
+    cr_assert_eq(order[1], 1u << 1, "then the next (%x)", order[1]);
+    cr_assert_eq(order[2], 1u << 2, "the newest last (%x)", order[2]);
+    cr_assert_geq(at[0] - idle_at[0], 500, "not before the shortest idle_timeout");
+    for (int k = 0; k < 3; k++)
+        cr_assert_lt(at[k] - idle_at[k], 2000, "connection %d: closed %llu ms after going idle", k,
+                     (unsigned long long)(at[k] - idle_at[k]));
+    cr_assert_eq(w.m->conns_evicted[METRICS_EVICT_IDLE], 3);
+    close(fds[1]);
+    close(fds[2]);
+}
+
+Test(conn, a_full_house_closes_only_as_many_as_the_pressure_calls_for)
+{
+    cfg.max_connections = 3;
+    cfg.conn_pressure_high = 1; /* mark 0 */
+    cfg.idle_timeout_ms = 2000;
+    cfg.idle_timeout_min_ms = 500;
+    char body[64];
+    SEND("GET /now HTTP/1.1\r\nHost: t\r\n\r\n");
+    cr_assert_eq(responses(1, body, sizeof(body)), 200);
+    run_for(20);
+    int second = open_client(0);
+    request_on(second, "/now");
+    /* 2 of 3: idle_timeout 1000 ms. Both wait longer than a full house's 500. */
+    run_for(700);
+    cr_assert_eq(w.m->conns_evicted[METRICS_EVICT_IDLE], 0);
+    int third = open_client(0);
+    /* Full: the oldest goes at once. That makes it 2 of 3 again, where the
+     * second, idle for 700 ms, may stay. */
+    RUN_UNTIL(closed_silently(client));
+    cr_assert_eq(w.m->conns_evicted[METRICS_EVICT_IDLE], 1);
+    request_on(second, "/now");
+    close(second);
+    close(third);
 }
