@@ -42,12 +42,12 @@ def write_keyfile(name, key_id="k1", secret=None):
 KEYFILE, SECRET = write_keyfile("k1.keys")
 
 
-def start_body_sink(*extra):
+def start_body_sink(*extra, **kw):
     """omnigate with the test keys, and the head of a PUT /v1/o with a
     capability: the route that reads a request body, for tests of body
     handling (a route that takes no body is refused at the head, before its
     body is read). Returns (server, head bytes without the final CRLF)."""
-    srv = start_omnigate("--root-keys", KEYFILE, *extra)
+    srv = start_omnigate("--root-keys", KEYFILE, *extra, **kw)
     head = b"PUT /v1/o HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " + mint().encode() + b"\r\n"
     return srv, head
 

@@ -59,25 +59,21 @@ def test_idle_keep_alive_timeout():
     check(c.buf == b"", "an idle close sends nothing: %r" % c.buf)
 
 
-BODY_HEAD = (b"POST /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n"
-             b"Expect: 100-continue\r\n\r\n")
-
-
-def hold_body(port):
-    """A connection whose request body is still arriving: a request being
-    read, which is never closed to make room for a new connection (idle and
-    mid-head ones are: test_conn_pressure.py). 100 Continue says the server
-    has read the head."""
+def hold_body(port, put):
+    """A connection whose request body (a PUT /v1/o of 100 bytes) is still
+    arriving: a request being read, which is never closed to make room for a
+    new connection (idle and mid-head ones are: test_conn_pressure.py). 100
+    Continue says the server has read and admitted the head."""
     c = Conn(port)
-    c.send(BODY_HEAD)
+    c.send(put + b"Content-Length: 100\r\nExpect: 100-continue\r\n\r\n")
     check(c.response()[0] == 100)
     c.send(b"x" * 10)
     return c
 
 
 def test_max_connections():
-    srv = start_omnigate("--max-connections", "5")
-    held = [hold_body(srv.port) for _ in range(5)]
+    srv, put = start_body_sink("--max-connections", "5")
+    held = [hold_body(srv.port, put) for _ in range(5)]
     t0 = time.time()
     extra = Conn(srv.port)
     out = b""
@@ -100,7 +96,7 @@ def test_max_connections():
     check(b"Retry-After:" in out)
     # the held ones still work; after one closes there is room again
     held[0].send(b"x" * 90)
-    check(held[0].response()[0] == 405)
+    check(held[0].response()[0] == 201)
     held.pop().close()
     deadline = time.time() + 3
     ok = False
@@ -139,16 +135,16 @@ def test_soft_fd_limit_raised_to_the_hard_one():
 
 def test_connections_over_the_fd_room_get_503_not_a_reset():
     # 200 descriptors: 64 + 2 workers x (4 + 3 services x pool 2) = 84 kept back
-    srv = start_omnigate("--max-connections", "100000", nofile=(200, 200))
+    srv, put = start_body_sink("--max-connections", "100000", nofile=(200, 200))
     room = 200 - 84
     check(any(l.get("event") == "fd_limit" and "beyond %d " % room in l.get("msg", "")
               for l in srv.log_json()), srv.log_lines()[-5:])
-    held = [hold_body(srv.port) for _ in range(room)]
+    held = [hold_body(srv.port, put) for _ in range(room)]
     extra = Conn(srv.port)
     st, h, body = extra.response()
     check(st == 503 and json.loads(body)["error"] == "busy", (st, body))
     held[0].send(b"x" * 90)
-    check(held[0].response()[0] == 405, "held connections keep working")
+    check(held[0].response()[0] == 201, "held connections keep working")
     for c in held + [extra]:
         c.close()
 
