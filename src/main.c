@@ -47,27 +47,21 @@ static bool opt_demo;
 static char dev_token[1024];
 
 /* --demo in micronode: load the demo data straight into the engines. */
-static int demo_emit_local(void *arg, uint16_t app, const char *hdr, const uint8_t *body,
+static int demo_emit_local(void *arg, const struct proto_op *op, const uint8_t *body,
                            size_t body_len)
 {
     struct engines *e = arg;
     struct proto_resp rs;
-    struct proto_req rq = {.app = app,
-                           .hdr = hdr,
-                           .hdr_len = strlen(hdr),
-                           .body = body,
-                           .body_len = body_len,
-                           .now_ms = (uint64_t)time(NULL) * 1000};
+    uint16_t app = op->app;
     if ((app == OAP_APP_STORAGE && !e->storage) || (app == OAP_APP_INDEX && !e->index) ||
         (app == OAP_APP_MAILBOX && !e->mailbox))
         return 0; /* that service is remote: `omnigate seed` fills it */
-    int code = proto_handle(e, &rq, &rs);
+    int code = proto_exec(e, op, body, body_len, (uint64_t)time(NULL) * 1000, &rs);
+    if (code >= 400)
+        fprintf(stderr, "omnigate: demo data: %s (app %u) answered %d %.*s\n",
+                proto_kind_name(op->kind), app, code, (int)rs.hdr_len, rs.hdr);
     proto_resp_release(&rs);
-    if (code >= 400) {
-        fprintf(stderr, "omnigate: demo data: %s answered %d\n", hdr, code);
-        return -1;
-    }
-    return 0;
+    return code >= 400 ? -1 : 0;
 }
 
 static void print_banner(const struct og_config *cfg);
@@ -107,7 +101,6 @@ static void on_worker(struct worker *w)
 
 static void on_worker_exit(void)
 {
-    proto_thread_release();
     memo_thread_release();
 }
 

@@ -17,6 +17,7 @@
 #include "ds/coalesce.h"
 #include "ds/hedge.h"
 #include "ds/stats.h"
+#include "engines/proto/proto.h"
 #include "ops/metrics.h"
 
 const struct ds_backend *ds__backends[DS__COUNT];
@@ -59,7 +60,6 @@ void ds_resp_free(struct ds_resp *resp)
 static void on_timer_closed(uv_handle_t *h)
 {
     struct ds_call *c = h->data;
-    free(c->hdr_copy);
     free(c->body_copy);
     free(c->wire_hdr);
     free(c);
@@ -72,20 +72,19 @@ void ds__call_free(struct ds_call *c)
 
 struct ds_call *ds__call_new(struct worker *w, const struct ds_req *req, ds_cb cb, void *arg)
 {
-    struct ds_call *c = calloc(1, sizeof(*c));
+    /* The op's strings live in the call's own block, so a caller may
+     * rebuild its request at once, and a retry or a hedge (which copies
+     * c->req again) never reads the caller's memory. */
+    struct ds_call *c = malloc(sizeof(*c) + proto_op_copy_size(&req->op));
     if (c == NULL)
         return NULL;
+    memset(c, 0, sizeof(*c));
     c->w = w;
     c->req = *req;
+    proto_op_copy(&c->req.op, &req->op, c->op_mem);
     c->cb = cb;
     c->arg = arg;
     c->t0_ns = uv_hrtime();
-    c->hdr_copy = malloc(req->hdr_len + 1);
-    if (c->hdr_copy == NULL)
-        goto fail;
-    memcpy(c->hdr_copy, req->hdr, req->hdr_len);
-    c->hdr_copy[req->hdr_len] = '\0';
-    c->req.hdr = c->hdr_copy;
     if (req->corr_id) {
         size_t cl = strnlen(req->corr_id, sizeof(c->corr_id) - 1);
         memcpy(c->corr_id, req->corr_id, cl);
@@ -108,7 +107,6 @@ struct ds_call *ds__call_new(struct worker *w, const struct ds_req *req, ds_cb c
     c->timer.data = c;
     return c;
 fail:
-    free(c->hdr_copy);
     free(c);
     return NULL;
 }
@@ -317,13 +315,12 @@ struct ds_call *ds_call(struct worker *w, const struct ds_req *req, ds_cb cb, vo
     struct ds_call *c = ds__call_new(w, req, cb, arg);
     if (c == NULL)
         return NULL;
-    c->req.coalesce_key = NULL; /* borrowed: only read below, while req is alive */
 
     /* Coalescing: an identical read in flight on this worker answers both. */
     struct ds_worker *dw = ds__worker(w);
-    bool coalesce = req->idempotent && req->coalesce_key;
+    bool coalesce = req->idempotent && req->coalesce;
     if (coalesce) {
-        struct ds_call *l = coalesce_find(dw, req->svc, c->hdr_copy);
+        struct ds_call *l = coalesce_find(dw, &c->req);
         if (l) {
             coalesce_join(l, c);
             arm(c);

@@ -3,9 +3,11 @@
  * mailbox, whether they run in process (micronode) or behind OAP/1 sockets
  * (macronode). A handler cannot tell the two apart (DESIGN §2).
  *
- * A call is an app-protocol request (engines/proto/proto.h): a header JSON
- * object with "op" and its fields, and an optional body. The downstream
- * layer adds the caller's remaining deadline ("deadline_ms"), enforces the
+ * A call is an app-protocol request (engines/proto/proto.h): a typed op
+ * (engines/proto/op-t.h, made by a builder of ds/op.h) and an optional
+ * body. In process the op goes to the engines as it is; a remote backend
+ * writes it as header JSON on the wire. The downstream layer adds the
+ * caller's remaining deadline ("deadline_ms"), enforces the
  * per-downstream concurrency limit, retries idempotent reads within the
  * deadline under a shared retry budget, coalesces identical storage reads,
  * and records per-hop metrics. The callback always runs on the calling
@@ -19,6 +21,7 @@
 #include <stdint.h>
 
 #include "core/status.h"
+#include "engines/proto/op-t.h"
 
 struct worker;
 struct og_config;
@@ -46,17 +49,18 @@ typedef void (*ds_cb)(void *arg, struct ds_resp *resp);
 
 struct ds_req {
     enum ds_service svc;
-    const char *op;  /* metric label: "get", "resolve", ... (static string) */
-    const char *hdr; /* header JSON object, without deadline_ms */
-    size_t hdr_len;
-    const void *body; /* borrowed until the callback */
+    /* What to ask, without a deadline (the call adds it); its kind is the
+     * `op` label of the downstream metrics. Its strings are borrowed until
+     * ds_call() returns: the call keeps a copy of the op. */
+    struct proto_op op;
+    const void *body; /* copied by ds_call() too */
     size_t body_len;
     uint64_t deadline_ms; /* loop time (uv_now) at which the caller gives up */
     const char *corr_id;  /* the request's X-Corr-ID, sent on to remote services (or NULL) */
     bool idempotent;      /* reads: may be retried, hedged and coalesced */
-    /* For coalescing storage reads: address + range key, or NULL. */
-    const char *coalesce_key;
-    size_t coalesce_key_len;
+    /* Storage reads: identical reads in flight on one worker (same address
+     * and range, coalesce.h) share one downstream request. */
+    bool coalesce;
     /* ds_call_stream only: chunks the consumer may hold before the producer
      * is paused (DS_STREAM_WINDOW_MIN..MAX; 0 = DS_STREAM_WINDOW_DEF). */
     unsigned stream_window;
@@ -126,7 +130,7 @@ struct ds_stream_cbs {
     void (*on_end)(void *arg, int status);
 };
 
-/* Start a streamed call (see above); req->idempotent and coalesce_key are
+/* Start a streamed call (see above); req->idempotent and coalesce are
  * ignored. cbs is copied. Returns a handle for ds_cancel, or NULL when the
  * call could not be created (no callback will run). */
 struct ds_call *ds_call_stream(struct worker *w, const struct ds_req *req,

@@ -34,7 +34,7 @@ uint64_t hedge_delay_ms(const uint64_t counts[STATS_BUCKETS], uint64_t hedge_aft
 
 void hedge_arm(struct ds_call *c, uint64_t hedge_after_ms)
 {
-    const uint64_t *counts = stats_of(c->w)->lat[c->req.svc][stats_op_index(c->req.op)];
+    const uint64_t *counts = stats_of(c->w)->lat[c->req.svc][stats_op_index(c->req.op.kind)];
     c->hedge_at_ms = uv_now(&c->w->loop) + hedge_delay_ms(counts, hedge_after_ms);
 }
 
@@ -58,8 +58,9 @@ void hedge_start(struct ds_call *c)
 {
     if (!retry_budget_take(&retry_budget[c->req.svc]))
         return; /* hedges share the retry budget */
+    /* r's strings are c's copy: the twin copies them again. */
     struct ds_req r = c->req;
-    r.coalesce_key = NULL;
+    r.coalesce = false;
     struct ds_call *t = ds__call_new(c->w, &r, on_twin, c);
     if (t == NULL)
         return;

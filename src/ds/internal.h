@@ -51,8 +51,7 @@ struct ds_worker *ds__worker(const struct worker *w);
 
 struct ds_call {
     struct worker *w;
-    struct ds_req req;                  /* copy; req.hdr points at hdr_copy */
-    char *hdr_copy;                     /* the caller's header JSON, owned */
+    struct ds_req req; /* copy; the strings of req.op are in op_mem, req.body in body_copy */
     char corr_id[HTTP_CORR_ID_MAX + 1]; /* X-Corr-ID travelling on to remote services */
     void *body_copy;                    /* the caller's body, owned */
     char *wire_hdr; /* remote backend: header JSON as sent, deadline_ms first; freed with c */
@@ -87,9 +86,10 @@ struct ds_call {
     struct ds_chunk *chunks; /* those chunks */
     uint64_t stall_ms;       /* producer progress budget after the head */
     void *bstream;           /* backend's stream state */
+    uint64_t op_mem[];       /* req.op's strings and ids (proto_op_copy) */
 };
 
-/* A backend starts one attempt of c (c->req.hdr, c->req.body) and later
+/* A backend starts one attempt of c (c->req.op, c->req.body) and later
  * calls ds__attempt_done exactly once, unless ds core calls abort first.
  * send returns 0, or a negative value if the attempt could not start (then
  * ds__attempt_done must not be called): DS_SEND_NOMEM when it ran out of

@@ -83,6 +83,7 @@
 #include "core/dec.h"
 #include "core/log.h"
 #include "ds/internal.h"
+#include "ds/op.h"
 #include "oapnet/oapnet.h"
 #include "ops/metrics.h"
 
@@ -693,38 +694,30 @@ static void remote_worker_init(struct worker *w, enum ds_service svc)
 
 /* ---- wire header -------------------------------------------------------- */
 
-/* c's header as the service reads it: the caller's remaining deadline
- * first, then the correlation id, then the caller's fields. In process the
- * deadline travels beside the header instead (engines/proto/proto.h), so
- * only this backend builds one. Returns 0, or -1 out of memory. */
+_Static_assert(DS_OP_CORR_ID_MAX >= HTTP_CORR_ID_MAX, "every corr_id is written");
+
+/* c's header as the service reads it, written from the typed op for each
+ * attempt (ds_op_write): the caller's remaining deadline first, then the
+ * correlation id (validated to [A-Za-z0-9._:-] at the edge, so it needs no
+ * escaping), then the op's fields. Only this backend writes request
+ * header JSON: in process the op goes to the engines as it is. Returns 0,
+ * or DS_SEND_NOMEM out of memory or for an op the writer refuses (none a
+ * builder makes): the call fails INTERNAL, not retried. */
 static int wire_hdr_build(struct ds_call *c)
 {
     uint64_t now = uv_now(&c->w->loop);
-    uint64_t left = c->req.deadline_ms > now ? c->req.deadline_ms - now : 0;
-    /* The correlation id is validated to [A-Za-z0-9._:-] at the edge, so it
-     * needs no escaping. */
-    char pre[sizeof("{\"deadline_ms\":") + DEC_U64_MAX_CHARS + sizeof(",\"corr_id\":\"") +
-             sizeof(c->corr_id) + 2];
-    size_t n = 0, cl = strlen(c->corr_id);
-    memcpy(pre, "{\"deadline_ms\":", 15);
-    n = 15 + dec_u64(pre + 15, left);
-    if (cl) {
-        memcpy(pre + n, ",\"corr_id\":\"", 12);
-        memcpy(pre + n + 12, c->corr_id, cl);
-        n += 12 + cl;
-        pre[n++] = '"';
-    }
-    if (c->req.hdr_len > 2)
-        pre[n++] = ',';
-    size_t rest = c->req.hdr_len > 1 ? c->req.hdr_len - 1 : 0; /* skip the caller's '{' */
-    char *p = realloc(c->wire_hdr, n + rest + 1);
+    char h[DS_OP_HDR_MAX];
+    c->req.op.has_deadline = true;
+    c->req.op.deadline_ms = c->req.deadline_ms > now ? (int64_t)(c->req.deadline_ms - now) : 0;
+    int n = ds_op_write(&c->req.op, c->corr_id, h);
+    if (n < 0)
+        return DS_SEND_NOMEM;
+    char *p = realloc(c->wire_hdr, (size_t)n + 1);
     if (p == NULL)
-        return -1;
-    memcpy(p, pre, n);
-    memcpy(p + n, c->req.hdr + 1, rest);
-    p[n + rest] = '\0';
+        return DS_SEND_NOMEM;
+    memcpy(p, h, (size_t)n + 1);
     c->wire_hdr = p;
-    c->wire_hdr_len = n + rest;
+    c->wire_hdr_len = (size_t)n;
     return 0;
 }
 

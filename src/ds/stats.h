@@ -37,8 +37,8 @@ int stats_start(int nshards);
 /* The shard of worker w (written only by w's thread). */
 struct stats_shard *stats_of(struct worker *w);
 
-/* The label index of an op name ("other" for names not in the list). */
-int stats_op_index(const char *op);
+/* The label index of an op kind ("other" for PROTO_NONE). */
+int stats_op_index(enum proto_kind kind);
 
 /* Count a finished call (or a stream's head) with its latency: status from
  * r, or "cancelled" when the caller gave up. */

@@ -21,8 +21,7 @@ struct ds_call *ds_call_stream(struct worker *w, const struct ds_req *req,
     c->scbs = *cbs;
     /* No retry, hedge or coalescing (ds.h says why). */
     c->req.idempotent = false;
-    c->req.coalesce_key = NULL;
-    c->req.coalesce_key_len = 0;
+    c->req.coalesce = false;
     unsigned win = req->stream_window ? req->stream_window : DS_STREAM_WINDOW_DEF;
     c->window = win < DS_STREAM_WINDOW_MIN   ? DS_STREAM_WINDOW_MIN
                 : win > DS_STREAM_WINDOW_MAX ? DS_STREAM_WINDOW_MAX

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ds/op.h"
 #include "ds/stats.h"
 #include "fake.h"
 #include "tests/unit/fault.h"
@@ -17,9 +18,10 @@ TestSuite(ds_call, .init = fake_setup, .fini = fake_teardown);
  * Regression: a call whose header (or body) copy could not be allocated
  * was freed after its uv_timer_t had been initialised, so the loop still
  * listed the freed handle: uv_loop_close then read freed memory and found
- * the loop busy (fake_close_loop checks for a clean close).
+ * the loop busy (fake_close_loop checks for a clean close). The header is
+ * now the typed op, copied into the call's own block with its strings.
  */
-Test(ds_call, oom_copying_the_header_leaves_no_handle)
+Test(ds_call, oom_allocating_the_call_leaves_no_handle)
 {
     struct fake_got g = {0};
     struct ds_req r = fake_read("x");
@@ -37,7 +39,7 @@ Test(ds_call, oom_copying_the_body_leaves_no_handle)
     struct ds_req r = fake_read("x");
     r.body = body;
     r.body_len = sizeof(body);
-    fault_malloc_fail_after(1); /* the header copy succeeds */
+    fault_malloc_fail_after(1); /* the call's block (with the op) succeeds */
     cr_assert_null(ds_call(&fake.w, &r, fake_on_resp, &g));
     cr_assert_eq(g.n, 0);
     fake_close_loop();
@@ -60,7 +62,7 @@ static void never_end(void *arg, int status)
 
 static const struct ds_stream_cbs NEVER_CBS = {never_head, never_chunk, never_end};
 
-Test(ds_call, oom_copying_a_streams_header_leaves_no_handle)
+Test(ds_call, oom_allocating_a_stream_leaves_no_handle)
 {
     struct ds_req r = fake_read("x");
     fault_malloc_fail_after(0);
@@ -82,6 +84,37 @@ Test(ds_call, body_is_copied)
     cr_assert_eq(memcmp(fake.sent[0]->req.body, "some body", sizeof(body)), 0);
     fake_answer(fake.sent[0], 201, 0);
     cr_assert_eq(g.n, 1);
+    fake_close_loop();
+}
+
+/* The op's strings are the call's own: the caller may reuse its buffers
+ * and its request at once, and a retry sends the same op. */
+Test(ds_call, op_strings_are_copied_and_kept_for_retries)
+{
+    char name[] = "user-007";
+    struct fake_got g = {0};
+    struct ds_req r;
+    cr_assert_eq(ds_op_resolve(&r, name, strlen(name)), 0);
+    r.deadline_ms = uv_now(&fake.w.loop) + 30000;
+    fake.cfg.ds_retry_max = 1;
+    atomic_store(&retry_budget[DS_INDEX], RETRY_BUDGET_SCALE);
+    cr_assert_not_null(ds_call(&fake.w, &r, fake_on_resp, &g));
+    memset(name, 'X', strlen(name));
+    cr_assert_eq(ds_op_resolve(&r, "other", 5), 0); /* the request rebuilt */
+    const struct proto_op *sent = &fake.sent[0]->req.op;
+    cr_assert_eq(sent->kind, PROTO_RESOLVE);
+    cr_assert_eq(sent->name.n, 8);
+    cr_assert_eq(memcmp(sent->name.p, "user-007", 8), 0);
+    cr_assert_neq(sent->name.p, name);
+    fake_answer(fake.sent[0], 503, 0);
+    while (fake.nsent < 2) {
+        uv_run(&fake.w.loop, UV_RUN_NOWAIT);
+        usleep(1000);
+    }
+    cr_assert_eq(fake.sent[1], fake.sent[0], "a retry is the same call");
+    cr_assert_eq(memcmp(fake.sent[1]->req.op.name.p, "user-007", 8), 0);
+    fake_answer(fake.sent[1], 200, 0);
+    cr_assert_eq(g.code, 200);
     fake_close_loop();
 }
 

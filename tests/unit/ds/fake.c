@@ -9,6 +9,7 @@
 
 #include "config/config.h"
 #include "core/log.h"
+#include "ds/op.h"
 
 struct fake fake;
 
@@ -44,19 +45,12 @@ void fake_on_resp(void *arg, struct ds_resp *r)
 
 struct ds_req fake_read(const char *addr)
 {
-    /* The header is copied by ds_call: a static buffer per call is enough. */
-    static char hdr[4][64];
-    static int next;
-    char *h = hdr[next++ % 4];
-    snprintf(h, sizeof(hdr[0]), "{\"op\":\"get\",\"addr\":\"%s\"}", addr);
-    return (struct ds_req){.svc = DS_STORAGE,
-                           .op = "get",
-                           .hdr = h,
-                           .hdr_len = strlen(h),
-                           .deadline_ms = uv_now(&fake.w.loop) + 30000,
-                           .idempotent = true,
-                           .coalesce_key = addr,
-                           .coalesce_key_len = strlen(addr)};
+    struct ds_req r;
+    struct cas_addr a;
+    cas_hash(addr, strlen(addr), &a);
+    cr_assert_eq(ds_op_get(&r, &a, false, 0, 0), 0);
+    r.deadline_ms = uv_now(&fake.w.loop) + 30000;
+    return r;
 }
 
 void fake_answer(struct ds_call *c, int code, enum og_err err)

@@ -35,8 +35,9 @@ struct fake_got {
 /* A ds_cb recording into the struct fake_got at arg. */
 void fake_on_resp(void *arg, struct ds_resp *r);
 
-/* An idempotent, coalescable storage read of addr, due in 30 s (never
- * reached: the tests answer first, even under valgrind). */
+/* An idempotent, coalescable storage read of the object whose bytes are
+ * addr, due in 30 s (never reached: the tests answer first, even under
+ * valgrind). */
 struct ds_req fake_read(const char *addr);
 
 /* The backend answers attempt c: code, or code 0 with err. */
