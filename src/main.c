@@ -88,15 +88,20 @@ static int on_start(struct server *srv)
     return 0;
 }
 
+static bool worker_is_drained(void *w)
+{
+    return worker_drained(w);
+}
+
 static void on_worker(struct worker *w)
 {
     struct http_ctx *ctx = &ctxs[w->id];
     http_ctx_init(ctx, w->id, w->cfg, w->m, w->router, &w->logbuf);
     ctx->is_admin = w->is_admin;
-    ctx->ds = w;
     w->ctx = ctx;
+    /* ds/ reads the config through the context net/ keeps current. */
     if (!w->is_admin)
-        ds_worker_init(w);
+        ctx->ds = ds_worker_init(w->id, &w->loop, &ctx->cfg, worker_is_drained, w);
 }
 
 static void on_worker_exit(void)

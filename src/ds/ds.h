@@ -23,8 +23,9 @@
 #include "core/status.h"
 #include "engines/proto/op-t.h"
 
-struct worker;
+struct ds_worker;
 struct og_config;
+struct uv_loop_s;
 
 enum ds_service { DS_INDEX, DS_STORAGE, DS_MAILBOX, DS__COUNT };
 
@@ -68,10 +69,11 @@ struct ds_req {
 
 struct ds_call;
 
-/* Start a call on worker w. Returns a handle (for ds_cancel) or NULL when the
- * call could not even be queued; in every case cb runs exactly once, later,
- * unless the call is cancelled first. */
-struct ds_call *ds_call(struct worker *w, const struct ds_req *req, ds_cb cb, void *arg);
+/* Start a call on the worker whose handle is dw (ds_worker_init). Returns a
+ * handle (for ds_cancel) or NULL when the call could not even be queued; in
+ * every case cb runs exactly once, later, unless the call is cancelled
+ * first. */
+struct ds_call *ds_call(struct ds_worker *dw, const struct ds_req *req, ds_cb cb, void *arg);
 
 /* The caller no longer wants the answer: cb (or a stream's callbacks) will
  * not run. NULL is a no-op; a handle must not be used once its call ended. */
@@ -133,7 +135,7 @@ struct ds_stream_cbs {
 /* Start a streamed call (see above); req->idempotent and coalesce are
  * ignored. cbs is copied. Returns a handle for ds_cancel, or NULL when the
  * call could not be created (no callback will run). */
-struct ds_call *ds_call_stream(struct worker *w, const struct ds_req *req,
+struct ds_call *ds_call_stream(struct ds_worker *dw, const struct ds_req *req,
                                const struct ds_stream_cbs *cbs, void *arg);
 
 /* The consumer is done with a chunk's bytes. NULL is a no-op. */
@@ -147,8 +149,19 @@ void ds_resp_free(struct ds_resp *resp);
  * (macronode), and per-worker state for nworkers loops (worker ids 0 ..
  * nworkers - 1). Returns 0 or -1 with a message on stderr. */
 int ds_start(const struct og_config *cfg, int nworkers);
-/* Per worker, before its loop runs: pools, timers, coalescing table. */
-void ds_worker_init(struct worker *w);
+/* Whether a worker has drained (no client connection left while the
+ * server drains): its remote pools close then, so its loop can end. */
+typedef bool (*ds_drained_fn)(void *arg);
+
+/* Per worker, on its thread before its loop runs: the downstream handle of
+ * worker id (0 .. nworkers - 1 of ds_start) whose calls, timers and pools
+ * run on loop. cfg is where the worker keeps its current configuration
+ * snapshot, read at each use (so a reload reaches ds/ with no call);
+ * drained(arg) is asked once per pool tick (NULL: never drained). Returns
+ * the handle, which lives until ds_stop; handlers get it from their context
+ * (http_ctx.ds). ds/ knows nothing else of the worker. */
+struct ds_worker *ds_worker_init(int id, struct uv_loop_s *loop, const struct og_config *const *cfg,
+                                 ds_drained_fn drained, void *arg);
 void ds_stop(void);
 
 /* Whether all three downstreams are in process. */

@@ -211,7 +211,7 @@ static void on_tick(uv_timer_t *t)
         } else {
             /* The remaining deadline, as a remote service would get it;
              * the call's own copy of the op carries it to this attempt. */
-            uint64_t now = uv_now(&c->w->loop);
+            uint64_t now = uv_now(c->dw->loop);
             c->req.op.has_deadline = true;
             c->req.op.deadline_ms = (int64_t)c->req.deadline_ms - (int64_t)now;
             proto_exec(ds_local_engines(), &c->req.op, c->req.body, c->req.body_len, proto_now_ms(),
@@ -236,7 +236,7 @@ static void on_tick(uv_timer_t *t)
 
 static int local_send(struct ds_call *c)
 {
-    struct local_worker *lw = ds__worker(c->w)->local;
+    struct local_worker *lw = c->dw->local;
     c->qnext = NULL;
     c->bstate = lw;
     if (lw->tail)
@@ -279,13 +279,12 @@ static void local_consumed(struct ds_call *c)
         ls_queue(ls);
 }
 
-static void local_worker_init(struct worker *w, enum ds_service svc)
+static void local_worker_init(struct ds_worker *dw, enum ds_service svc)
 {
-    struct ds_worker *dw = ds__worker(w);
     if (dw->local)
         return;
     struct local_worker *lw = xcalloc(1, sizeof(*lw));
-    uv_timer_init(&w->loop, &lw->tick);
+    uv_timer_init(dw->loop, &lw->tick);
     lw->tick.data = lw;
     uv_unref((uv_handle_t *)&lw->tick);
     dw->local = lw;

@@ -46,14 +46,14 @@ static int code_index(const struct ds_resp *r)
     return 8; /* other codes are counted as 500 */
 }
 
-struct stats_shard *stats_of(struct worker *w)
+struct stats_shard *stats_of(const struct ds_worker *dw)
 {
-    return &shards[w->id < nshards ? w->id : nshards - 1];
+    return &shards[dw->id < nshards ? dw->id : nshards - 1];
 }
 
 void stats_observe(const struct ds_call *c, const struct ds_resp *r)
 {
-    struct stats_shard *s = stats_of(c->w);
+    struct stats_shard *s = stats_of(c->dw);
     int svc = c->req.svc, op = stats_op_index(c->req.op.kind);
     SHARD_ADD(s->req[svc][op][c->cancelled ? CODE_CANCELLED : code_index(r)], 1);
     uint64_t us = (uint64_t)(r->latency_ms * 1000.0);

@@ -15,10 +15,10 @@
 #include <stdint.h>
 
 struct buf;
+struct ds_worker;
 struct metrics_shard;
 struct og_config;
 struct router;
-struct worker;
 
 struct http_ctx {
     int id;                      /* worker index: picks per-worker shards of other modules */
@@ -26,9 +26,9 @@ struct http_ctx {
     const struct og_config *cfg; /* this worker's snapshot, replaced on reload */
     struct metrics_shard *m;     /* this worker's HTTP metric shard */
     const struct router *router; /* this listener's routes */
-    /* Downstream handle: ds_call() runs the call on this worker's loop.
-     * NEEDSWORK: ds/ still takes net's struct worker (loop, config, id). */
-    struct worker *ds;
+    /* Downstream handle (ds_worker_init): ds_call() runs the call on this
+     * worker's loop, with this context's cfg. NULL on the admin loop. */
+    struct ds_worker *ds;
     struct buf *logbuf; /* access log lines; the loop's owner flushes it once per turn */
 
     /* Cached "Date: ...\r\n" header line, rebuilt when the second changes. */

@@ -132,9 +132,9 @@ static void obj_call(struct obj_ctx *o, struct ds_req *dr, ds_cb cb,
     dr->deadline_ms = req->deadline_ms;
     dr->corr_id = req->corr_id;
     if (cbs)
-        o->call = ds_call_stream(hctx_worker(req), dr, cbs, o);
+        o->call = ds_call_stream(hctx_ds(req), dr, cbs, o);
     else
-        o->call = ds_call(hctx_worker(req), dr, cb, o);
+        o->call = ds_call(hctx_ds(req), dr, cb, o);
     if (o->call == NULL) {
         done_with_req(o);
         ctx_free(o);

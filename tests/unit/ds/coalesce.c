@@ -93,9 +93,9 @@ Test(ds_coalesce_call, second_identical_read_joins_the_first)
 {
     struct fake_got g1 = {0}, g2 = {0};
     struct ds_req r = fake_read("x");
-    cr_assert_not_null(ds_call(&fake.w, &r, fake_on_resp, &g1));
+    cr_assert_not_null(ds_call(fake.dw, &r, fake_on_resp, &g1));
     r = fake_read("x");
-    cr_assert_not_null(ds_call(&fake.w, &r, fake_on_resp, &g2));
+    cr_assert_not_null(ds_call(fake.dw, &r, fake_on_resp, &g2));
     cr_assert_eq(fake.nsent, 1, "one request downstream for both");
     fake_answer(fake.sent[0], 200, 0);
     cr_assert_eq(g1.n, 1);
@@ -104,7 +104,7 @@ Test(ds_coalesce_call, second_identical_read_joins_the_first)
     cr_assert_eq(g2.n, 1);
     cr_assert_eq(g2.code, 200);
     cr_assert(g2.coalesced);
-    cr_assert_eq(stats_of(&fake.w)->coalesced[DS_STORAGE], 1);
+    cr_assert_eq(stats_of(fake.dw)->coalesced[DS_STORAGE], 1);
     fake_close_loop();
 }
 
@@ -112,15 +112,15 @@ Test(ds_coalesce_call, different_reads_do_not_join)
 {
     struct fake_got g[4] = {{0}};
     struct ds_req r = fake_read("x");
-    ds_call(&fake.w, &r, fake_on_resp, &g[0]);
+    ds_call(fake.dw, &r, fake_on_resp, &g[0]);
     r = fake_read("y");
-    ds_call(&fake.w, &r, fake_on_resp, &g[1]);
+    ds_call(fake.dw, &r, fake_on_resp, &g[1]);
     r = fake_read("x");
     r.svc = DS_INDEX; /* same op, other service */
-    ds_call(&fake.w, &r, fake_on_resp, &g[2]);
+    ds_call(fake.dw, &r, fake_on_resp, &g[2]);
     r = fake_read("x");
     r.idempotent = false; /* writes never share an answer */
-    ds_call(&fake.w, &r, fake_on_resp, &g[3]);
+    ds_call(fake.dw, &r, fake_on_resp, &g[3]);
     cr_assert_eq(fake.nsent, 4);
     for (int i = 0; i < 4; i++)
         fake_answer(fake.sent[i], 200, 0);
@@ -137,7 +137,7 @@ Test(ds_coalesce_call, failing_leader_fails_all_followers)
     fake.cfg.ds_retry_max = 0; /* the failure is final */
     for (int i = 0; i < 3; i++) {
         struct ds_req r = fake_read("x");
-        ds_call(&fake.w, &r, fake_on_resp, &g[i]);
+        ds_call(fake.dw, &r, fake_on_resp, &g[i]);
     }
     cr_assert_eq(fake.nsent, 1);
     fake_answer(fake.sent[0], 0, OG_E_BAD_GATEWAY);
@@ -157,7 +157,7 @@ static void cancel_one_of_three(int which)
     struct ds_call *c[3];
     for (int i = 0; i < 3; i++) {
         struct ds_req r = fake_read("x");
-        c[i] = ds_call(&fake.w, &r, fake_on_resp, &g[i]);
+        c[i] = ds_call(fake.dw, &r, fake_on_resp, &g[i]);
     }
     ds_cancel(c[which]);
     cr_assert_eq(fake.naborted, 0, "the leader's request goes on");
@@ -199,11 +199,11 @@ static void cancel_from_a_callback(bool by_leader)
 {
     struct fake_got g[3] = {{0}};
     struct ds_req r = fake_read("x");
-    ds_call(&fake.w, &r, by_leader ? on_resp_cancel_victim : fake_on_resp, &g[0]);
+    ds_call(fake.dw, &r, by_leader ? on_resp_cancel_victim : fake_on_resp, &g[0]);
     r = fake_read("x");
-    victim = ds_call(&fake.w, &r, fake_on_resp, &g[1]);
+    victim = ds_call(fake.dw, &r, fake_on_resp, &g[1]);
     r = fake_read("x");
-    ds_call(&fake.w, &r, by_leader ? fake_on_resp : on_resp_cancel_victim, &g[2]);
+    ds_call(fake.dw, &r, by_leader ? fake_on_resp : on_resp_cancel_victim, &g[2]);
     fake_answer(fake.sent[0], 200, 0);
     cr_assert_eq(g[0].n, 1);
     cr_assert_eq(g[1].n, 0);

@@ -13,7 +13,9 @@
 
 struct fake {
     struct og_config cfg;
-    struct worker w;
+    const struct og_config *cfgp; /* the worker's snapshot slot: &cfg */
+    uv_loop_t loop;
+    struct ds_worker *dw;                 /* the downstream handle of worker 0 on loop */
     struct ds_call *sent[FAKE_MAX_SENDS]; /* attempts, in order */
     int nsent;
     int naborted;

@@ -14,7 +14,9 @@
 #include "engines/proto/proto.h"
 
 static struct og_config cfg;
-static struct worker w;
+static const struct og_config *cfgp = &cfg;
+static uv_loop_t loop;
+static struct ds_worker *dw;
 
 static void setup(void)
 {
@@ -23,9 +25,8 @@ static void setup(void)
     cas_init();
     cr_assert_eq(ds_start(&cfg, 1), 0);
     cr_assert(ds_is_micronode());
-    cr_assert_eq(uv_loop_init(&w.loop), 0);
-    w.cfg = &cfg;
-    ds_worker_init(&w);
+    cr_assert_eq(uv_loop_init(&loop), 0);
+    dw = ds_worker_init(0, &loop, &cfgp, NULL, NULL);
 }
 
 static void close_handle(uv_handle_t *h, void *arg)
@@ -36,9 +37,9 @@ static void close_handle(uv_handle_t *h, void *arg)
 
 static void teardown(void)
 {
-    uv_walk(&w.loop, close_handle, NULL);
-    uv_run(&w.loop, UV_RUN_DEFAULT);
-    cr_assert_eq(uv_loop_close(&w.loop), 0);
+    uv_walk(&loop, close_handle, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert_eq(uv_loop_close(&loop), 0);
     ds_stop();
 }
 
@@ -67,13 +68,13 @@ static void on_resp(void *arg, struct ds_resp *r)
 static struct got call(struct ds_req *r, const char *body)
 {
     struct got g = {0};
-    r->deadline_ms = uv_now(&w.loop) + 30000;
+    r->deadline_ms = uv_now(&loop) + 30000;
     r->body = body;
     r->body_len = body ? strlen(body) : 0;
-    cr_assert_not_null(ds_call(&w, r, on_resp, &g));
+    cr_assert_not_null(ds_call(dw, r, on_resp, &g));
     cr_assert_eq(g.n, 0, "never inside ds_call");
     while (g.n == 0)
-        uv_run(&w.loop, UV_RUN_ONCE);
+        uv_run(&loop, UV_RUN_ONCE);
     cr_assert_eq(g.n, 1);
     return g;
 }
@@ -156,10 +157,10 @@ Test(ds_local, deadline_travels_with_the_op)
     cr_assert_eq(ds_op_send(&r, "late", NULL), 0);
     r.body = "m";
     r.body_len = 1;
-    r.deadline_ms = uv_now(&w.loop); /* nothing left */
-    cr_assert_not_null(ds_call(&w, &r, on_resp, &g));
+    r.deadline_ms = uv_now(&loop); /* nothing left */
+    cr_assert_not_null(ds_call(dw, &r, on_resp, &g));
     while (g.n == 0)
-        uv_run(&w.loop, UV_RUN_ONCE);
+        uv_run(&loop, UV_RUN_ONCE);
     /* Either the engines said 504 or the call's own timer fired first. */
     cr_assert(g.code == 504 || g.code == 0, "%d %s", g.code, g.hdr);
     cr_assert_eq(ds_op_peek(&r, "late", 4, 5), 0);
