@@ -52,27 +52,21 @@ static bool opt_demo;
 static char dev_token[1024];
 
 /* --demo in micronode: load the demo data straight into the engines. */
-static int demo_emit_local(void *arg, uint16_t app, const char *hdr, const uint8_t *body,
+static int demo_emit_local(void *arg, const struct proto_op *op, const uint8_t *body,
                            size_t body_len)
 {
     struct engines *e = arg;
     struct proto_resp rs;
-    struct proto_req rq = {.app = app,
-                           .hdr = hdr,
-                           .hdr_len = strlen(hdr),
-                           .body = body,
-                           .body_len = body_len,
-                           .now_ms = (uint64_t)time(NULL) * 1000};
+    uint16_t app = op->app;
     if ((app == OAP_APP_STORAGE && !e->storage) || (app == OAP_APP_INDEX && !e->index) ||
         (app == OAP_APP_MAILBOX && !e->mailbox))
         return 0; /* that service is remote: `omnigate seed` fills it */
-    int code = proto_handle(e, &rq, &rs);
+    int code = proto_exec(e, op, body, body_len, (uint64_t)time(NULL) * 1000, &rs);
+    if (code >= 400)
+        fprintf(stderr, "omnigate: demo data: %s (app %u) answered %d %.*s\n",
+                proto_kind_name(op->kind), app, code, (int)rs.hdr_len, rs.hdr);
     proto_resp_release(&rs);
-    if (code >= 400) {
-        fprintf(stderr, "omnigate: demo data: %s answered %d\n", hdr, code);
-        return -1;
-    }
-    return 0;
+    return code >= 400 ? -1 : 0;
 }
 
 static void print_banner(const struct og_config *cfg);
@@ -102,24 +96,28 @@ static int on_start(struct server *srv)
     return 0;
 }
 
+static bool worker_is_drained(void *w)
+{
+    return worker_drained(w);
+}
+
 static void on_worker(struct worker *w)
 {
     struct http_ctx *ctx = &ctxs[w->id];
     http_ctx_init(ctx, w->id, w->cfg, w->m, w->router, &w->logbuf);
     ctx->is_admin = w->is_admin;
-    ctx->ds = w;
     w->ctx = ctx;
+    /* ds/ reads the config through the context net/ keeps current. */
     if (w->is_admin) {
         admit_admin_init(&w->loop);
     } else {
-        ds_worker_init(w);
+        ctx->ds = ds_worker_init(w->id, &w->loop, &ctx->cfg, worker_is_drained, w);
         ctx->admit = admit_worker_init(&w->loop, w->id);
     }
 }
 
 static void on_worker_exit(void)
 {
-    proto_thread_release();
     memo_thread_release();
 }
 

@@ -1,11 +1,16 @@
 /*
- * proto.c — the app-protocol dispatcher: request header JSON → engine call →
+ * proto.c — the app-protocol dispatcher: a typed request → engine call →
  * response header JSON and body (contract in proto.h, docs/OAP.md
- * "App protocols: operations").
+ * "App protocols: operations"), and the parser that turns request header
+ * JSON into a typed request.
  *
  * The request header is parsed with jansson (JSON_REJECT_DUPLICATES) after
  * its length was checked against PROTO_REQ_HDR_MAX_BYTES, so a peer bounds
- * our parsing work by that cap. Response headers are small fixed shapes
+ * our parsing work by that cap. A refused field gets the same reason
+ * whichever way the op came: the parser checks each field's type and range
+ * in the order below and keeps the first refusal (answered once the app and
+ * op are known to be served), and proto_exec checks the ranges of a typed
+ * op with the same reasons. Response headers are small fixed shapes
  * written into rs->hdr (with snprintf, except for the reads on every view:
  * get, has, peek); bodies are engine references (storage
  * blobs, manifests) or, for search and mailbox batches, one eng_buf built
@@ -21,12 +26,7 @@
 #include <time.h>
 
 #include "core/dec.h"
-#include "engines/common/hash.h"
 #include "engines/common/status.h"
-
-/* Largest request header accepted: the DATA header cap of OAP/1
- * (OAP_DATA_HDR_MAX_BYTES); an ACK of MAILBOX_BATCH_MAX 20-digit ids fits. */
-#define PROTO_REQ_HDR_MAX_BYTES 8192
 
 /* ------------------------------------------------------------ responses */
 
@@ -123,8 +123,6 @@ void proto_resp_release(struct proto_resp *rs)
     rs->body_len = 0;
 }
 
-/* ------------------------------------------------------- header fields */
-
 /* Field getters: 1 = present and valid, 0 = absent, -1 = present with the
  * wrong type or out of range. */
 
@@ -169,22 +167,276 @@ static int get_addr(json_t *h, const char *key, struct cas_addr *a)
     return cas_addr_parse(a, p, n) == 0 ? 1 : -1;
 }
 
+/* ------------------------------------------------------------- fields */
+
+/* Why a field is refused: one reason per field, on both paths. */
+#define R_OBJ     "obj must be a b3 address"
+#define R_OFF     "off must be a non-negative integer"
+#define R_LEN     "len must be a non-negative integer"
+#define R_EXPECT  "expect must be a b3 address"
+#define R_NAME    "name must be a string"
+#define R_PREFIX  "prefix must be a string"
+#define R_LIMIT   "limit must be an integer in 1..100"
+#define R_CHANNEL "channel must be a string"
+#define R_KEY     "key must be a string of 1..255 bytes"
+#define R_MAX     "max must be an integer in 1..100"
+#define R_LEASE   "lease_ms must be an integer in 0..43200000"
+#define R_IDS     "ids must be an array"
+#define R_IDS_MAX "at most 100 ids"
+#define R_IDS_INT "ids must be non-negative integers"
+_Static_assert(INDEX_SEARCH_MAX == 100 && MAILBOX_BATCH_MAX == 100 &&
+                   MAILBOX_LEASE_MAX_MS == 43200000,
+               "the reasons name the limits");
+
+static const char *const KIND_NAMES[PROTO__KINDS] = {
+    [PROTO_NONE] = "invalid", [PROTO_GET] = "get",         [PROTO_HAS] = "has",
+    [PROTO_PUT] = "put",      [PROTO_RESOLVE] = "resolve", [PROTO_SEARCH] = "search",
+    [PROTO_SEND] = "send",    [PROTO_RECV] = "recv",       [PROTO_PEEK] = "peek",
+    [PROTO_ACK] = "ack"};
+
+const char *proto_kind_name(enum proto_kind k)
+{
+    return k > PROTO_NONE && k < PROTO__KINDS ? KIND_NAMES[k] : KIND_NAMES[PROTO_NONE];
+}
+
+static enum proto_kind kind_of(const char *name)
+{
+    for (int k = PROTO_NONE + 1; k < PROTO__KINDS; k++)
+        if (strcmp(name, KIND_NAMES[k]) == 0)
+            return (enum proto_kind)k;
+    return PROTO_NONE;
+}
+
+/* Whether app has op kind k. */
+static bool app_has(uint16_t app, enum proto_kind k)
+{
+    switch (app) {
+    case 1: return k == PROTO_GET || k == PROTO_HAS || k == PROTO_PUT;
+    case 2: return k == PROTO_RESOLVE || k == PROTO_PUT || k == PROTO_SEARCH;
+    case 3: return k == PROTO_SEND || k == PROTO_RECV || k == PROTO_PEEK || k == PROTO_ACK;
+    default: return false;
+    }
+}
+
+/* The first field of a typed op out of its range, in the order the parser
+ * checks them, or NULL. (A parsed op passed these checks already.) */
+static const char *check(const struct proto_op *op)
+{
+    switch (op->kind) {
+    case PROTO_GET:
+        if (op->has_off && op->off > INT64_MAX)
+            return R_OFF;
+        if (op->has_len && op->len > INT64_MAX)
+            return R_LEN;
+        return NULL;
+    case PROTO_PUT: return op->app == 2 && !op->name.p ? R_NAME : NULL;
+    case PROTO_RESOLVE: return op->name.p ? NULL : R_NAME;
+    case PROTO_SEARCH:
+        if (!op->prefix.p)
+            return R_PREFIX;
+        return op->limit == 0 || op->limit > INDEX_SEARCH_MAX ? R_LIMIT : NULL;
+    case PROTO_SEND:
+        if (!op->channel.p)
+            return R_CHANNEL;
+        /* An explicit empty key is an error, not "no key": the engine reads
+         * key_len 0 as absent, which would silently drop idempotency. */
+        return op->key.p && op->key.n == 0 ? R_KEY : NULL;
+    case PROTO_RECV:
+    case PROTO_PEEK:
+        if (!op->channel.p)
+            return R_CHANNEL;
+        if (op->max == 0 || op->max > MAILBOX_BATCH_MAX)
+            return R_MAX;
+        return op->kind == PROTO_RECV && op->lease_ms > MAILBOX_LEASE_MAX_MS ? R_LEASE : NULL;
+    case PROTO_ACK:
+        if (!op->channel.p)
+            return R_CHANNEL;
+        if (op->nids && !op->ids)
+            return R_IDS;
+        return op->nids > MAILBOX_BATCH_MAX ? R_IDS_MAX : NULL;
+    default: return NULL;
+    }
+}
+
+size_t proto_op_copy_size(const struct proto_op *op)
+{
+    const struct proto_str *s[] = {&op->name, &op->prefix, &op->channel, &op->key};
+    size_t n = op->nids * sizeof(op->ids[0]);
+
+    for (size_t i = 0; i < sizeof(s) / sizeof(s[0]); i++)
+        if (s[i]->p)
+            n += s[i]->n + 1;
+    return n;
+}
+
+/* The ids first (mem is aligned for them), then each string with a NUL. */
+void proto_op_copy(struct proto_op *dst, const struct proto_op *src, void *mem)
+{
+    char *m = mem;
+
+    if (dst != src)
+        *dst = *src;
+    if (src->nids) {
+        memcpy(m, src->ids, src->nids * sizeof(src->ids[0]));
+        dst->ids = (const uint64_t *)(void *)m;
+        m += src->nids * sizeof(src->ids[0]);
+    }
+    struct proto_str *d[] = {&dst->name, &dst->prefix, &dst->channel, &dst->key};
+    for (size_t i = 0; i < sizeof(d) / sizeof(d[0]); i++) {
+        if (!d[i]->p)
+            continue;
+        memcpy(m, d[i]->p, d[i]->n);
+        m[d[i]->n] = '\0';
+        d[i]->p = m;
+        m += d[i]->n + 1;
+    }
+}
+
+/* ----------------------------------------------------------- parsing */
+
+/* Each field of a header in order, type and range at once, the first
+ * refusal kept in op->bad; the strings point into h. */
+static void parse_fields(struct proto_parsed *ps, json_t *h)
+{
+    struct proto_op *op = &ps->op;
+    json_t *arr, *v;
+    int r;
+
+#define REFUSE(reason)                                                                             \
+    do {                                                                                           \
+        op->bad = (reason);                                                                        \
+        return;                                                                                    \
+    } while (0)
+    switch (op->kind) {
+    case PROTO_GET:
+    case PROTO_HAS:
+        if (get_addr(h, "obj", &op->obj) != 1)
+            REFUSE(R_OBJ);
+        if (op->kind == PROTO_HAS)
+            return;
+        if ((r = get_u64(h, "off", INT64_MAX, &op->off)) < 0)
+            REFUSE(R_OFF);
+        op->has_off = r == 1;
+        if ((r = get_u64(h, "len", INT64_MAX, &op->len)) < 0)
+            REFUSE(R_LEN);
+        op->has_len = r == 1;
+        return;
+    case PROTO_PUT:
+        if (op->app == 1) {
+            if ((r = get_addr(h, "expect", &op->expect)) < 0)
+                REFUSE(R_EXPECT);
+            op->has_expect = r == 1;
+            return;
+        }
+        __attribute__((fallthrough)); /* index put: a name, as resolve */
+    case PROTO_RESOLVE:
+        if (get_str(h, "name", &op->name.p, &op->name.n) != 1)
+            REFUSE(R_NAME);
+        return;
+    case PROTO_SEARCH:
+        if (get_str(h, "prefix", &op->prefix.p, &op->prefix.n) != 1)
+            REFUSE(R_PREFIX);
+        if (get_u64(h, "limit", INDEX_SEARCH_MAX, &op->limit) != 1 || op->limit == 0)
+            REFUSE(R_LIMIT);
+        return;
+    default: break;
+    }
+    /* mailbox */
+    if (get_str(h, "channel", &op->channel.p, &op->channel.n) != 1)
+        REFUSE(R_CHANNEL);
+    switch (op->kind) {
+    case PROTO_SEND:
+        if ((r = get_str(h, "key", &op->key.p, &op->key.n)) < 0 || (r == 1 && op->key.n == 0))
+            REFUSE(R_KEY);
+        return;
+    case PROTO_RECV:
+    case PROTO_PEEK:
+        if (get_u64(h, "max", MAILBOX_BATCH_MAX, &op->max) != 1 || op->max == 0)
+            REFUSE(R_MAX);
+        if (op->kind == PROTO_RECV &&
+            get_u64(h, "lease_ms", MAILBOX_LEASE_MAX_MS, &op->lease_ms) < 0)
+            REFUSE(R_LEASE);
+        return;
+    case PROTO_ACK:
+        arr = json_object_get(h, "ids");
+        if (!json_is_array(arr))
+            REFUSE(R_IDS);
+        if (json_array_size(arr) > MAILBOX_BATCH_MAX)
+            REFUSE(R_IDS_MAX);
+        for (size_t i = 0; i < json_array_size(arr); i++) {
+            v = json_array_get(arr, i);
+            if (!json_is_integer(v) || json_integer_value(v) < 0)
+                REFUSE(R_IDS_INT);
+            ps->ids[i] = (uint64_t)json_integer_value(v);
+        }
+        op->ids = ps->ids;
+        op->nids = json_array_size(arr);
+        return;
+    default: return;
+    }
+#undef REFUSE
+}
+
+static __thread uint64_t json_parses;
+
+uint64_t proto_json_parses(void)
+{
+    return json_parses;
+}
+
+int proto_op_parse(struct proto_parsed *ps, uint16_t app, const char *hdr, size_t n,
+                   struct proto_resp *rs)
+{
+    json_t *h, *dl;
+    json_error_t jerr;
+    const char *name;
+    size_t name_len;
+
+    memset(&ps->op, 0, sizeof(ps->op));
+    ps->op.app = app;
+    ps->doc = NULL;
+    memset(rs, 0, sizeof(*rs));
+    rs->op = proto_kind_name(PROTO_NONE);
+    if (!hdr || n == 0)
+        return bad(rs, "missing header");
+    if (n > PROTO_REQ_HDR_MAX_BYTES)
+        return fail(rs, 413, "too_large", "header over 8192 bytes");
+    json_parses++;
+    ps->doc = h = json_loadb(hdr, n, JSON_REJECT_DUPLICATES, &jerr);
+    if (!h)
+        return bad(rs, "header is not valid JSON");
+    if (!json_is_object(h))
+        return bad(rs, "header is not a JSON object");
+    if (get_str(h, "op", &name, &name_len) != 1 || strlen(name) != name_len)
+        return bad(rs, "op must be a string");
+    ps->op.kind = kind_of(name);
+    rs->op = proto_kind_name(ps->op.kind);
+    if ((dl = json_object_get(h, "deadline_ms")) != NULL) {
+        if (!json_is_integer(dl))
+            return bad(rs, "deadline_ms must be an integer");
+        ps->op.has_deadline = true;
+        ps->op.deadline_ms = json_integer_value(dl);
+    }
+    if (app_has(app, ps->op.kind))
+        parse_fields(ps, h);
+    return 0;
+}
+
+void proto_parsed_release(struct proto_parsed *ps)
+{
+    json_decref(ps->doc);
+    ps->doc = NULL;
+}
+
 /* ------------------------------------------------------------- storage */
 
-static int storage_op_get(struct engines *e, json_t *h, struct proto_resp *rs)
+static int storage_op_get(struct engines *e, const struct proto_op *op, struct proto_resp *rs)
 {
-    struct cas_addr a;
     struct storage_view v;
-    uint64_t off = 0, len = STORAGE_LEN_ALL;
-    int r_off, r_len, st;
+    uint64_t off = op->has_off ? op->off : 0, len = op->has_len ? op->len : STORAGE_LEN_ALL;
+    int st;
 
-    if (get_addr(h, "obj", &a) != 1)
-        return bad(rs, "obj must be a b3 address");
-    if ((r_off = get_u64(h, "off", INT64_MAX, &off)) < 0)
-        return bad(rs, "off must be a non-negative integer");
-    if ((r_len = get_u64(h, "len", INT64_MAX, &len)) < 0)
-        return bad(rs, "len must be a non-negative integer");
-    st = storage_get(e->storage, &a, off, len, &v);
+    st = storage_get(e->storage, &op->obj, off, len, &v);
     if (st != ENG_OK)
         return fail_eng(rs, st, st == ENG_E_RANGE ? "off past the end" : "get failed");
     rs->blob = v.blob;
@@ -192,8 +444,8 @@ static int storage_op_get(struct engines *e, json_t *h, struct proto_resp *rs)
     rs->body_len = v.n;
     /* A request naming a range is answered 206 even when the range covers
      * the whole object: the caller asked for a slice and gets slice fields. */
-    rs->code = (r_off || r_len) ? 206 : 200;
-    hdr_obj_size(rs, &a, v.blob->size);
+    rs->code = (op->has_off || op->has_len) ? 206 : 200;
+    hdr_obj_size(rs, &op->obj, v.blob->size);
     HDR_LIT(rs, ",\"off\":");
     hdr_u64(rs, off);
     HDR_LIT(rs, ",\"len\":");
@@ -202,54 +454,46 @@ static int storage_op_get(struct engines *e, json_t *h, struct proto_resp *rs)
     return rs->code;
 }
 
-static int storage_op_has(struct engines *e, json_t *h, struct proto_resp *rs)
+static int storage_op_has(struct engines *e, const struct proto_op *op, struct proto_resp *rs)
 {
-    struct cas_addr a;
     uint64_t size = 0;
     int st;
 
-    if (get_addr(h, "obj", &a) != 1)
-        return bad(rs, "obj must be a b3 address");
-    st = storage_has(e->storage, &a, &size);
+    st = storage_has(e->storage, &op->obj, &size);
     if (st != ENG_OK)
         return fail_eng(rs, st, "has failed");
     rs->code = 200;
-    hdr_obj_size(rs, &a, size);
+    hdr_obj_size(rs, &op->obj, size);
     HDR_LIT(rs, "}");
     return 200;
 }
 
-static int storage_op_put(struct engines *e, json_t *h, const struct proto_req *rq,
-                          struct proto_resp *rs)
+static int storage_op_put(struct engines *e, const struct proto_op *op, const uint8_t *body,
+                          size_t body_len, struct proto_resp *rs)
 {
-    struct cas_addr expect, got;
+    struct cas_addr got;
     char hex[CAS_ADDR_CHARS + 1];
     bool created = false;
-    int r, st;
+    int st;
 
-    if ((r = get_addr(h, "expect", &expect)) < 0)
-        return bad(rs, "expect must be a b3 address");
-    st = storage_put(e->storage, rq->body, rq->body_len, r ? &expect : NULL, &got, &created);
+    st = storage_put(e->storage, body, body_len, op->has_expect ? &op->expect : NULL, &got,
+                     &created);
     if (st != ENG_OK)
         return fail_eng(rs, st,
                         st == ENG_E_MISMATCH ? "bytes do not hash to expect" : "put failed");
     rs->code = created ? 201 : 200;
-    resp_hdr(rs, "{\"obj\":\"%s\",\"size\":%zu}", cas_addr_format(&got, hex), rq->body_len);
+    resp_hdr(rs, "{\"obj\":\"%s\",\"size\":%zu}", cas_addr_format(&got, hex), body_len);
     return rs->code;
 }
 
 /* --------------------------------------------------------------- index */
 
-static int index_op_resolve(struct engines *e, json_t *h, struct proto_resp *rs)
+static int index_op_resolve(struct engines *e, const struct proto_op *op, struct proto_resp *rs)
 {
-    const char *name;
-    size_t n;
     struct eng_buf *b = NULL;
     int st;
 
-    if (get_str(h, "name", &name, &n) != 1)
-        return bad(rs, "name must be a string");
-    st = index_resolve(e->index, name, n, &b);
+    st = index_resolve(e->index, op->name.p, op->name.n, &b);
     if (st != ENG_OK)
         return fail_eng(rs, st, st == ENG_E_INVALID ? "bad name" : "no such name");
     rs->buf = b;
@@ -260,17 +504,13 @@ static int index_op_resolve(struct engines *e, json_t *h, struct proto_resp *rs)
     return 200;
 }
 
-static int index_op_put(struct engines *e, json_t *h, const struct proto_req *rq,
-                        struct proto_resp *rs)
+static int index_op_put(struct engines *e, const struct proto_op *op, const uint8_t *body,
+                        size_t body_len, struct proto_resp *rs)
 {
-    const char *name;
-    size_t n;
     bool created = false;
     int st;
 
-    if (get_str(h, "name", &name, &n) != 1)
-        return bad(rs, "name must be a string");
-    st = index_put(e->index, name, n, rq->body, rq->body_len, &created);
+    st = index_put(e->index, op->name.p, op->name.n, body, body_len, &created);
     if (st != ENG_OK)
         return fail_eng(rs, st, st == ENG_E_INVALID ? "bad name or manifest" : "put failed");
     rs->code = created ? 201 : 200;
@@ -278,26 +518,19 @@ static int index_op_put(struct engines *e, json_t *h, const struct proto_req *rq
     return rs->code;
 }
 
-static int index_op_search(struct engines *e, json_t *h, struct proto_resp *rs)
+static int index_op_search(struct engines *e, const struct proto_op *op, struct proto_resp *rs)
 {
-    const char *prefix;
-    size_t n;
-    uint64_t limit;
     struct index_search_result *res;
     json_t *doc = NULL, *names;
     struct eng_buf *b = NULL;
     size_t len;
     int st, code;
 
-    if (get_str(h, "prefix", &prefix, &n) != 1)
-        return bad(rs, "prefix must be a string");
-    if (get_u64(h, "limit", INDEX_SEARCH_MAX, &limit) != 1 || limit == 0)
-        return bad(rs, "limit must be an integer in 1..100");
     /* About 26 KiB: on the heap, the services run on small stacks too. */
     res = malloc(sizeof(*res));
     if (!res)
         return fail_eng(rs, ENG_E_NOMEM, "out of memory");
-    st = index_search(e->index, prefix, n, (size_t)limit, res);
+    st = index_search(e->index, op->prefix.p, op->prefix.n, (size_t)op->limit, res);
     if (st != ENG_OK) {
         code = fail_eng(rs, st, "bad prefix");
         goto out;
@@ -339,28 +572,15 @@ out:
 
 /* ------------------------------------------------------------- mailbox */
 
-static int get_channel(json_t *h, const char **ch, size_t *n)
+static int mailbox_op_send(struct engines *e, const struct proto_op *op, const uint8_t *body,
+                           size_t body_len, uint64_t now_ms, struct proto_resp *rs)
 {
-    return get_str(h, "channel", ch, n) == 1;
-}
-
-static int mailbox_op_send(struct engines *e, json_t *h, const struct proto_req *rq,
-                           struct proto_resp *rs)
-{
-    const char *ch, *key = NULL;
-    size_t ch_len, key_len = 0;
     uint64_t id = 0;
     bool dup = false;
     int st;
 
-    if (!get_channel(h, &ch, &ch_len))
-        return bad(rs, "channel must be a string");
-    /* An explicit empty key is an error, not "no key": the engine reads
-     * key_len 0 as absent, which would silently drop idempotency. */
-    if (get_str(h, "key", &key, &key_len) < 0 || (key && key_len == 0))
-        return bad(rs, "key must be a string of 1..255 bytes");
-    st = mailbox_send(e->mailbox, ch, ch_len, rq->body, rq->body_len, key, key_len, rq->now_ms, &id,
-                      &dup);
+    st = mailbox_send(e->mailbox, op->channel.p, op->channel.n, body, body_len, op->key.p,
+                      op->key.n, now_ms, &id, &dup);
     if (st != ENG_OK)
         return fail_eng(rs, st, st == ENG_E_INVALID ? "bad channel or key" : "send failed");
     rs->code = dup ? 200 : 201;
@@ -423,29 +643,23 @@ static struct eng_buf *messages_body(const struct mailbox_msg *m, size_t n)
     return b;
 }
 
-static int mailbox_op_batch(struct engines *e, json_t *h, const struct proto_req *rq,
-                            struct proto_resp *rs, bool recv)
+static int mailbox_op_batch(struct engines *e, const struct proto_op *op, uint64_t now_ms,
+                            struct proto_resp *rs)
 {
-    const char *ch;
-    size_t ch_len, n = 0;
-    uint64_t max, lease = 0;
+    size_t n = 0;
     struct mailbox_msg *msgs;
     struct eng_buf *b;
     int st;
 
-    if (!get_channel(h, &ch, &ch_len))
-        return bad(rs, "channel must be a string");
-    if (get_u64(h, "max", MAILBOX_BATCH_MAX, &max) != 1 || max == 0)
-        return bad(rs, "max must be an integer in 1..100");
-    if (recv && get_u64(h, "lease_ms", MAILBOX_LEASE_MAX_MS, &lease) < 0)
-        return bad(rs, "lease_ms must be an integer in 0..43200000");
-    msgs = calloc((size_t)max, sizeof(*msgs));
+    msgs = calloc((size_t)op->max, sizeof(*msgs));
     if (!msgs)
         return fail_eng(rs, ENG_E_NOMEM, "out of memory");
-    if (recv)
-        st = mailbox_recv(e->mailbox, ch, ch_len, (size_t)max, lease, rq->now_ms, msgs, &n);
+    if (op->kind == PROTO_RECV)
+        st = mailbox_recv(e->mailbox, op->channel.p, op->channel.n, (size_t)op->max, op->lease_ms,
+                          now_ms, msgs, &n);
     else
-        st = mailbox_peek(e->mailbox, ch, ch_len, (size_t)max, rq->now_ms, msgs, &n);
+        st = mailbox_peek(e->mailbox, op->channel.p, op->channel.n, (size_t)op->max, now_ms, msgs,
+                          &n);
     if (st != ENG_OK) {
         free(msgs);
         return fail_eng(rs, st, "bad channel");
@@ -468,28 +682,12 @@ static int mailbox_op_batch(struct engines *e, json_t *h, const struct proto_req
     return 200;
 }
 
-static int mailbox_op_ack(struct engines *e, json_t *h, struct proto_resp *rs)
+static int mailbox_op_ack(struct engines *e, const struct proto_op *op, struct proto_resp *rs)
 {
-    const char *ch;
-    size_t ch_len, n, acked = 0;
-    uint64_t ids[MAILBOX_BATCH_MAX];
-    json_t *arr = json_object_get(h, "ids"), *v;
+    size_t acked = 0;
     int st;
 
-    if (!get_channel(h, &ch, &ch_len))
-        return bad(rs, "channel must be a string");
-    if (!json_is_array(arr))
-        return bad(rs, "ids must be an array");
-    n = json_array_size(arr);
-    if (n > MAILBOX_BATCH_MAX)
-        return bad(rs, "at most 100 ids");
-    for (size_t i = 0; i < n; i++) {
-        v = json_array_get(arr, i);
-        if (!json_is_integer(v) || json_integer_value(v) < 0)
-            return bad(rs, "ids must be non-negative integers");
-        ids[i] = (uint64_t)json_integer_value(v);
-    }
-    st = mailbox_ack(e->mailbox, ch, ch_len, ids, n, &acked);
+    st = mailbox_ack(e->mailbox, op->channel.p, op->channel.n, op->ids, op->nids, &acked);
     if (st != ENG_OK)
         return fail_eng(rs, st, st == ENG_E_NOT_FOUND ? "no such channel" : "bad channel");
     rs->code = 200;
@@ -499,159 +697,59 @@ static int mailbox_op_ack(struct engines *e, json_t *h, struct proto_resp *rs)
 
 /* ------------------------------------------------------------ dispatch */
 
-static int dispatch(struct engines *e, json_t *h, const char *op, const struct proto_req *rq,
-                    struct proto_resp *rs)
+int proto_exec(struct engines *e, const struct proto_op *op, const uint8_t *body, size_t body_len,
+               uint64_t now_ms, struct proto_resp *rs)
 {
-#define OP(name) (strcmp(op, name) == 0)
-    switch (rq->app) {
+    const char *why;
+
+    memset(rs, 0, sizeof(*rs));
+    rs->op = proto_kind_name(op->kind);
+    /* The caller has given up: running the op would only spend work (and,
+     * for RECV, lease messages nobody will read). */
+    if (op->has_deadline && op->deadline_ms <= 0)
+        return fail(rs, 504, "deadline_exceeded", "deadline passed before service");
+    switch (op->app) {
     case 1: /* OAP_APP_STORAGE */
         if (!e->storage)
             return bad(rs, "storage is not served here");
-        if (OP("get"))
-            return storage_op_get(e, h, rs);
-        if (OP("has"))
-            return storage_op_has(e, h, rs);
-        if (OP("put"))
-            return storage_op_put(e, h, rq, rs);
         break;
     case 2: /* OAP_APP_INDEX */
         if (!e->index)
             return bad(rs, "index is not served here");
-        if (OP("resolve"))
-            return index_op_resolve(e, h, rs);
-        if (OP("put"))
-            return index_op_put(e, h, rq, rs);
-        if (OP("search"))
-            return index_op_search(e, h, rs);
         break;
     case 3: /* OAP_APP_MAILBOX */
         if (!e->mailbox)
             return bad(rs, "mailbox is not served here");
-        if (OP("send"))
-            return mailbox_op_send(e, h, rq, rs);
-        if (OP("recv"))
-            return mailbox_op_batch(e, h, rq, rs, true);
-        if (OP("peek"))
-            return mailbox_op_batch(e, h, rq, rs, false);
-        if (OP("ack"))
-            return mailbox_op_ack(e, h, rs);
         break;
     default: return bad(rs, "unknown app protocol");
     }
-#undef OP
-    return bad(rs, "unknown op");
-}
-
-/* The metric label of an op: a static string, so labels stay a fixed set
- * whatever a peer sends. */
-static const char *op_label(const char *op)
-{
-    static const char *const ops[] = {"get",  "has",  "put",  "resolve", "search",
-                                      "send", "recv", "peek", "ack"};
-
-    for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
-        if (strcmp(op, ops[i]) == 0)
-            return ops[i];
-    return "invalid";
-}
-
-/* Parsed request headers, memoised per thread and matched on their exact
- * bytes (a keyed SipHash only picks the slot). A header's meaning depends only on its bytes; for
- * in-process calls the deadline travels beside the header (proto_req.has_deadline), so the same
- * read of the same object or name is parsed once per thread, not once per request. The memo holds a
- * reference; ops only read the object. */
-#define HDR_MEMO_SLOTS   4096
-#define HDR_MEMO_KEY_MAX 256
-struct hdr_memo {
-    uint8_t key[HDR_MEMO_KEY_MAX]; /* the header bytes themselves: exact match */
-    size_t key_len;
-    json_t *h;
-};
-static __thread struct hdr_memo *hdr_memo;
-static __thread uint8_t hdr_sipkey[16];
-
-void proto_thread_release(void)
-{
-    if (hdr_memo == NULL)
-        return;
-    for (size_t i = 0; i < HDR_MEMO_SLOTS; i++)
-        json_decref(hdr_memo[i].h);
-    free(hdr_memo);
-    hdr_memo = NULL;
-}
-
-static json_t *parse_hdr(const struct proto_req *rq, json_error_t *jerr)
-{
-    if (!rq->has_deadline)
-        return json_loadb(rq->hdr, rq->hdr_len, JSON_REJECT_DUPLICATES, jerr);
-    if (rq->hdr_len > HDR_MEMO_KEY_MAX)
-        return json_loadb(rq->hdr, rq->hdr_len, JSON_REJECT_DUPLICATES, jerr);
-    if (hdr_memo == NULL) {
-        if ((hdr_memo = calloc(HDR_MEMO_SLOTS, sizeof(*hdr_memo))) == NULL)
-            return json_loadb(rq->hdr, rq->hdr_len, JSON_REJECT_DUPLICATES, jerr);
-        eng_random_key(hdr_sipkey, sizeof(hdr_sipkey));
+    if (!app_has(op->app, op->kind))
+        return bad(rs, "unknown op");
+    if ((why = op->bad ? op->bad : check(op)) != NULL)
+        return bad(rs, why);
+    switch (op->kind) {
+    case PROTO_GET: return storage_op_get(e, op, rs);
+    case PROTO_HAS: return storage_op_has(e, op, rs);
+    case PROTO_PUT:
+        return op->app == 1 ? storage_op_put(e, op, body, body_len, rs)
+                            : index_op_put(e, op, body, body_len, rs);
+    case PROTO_RESOLVE: return index_op_resolve(e, op, rs);
+    case PROTO_SEARCH: return index_op_search(e, op, rs);
+    case PROTO_SEND: return mailbox_op_send(e, op, body, body_len, now_ms, rs);
+    case PROTO_RECV:
+    case PROTO_PEEK: return mailbox_op_batch(e, op, now_ms, rs);
+    case PROTO_ACK: return mailbox_op_ack(e, op, rs);
+    default: return bad(rs, "unknown op"); /* not reached: app_has */
     }
-    /* The slot is picked by a keyed hash; a hit compares the bytes. */
-    struct hdr_memo *m = &hdr_memo[eng_siphash(hdr_sipkey, rq->hdr, rq->hdr_len) % HDR_MEMO_SLOTS];
-    if (m->h && m->key_len == rq->hdr_len && memcmp(m->key, rq->hdr, rq->hdr_len) == 0)
-        return json_incref(m->h);
-    json_t *h = json_loadb(rq->hdr, rq->hdr_len, JSON_REJECT_DUPLICATES, jerr);
-    if (h && json_is_object(h)) {
-        json_decref(m->h);
-        memcpy(m->key, rq->hdr, rq->hdr_len);
-        m->key_len = rq->hdr_len;
-        m->h = json_incref(h);
-    }
-    return h;
 }
 
 int proto_handle(struct engines *e, const struct proto_req *rq, struct proto_resp *rs)
 {
-    json_t *h;
-    json_error_t jerr;
-    const char *op;
-    size_t op_len;
-    json_int_t dl;
-    int code;
+    struct proto_parsed ps;
+    int code = proto_op_parse(&ps, rq->app, rq->hdr, rq->hdr_len, rs);
 
-    memset(rs, 0, sizeof(*rs));
-    rs->op = "invalid";
-    if (!rq->hdr || rq->hdr_len == 0)
-        return bad(rs, "missing header");
-    if (rq->hdr_len > PROTO_REQ_HDR_MAX_BYTES)
-        return fail(rs, 413, "too_large", "header over 8192 bytes");
-    h = parse_hdr(rq, &jerr);
-    if (!h)
-        return bad(rs, "header is not valid JSON");
-    if (!json_is_object(h)) {
-        code = bad(rs, "header is not a JSON object");
-        goto out;
-    }
-    if (get_str(h, "op", &op, &op_len) != 1 || strlen(op) != op_len) {
-        code = bad(rs, "op must be a string");
-        goto out;
-    }
-    rs->op = op_label(op);
-    if (rq->has_deadline && rq->deadline_ms <= 0) {
-        code = fail(rs, 504, "deadline_exceeded", "deadline passed before service");
-        goto out;
-    }
-    if (json_object_get(h, "deadline_ms")) {
-        json_t *v = json_object_get(h, "deadline_ms");
-        if (!json_is_integer(v)) {
-            code = bad(rs, "deadline_ms must be an integer");
-            goto out;
-        }
-        dl = json_integer_value(v);
-        if (dl <= 0) {
-            /* The caller has given up: running the op would only spend
-             * work (and, for RECV, lease messages nobody will read). */
-            code = fail(rs, 504, "deadline_exceeded", "deadline passed before service");
-            goto out;
-        }
-    }
-    code = dispatch(e, h, op, rq, rs);
-out:
-    json_decref(h);
+    if (code == 0)
+        code = proto_exec(e, &ps.op, rq->body, rq->body_len, rq->now_ms, rs);
+    proto_parsed_release(&ps);
     return code;
 }

@@ -1,11 +1,14 @@
 /*
  * proto.h — the app protocols of index, storage and mailbox (docs/OAP.md).
  *
- * One dispatcher turns a request (app id, header JSON, body) into a response
- * (HTTP-like status, header JSON, body) by calling the engines. The reference
- * services run it behind OAP/1 sockets; omnigate's micronode runs it in
- * process. Same code, same answers: a handler cannot tell the two apart.
- * No I/O here.
+ * One dispatcher turns a request into a response (HTTP-like status, header
+ * JSON, body) by calling the engines. A request is a typed op (op-t.h) and
+ * a body: proto_exec() runs it. On the wire a request is header JSON and a
+ * body: proto_handle() parses the header into a typed op
+ * (proto_op_parse()) and runs that. The reference services take the JSON
+ * path behind OAP/1 sockets; omnigate's micronode hands its typed ops
+ * straight to proto_exec(), with no JSON either way. Same code, same
+ * answers: a handler cannot tell the two apart. No I/O here.
  *
  * Request header JSON always has "op"; it may have "deadline_ms" (the
  * caller's remaining budget in ms: a request whose deadline has passed when
@@ -39,9 +42,13 @@
 #include "engines/common/buf.h"
 #include "engines/index/index.h"
 #include "engines/mailbox/mailbox.h"
+#include "engines/proto/op-t.h"
 #include "engines/storage/storage.h"
 
 #define PROTO_HDR_MAX_BYTES 2048
+/* Largest request header JSON accepted: the DATA header cap of OAP/1
+ * (OAP_DATA_HDR_MAX_BYTES); an ACK of MAILBOX_BATCH_MAX 20-digit ids fits. */
+#define PROTO_REQ_HDR_MAX_BYTES 8192
 
 struct engines {
     struct storage *storage; /* NULL when this process does not serve it */
@@ -49,6 +56,7 @@ struct engines {
     struct mailbox *mailbox;
 };
 
+/* A request as the wire carries it: header JSON and body. */
 struct proto_req {
     uint16_t app; /* OAP_APP_STORAGE, OAP_APP_INDEX, OAP_APP_MAILBOX */
     const char *hdr;
@@ -56,11 +64,6 @@ struct proto_req {
     const uint8_t *body;
     size_t body_len;
     uint64_t now_ms; /* engine clock (leases, idempotency windows): proto_now_ms() */
-    /* In-process callers pass the remaining deadline here instead of in the
-     * header, so that identical requests have identical header bytes and
-     * their parse can be memoised (see proto_handle). */
-    bool has_deadline;
-    int64_t deadline_ms;
 };
 
 /* A response. The body is a view kept alive by exactly one of blob / buf
@@ -78,18 +81,56 @@ struct proto_resp {
     const char *op;
 };
 
-/* Serve one request. Always fills rs (errors become error responses);
- * returns rs->code. */
+/* Serve one request whose header is JSON: proto_op_parse, then proto_exec.
+ * Always fills rs (errors become error responses); returns rs->code. */
 int proto_handle(struct engines *e, const struct proto_req *rq, struct proto_resp *rs);
+
+/* Serve one typed request: op with the body (borrowed for the call) at
+ * engine time now_ms. Checked in this order, each failure answered as an
+ * error response: the deadline (504), the app and whether it is served
+ * here, the op (400), the fields (400, the same reasons the JSON path
+ * gives), then the engine's own answer. Always fills rs; returns rs->code.
+ * Parses no JSON. */
+int proto_exec(struct engines *e, const struct proto_op *op, const uint8_t *body, size_t body_len,
+               uint64_t now_ms, struct proto_resp *rs);
+
+/* A request header parsed: the op, and what its slices point into (so it
+ * is used where it was parsed: op.ids points into the struct itself). */
+struct proto_parsed {
+    struct proto_op op;
+    void *doc; /* the JSON document (jansson's); the op's strings are its */
+    uint64_t ids[MAILBOX_BATCH_MAX];
+};
+
+/* Parse header JSON hdr[0..n) of app into ps->op. Returns 0 (the op may
+ * still carry a refused field in op.bad, which proto_exec answers), or the
+ * status of an error response written to rs: 413 for a header over
+ * PROTO_REQ_HDR_MAX_BYTES, 400 for one that is not a JSON object (duplicate
+ * keys refused), names no op, or has a malformed "deadline_ms". Either way
+ * release ps with proto_parsed_release. Counted in proto_json_parses(). */
+int proto_op_parse(struct proto_parsed *ps, uint16_t app, const char *hdr, size_t n,
+                   struct proto_resp *rs);
+void proto_parsed_release(struct proto_parsed *ps);
+
+/* Headers this thread has parsed (proto_op_parse calls), for tests that
+ * check a path parses none. */
+uint64_t proto_json_parses(void);
+
+/* The op's name ("get", ..., "ack"; "invalid" for PROTO_NONE or out of
+ * range): the "op" of its header and its metric label. Static. */
+const char *proto_kind_name(enum proto_kind k);
+
+/* Copying an op whose strings and ids must outlive their owner: the bytes
+ * they need (proto_op_copy_size), then the copy into mem, which must hold
+ * that many and outlive dst. dst may be src. */
+size_t proto_op_copy_size(const struct proto_op *op);
+void proto_op_copy(struct proto_op *dst, const struct proto_op *src, void *mem);
 
 void proto_resp_release(struct proto_resp *rs);
 
-/* Free this thread's memo of parsed request headers (at thread exit). */
 /* The clock engines keep: wall-clock milliseconds (message sent_ms is shown
  * to clients), the same in micronode and in the reference services, so both
  * profiles answer alike. */
 uint64_t proto_now_ms(void);
-
-void proto_thread_release(void);
 
 #endif

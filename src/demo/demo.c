@@ -9,7 +9,6 @@
 
 #include "cas/cas.h"
 #include "ds/op.h"
-#include "oap/oap-t.h"
 
 /* xorshift64*: reproducible bytes, not randomness anyone relies on. */
 static uint64_t rng_next(uint64_t *s)
@@ -32,7 +31,7 @@ static void fill(uint8_t *p, size_t n, uint64_t seed)
 struct ctx {
     demo_emit_fn emit;
     void *arg;
-    struct ds_op op;
+    struct ds_req req;
 };
 
 /* Store bytes, return their address in out (b3:...). */
@@ -41,24 +40,22 @@ static int put_obj(struct ctx *c, const void *p, size_t n, char out[CAS_ADDR_CHA
     struct cas_addr a;
     cas_hash(p, n, &a);
     cas_addr_format(&a, out);
-    if (ds_op_put(&c->op, (struct slice){out, CAS_ADDR_CHARS}) != 0)
-        return -1;
-    return c->emit(c->arg, OAP_APP_STORAGE, c->op.req.hdr, p, n);
+    (void)ds_op_put(&c->req, &a); /* cannot fail: no string */
+    return c->emit(c->arg, &c->req.op, p, n);
 }
 
 static int put_name(struct ctx *c, const char *name, const char *manifest)
 {
-    if (ds_op_index_put(&c->op, name, strlen(name)) != 0)
+    if (ds_op_index_put(&c->req, name, strlen(name)) != 0)
         return -1;
-    return c->emit(c->arg, OAP_APP_INDEX, c->op.req.hdr, (const uint8_t *)manifest,
-                   strlen(manifest));
+    return c->emit(c->arg, &c->req.op, (const uint8_t *)manifest, strlen(manifest));
 }
 
 static int send_msg(struct ctx *c, const char *channel, const char *body, const char *key)
 {
-    if (ds_op_send(&c->op, channel, key) != 0)
+    if (ds_op_send(&c->req, channel, key) != 0)
         return -1;
-    return c->emit(c->arg, OAP_APP_MAILBOX, c->op.req.hdr, (const uint8_t *)body, strlen(body));
+    return c->emit(c->arg, &c->req.op, (const uint8_t *)body, strlen(body));
 }
 
 /* A small image-like object: PNG signature followed by seeded bytes. */

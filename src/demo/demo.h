@@ -18,11 +18,13 @@
 #define DEMO_ARTICLES 100
 #define DEMO_CLIPS    4
 
-/* emit is called once per operation, in order: app is OAP_APP_STORAGE /
- * OAP_APP_INDEX / OAP_APP_MAILBOX, hdr is the request header JSON
- * (NUL-terminated, engines/proto/proto.h), body may be NULL. Returns 0 or
+struct proto_op;
+
+/* emit is called once per operation, in order: op is the typed request
+ * (engines/proto/op-t.h; op->app is OAP_APP_STORAGE / OAP_APP_INDEX /
+ * OAP_APP_MAILBOX), valid during the call; body may be NULL. Returns 0 or
  * the first non-zero emit result (or -1 if memory ran out). */
-typedef int (*demo_emit_fn)(void *arg, uint16_t app, const char *hdr, const uint8_t *body,
+typedef int (*demo_emit_fn)(void *arg, const struct proto_op *op, const uint8_t *body,
                             size_t body_len);
 int demo_generate(demo_emit_fn emit, void *arg);
 

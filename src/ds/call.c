@@ -17,6 +17,7 @@
 #include "ds/coalesce.h"
 #include "ds/hedge.h"
 #include "ds/stats.h"
+#include "engines/proto/proto.h"
 #include "ops/metrics.h"
 
 const struct ds_backend *ds__backends[DS__COUNT];
@@ -59,7 +60,6 @@ void ds_resp_free(struct ds_resp *resp)
 static void on_timer_closed(uv_handle_t *h)
 {
     struct ds_call *c = h->data;
-    free(c->hdr_copy);
     free(c->body_copy);
     free(c->wire_hdr);
     free(c);
@@ -70,22 +70,21 @@ void ds__call_free(struct ds_call *c)
     uv_close((uv_handle_t *)&c->timer, on_timer_closed);
 }
 
-struct ds_call *ds__call_new(struct worker *w, const struct ds_req *req, ds_cb cb, void *arg)
+struct ds_call *ds__call_new(struct ds_worker *dw, const struct ds_req *req, ds_cb cb, void *arg)
 {
-    struct ds_call *c = calloc(1, sizeof(*c));
+    /* The op's strings live in the call's own block, so a caller may
+     * rebuild its request at once, and a retry or a hedge (which copies
+     * c->req again) never reads the caller's memory. */
+    struct ds_call *c = malloc(sizeof(*c) + proto_op_copy_size(&req->op));
     if (c == NULL)
         return NULL;
-    c->w = w;
+    memset(c, 0, sizeof(*c));
+    c->dw = dw;
     c->req = *req;
+    proto_op_copy(&c->req.op, &req->op, c->op_mem);
     c->cb = cb;
     c->arg = arg;
     c->t0_ns = uv_hrtime();
-    c->hdr_copy = malloc(req->hdr_len + 1);
-    if (c->hdr_copy == NULL)
-        goto fail;
-    memcpy(c->hdr_copy, req->hdr, req->hdr_len);
-    c->hdr_copy[req->hdr_len] = '\0';
-    c->req.hdr = c->hdr_copy;
     if (req->corr_id) {
         size_t cl = strnlen(req->corr_id, sizeof(c->corr_id) - 1);
         memcpy(c->corr_id, req->corr_id, cl);
@@ -104,11 +103,10 @@ struct ds_call *ds__call_new(struct worker *w, const struct ds_req *req, ds_cb c
     }
     /* The timer last: once it is initialised the loop knows it, and c may
      * only be freed by its close callback (ds__call_free). */
-    uv_timer_init(&w->loop, &c->timer);
+    uv_timer_init(dw->loop, &c->timer);
     c->timer.data = c;
     return c;
 fail:
-    free(c->hdr_copy);
     free(c);
     return NULL;
 }
@@ -126,7 +124,7 @@ void ds__call_timer_start(struct ds_call *c, uint64_t ms)
  * the hedge time. */
 static void arm(struct ds_call *c)
 {
-    uint64_t now = uv_now(&c->w->loop);
+    uint64_t now = uv_now(c->dw->loop);
     uint64_t due = c->req.deadline_ms;
     if (c->backoff_until_ms && c->backoff_until_ms < due)
         due = c->backoff_until_ms;
@@ -138,7 +136,7 @@ static void arm(struct ds_call *c)
 static void on_timer(uv_timer_t *t)
 {
     struct ds_call *c = t->data;
-    uint64_t now = uv_now(&c->w->loop);
+    uint64_t now = uv_now(c->dw->loop);
     if (c->send_failed) {
         struct ds_resp r = {.code = 0, .err = c->send_err};
         c->send_failed = false;
@@ -174,10 +172,10 @@ static void on_timer(uv_timer_t *t)
 bool ds__admit(struct ds_call *c)
 {
     enum ds_service svc = c->req.svc;
-    retry_budget_deposit(&retry_budget[svc], (int)c->w->cfg->ds_retry_budget_pct);
+    retry_budget_deposit(&retry_budget[svc], (int)ds__cfg(c->dw)->ds_retry_budget_pct);
     long n = atomic_fetch_add(&ds__inflight[svc], 1) + 1;
     c->counted = true;
-    if (n > c->w->cfg->ds_concurrency[svc]) {
+    if (n > ds__cfg(c->dw)->ds_concurrency[svc]) {
         atomic_fetch_sub(&ds__inflight[svc], 1);
         c->counted = false;
         c->shed = true;
@@ -192,7 +190,7 @@ void ds__attempt(struct ds_call *c)
     c->backoff_until_ms = 0;
     c->attempts++;
     c->in_attempt = true;
-    uint64_t hedge_ms = (uint64_t)c->w->cfg->ds_hedge_after_ms;
+    uint64_t hedge_ms = (uint64_t)ds__cfg(c->dw)->ds_hedge_after_ms;
     if (hedge_ms && c->req.idempotent && !c->is_hedge && c->attempts == 1)
         hedge_arm(c, hedge_ms);
     int e = ds__backends[c->req.svc]->send(c);
@@ -219,16 +217,15 @@ void ds__attempt_abort(struct ds_call *c)
 void ds__attempt_done(struct ds_call *c, struct ds_resp *resp)
 {
     c->in_attempt = false;
-    const struct og_config *cfg = c->w->cfg;
-    uint64_t now = uv_now(&c->w->loop);
+    const struct og_config *cfg = ds__cfg(c->dw);
+    uint64_t now = uv_now(c->dw->loop);
     if (c->req.idempotent && retry_is_transient(resp) && c->attempts <= cfg->ds_retry_max &&
         now < c->req.deadline_ms) {
-        struct ds_worker *dw = ds__worker(c->w);
-        uint64_t wait = retry_backoff_ms(c->attempts, &dw->rng);
+        uint64_t wait = retry_backoff_ms(c->attempts, &c->dw->rng);
         if (now + wait < c->req.deadline_ms && retry_budget_take(&retry_budget[c->req.svc])) {
             if (resp->release)
                 resp->release(resp->owner);
-            SHARD_ADD(stats_of(c->w)->retries[c->req.svc], 1);
+            SHARD_ADD(stats_of(c->dw)->retries[c->req.svc], 1);
             c->backoff_until_ms = now + wait;
             arm(c);
             return;
@@ -262,7 +259,7 @@ void ds__finish(struct ds_call *c, struct ds_resp *resp)
     if (c->twin) /* our own attempt answered first */
         hedge_lost(c);
     ds__call_release(c);
-    coalesce_leave(ds__worker(c->w), c);
+    coalesce_leave(c->dw, c);
     /* The owner is wrapped so that every receiver can keep it
      * independently (ds_resp_keep). */
     struct ds_owner *o = NULL;
@@ -290,7 +287,7 @@ void ds__finish(struct ds_call *c, struct ds_resp *resp)
             continue;
         f->finished = true;
         uv_timer_stop(&f->timer);
-        SHARD_ADD(stats_of(f->w)->coalesced[f->req.svc], 1);
+        SHARD_ADD(stats_of(f->dw)->coalesced[f->req.svc], 1);
         if (!f->cancelled && f->cb) {
             struct ds_resp fr = *resp;
             fr.coalesced = true;
@@ -312,18 +309,16 @@ void ds__fail(struct ds_call *c, enum og_err e)
 
 /* ---- the interface ------------------------------------------------------ */
 
-struct ds_call *ds_call(struct worker *w, const struct ds_req *req, ds_cb cb, void *arg)
+struct ds_call *ds_call(struct ds_worker *dw, const struct ds_req *req, ds_cb cb, void *arg)
 {
-    struct ds_call *c = ds__call_new(w, req, cb, arg);
+    struct ds_call *c = ds__call_new(dw, req, cb, arg);
     if (c == NULL)
         return NULL;
-    c->req.coalesce_key = NULL; /* borrowed: only read below, while req is alive */
 
     /* Coalescing: an identical read in flight on this worker answers both. */
-    struct ds_worker *dw = ds__worker(w);
-    bool coalesce = req->idempotent && req->coalesce_key;
+    bool coalesce = req->idempotent && req->coalesce;
     if (coalesce) {
-        struct ds_call *l = coalesce_find(dw, req->svc, c->hdr_copy);
+        struct ds_call *l = coalesce_find(dw, &c->req);
         if (l) {
             coalesce_join(l, c);
             arm(c);

@@ -21,9 +21,9 @@ extern const struct ds_backend *ds__backends[DS__COUNT];
 /* Calls in flight per downstream, all workers (the concurrency limit). */
 extern atomic_long ds__inflight[DS__COUNT];
 
-/* A call of w with private copies of req's header and body. Returns NULL
+/* A call on dw with private copies of req's op (with its strings) and body. Returns NULL
  * when out of memory; nothing then needs releasing. */
-struct ds_call *ds__call_new(struct worker *w, const struct ds_req *req, ds_cb cb, void *arg);
+struct ds_call *ds__call_new(struct ds_worker *dw, const struct ds_req *req, ds_cb cb, void *arg);
 /* Release c's memory once its timer is closed (after ds__call_release). */
 void ds__call_free(struct ds_call *c);
 /* Take a slot of the per-downstream limit and deposit into the retry

@@ -5,10 +5,19 @@
 
 #include <string.h>
 
-struct ds_call *coalesce_find(const struct ds_worker *dw, enum ds_service svc, const char *hdr)
+bool coalesce_same(const struct ds_req *a, const struct ds_req *b)
+{
+    const struct proto_op *x = &a->op, *y = &b->op;
+    return a->svc == b->svc && x->kind == PROTO_GET && y->kind == PROTO_GET && x->app == y->app &&
+           memcmp(&x->obj, &y->obj, sizeof(x->obj)) == 0 && x->has_off == y->has_off &&
+           x->has_len == y->has_len && (!x->has_off || x->off == y->off) &&
+           (!x->has_len || x->len == y->len);
+}
+
+struct ds_call *coalesce_find(const struct ds_worker *dw, const struct ds_req *req)
 {
     for (struct ds_call *l = dw->coalesce_head; l; l = l->cnext)
-        if (l->req.svc == svc && strcmp(l->hdr_copy, hdr) == 0 && !l->finished)
+        if (!l->finished && coalesce_same(&l->req, req))
             return l;
     return NULL;
 }

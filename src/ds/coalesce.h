@@ -5,9 +5,10 @@
  * objects are immutable under their address. Worker-local, no loop: the
  * table is a list in struct ds_worker, the links are in struct ds_call.
  *
- * Identical means the same service and the same header JSON (which holds
- * the address and the range); the call's own deadline still applies to a
- * follower, and a leader whose caller cancels goes on for its followers
+ * Identical means the same key, derived from the typed op: the service,
+ * a storage get, its address and the range as it was asked for (whole, or
+ * off and len). Only gets are coalesced. The call's own deadline still
+ * applies to a follower, and a leader whose caller cancels goes on for its followers
  * (call.c).
  */
 #ifndef DS_COALESCE_H
@@ -15,8 +16,11 @@
 
 #include "ds/internal.h"
 
-/* The unfinished leader in dw identical to (svc, hdr), or NULL. */
-struct ds_call *coalesce_find(const struct ds_worker *dw, enum ds_service svc, const char *hdr);
+/* Whether reads a and b are identical (the key above). */
+bool coalesce_same(const struct ds_req *a, const struct ds_req *b);
+
+/* The unfinished leader in dw identical to req, or NULL. */
+struct ds_call *coalesce_find(const struct ds_worker *dw, const struct ds_req *req);
 
 /* f follows l: it is answered when l is. */
 void coalesce_join(struct ds_call *l, struct ds_call *f);

@@ -18,15 +18,10 @@ const char *const ds__service_names[DS__COUNT] = {"index", "storage", "mailbox"}
 const char *ds__remote_addr[DS__COUNT];
 int ds__remote_pool_size = 2;
 
-/* Per-worker state, by worker id (ds__worker); the table is made at
+/* Per-worker state, by worker id (ds_worker_init); the table is made at
  * start-up, each entry used by its worker only. */
 static struct ds_worker *workers;
 static int nstates;
-
-struct ds_worker *ds__worker(const struct worker *w)
-{
-    return &workers[w->id < nstates ? w->id : nstates - 1];
-}
 
 const char *ds_service_name(enum ds_service s)
 {
@@ -79,12 +74,20 @@ int ds_start(const struct og_config *cfg, int nworkers)
     return 0;
 }
 
-void ds_worker_init(struct worker *w)
+struct ds_worker *ds_worker_init(int id, uv_loop_t *loop, const struct og_config *const *cfg,
+                                 ds_drained_fn drained, void *arg)
 {
-    retry_rng_seed(&ds__worker(w)->rng, 0);
+    struct ds_worker *dw = &workers[id < nstates ? id : nstates - 1];
+    dw->id = id;
+    dw->loop = loop;
+    dw->cfg = cfg;
+    dw->drained = drained;
+    dw->drained_arg = arg;
+    retry_rng_seed(&dw->rng, 0);
     for (int s = 0; s < DS__COUNT; s++)
         if (ds__backends[s]->worker_init)
-            ds__backends[s]->worker_init(w, (enum ds_service)s);
+            ds__backends[s]->worker_init(dw, (enum ds_service)s);
+    return dw;
 }
 
 void ds_stop(void)

@@ -3,9 +3,11 @@
  * mailbox, whether they run in process (micronode) or behind OAP/1 sockets
  * (macronode). A handler cannot tell the two apart (DESIGN §2).
  *
- * A call is an app-protocol request (engines/proto/proto.h): a header JSON
- * object with "op" and its fields, and an optional body. The downstream
- * layer adds the caller's remaining deadline ("deadline_ms"), enforces the
+ * A call is an app-protocol request (engines/proto/proto.h): a typed op
+ * (engines/proto/op-t.h, made by a builder of ds/op.h) and an optional
+ * body. In process the op goes to the engines as it is; a remote backend
+ * writes it as header JSON on the wire. The downstream layer adds the
+ * caller's remaining deadline ("deadline_ms"), enforces the
  * per-downstream concurrency limit, retries idempotent reads within the
  * deadline under a shared retry budget, coalesces identical storage reads,
  * and records per-hop metrics. The callback always runs on the calling
@@ -19,9 +21,11 @@
 #include <stdint.h>
 
 #include "core/status.h"
+#include "engines/proto/op-t.h"
 
-struct worker;
+struct ds_worker;
 struct og_config;
+struct uv_loop_s;
 
 enum ds_service { DS_INDEX, DS_STORAGE, DS_MAILBOX, DS__COUNT };
 
@@ -46,17 +50,18 @@ typedef void (*ds_cb)(void *arg, struct ds_resp *resp);
 
 struct ds_req {
     enum ds_service svc;
-    const char *op;  /* metric label: "get", "resolve", ... (static string) */
-    const char *hdr; /* header JSON object, without deadline_ms */
-    size_t hdr_len;
-    const void *body; /* borrowed until the callback */
+    /* What to ask, without a deadline (the call adds it); its kind is the
+     * `op` label of the downstream metrics. Its strings are borrowed until
+     * ds_call() returns: the call keeps a copy of the op. */
+    struct proto_op op;
+    const void *body; /* copied by ds_call() too */
     size_t body_len;
     uint64_t deadline_ms; /* loop time (uv_now) at which the caller gives up */
     const char *corr_id;  /* the request's X-Corr-ID, sent on to remote services (or NULL) */
     bool idempotent;      /* reads: may be retried, hedged and coalesced */
-    /* For coalescing storage reads: address + range key, or NULL. */
-    const char *coalesce_key;
-    size_t coalesce_key_len;
+    /* Storage reads: identical reads in flight on one worker (same address
+     * and range, coalesce.h) share one downstream request. */
+    bool coalesce;
     /* ds_call_stream only: chunks the consumer may hold before the producer
      * is paused (DS_STREAM_WINDOW_MIN..MAX; 0 = DS_STREAM_WINDOW_DEF). */
     unsigned stream_window;
@@ -64,10 +69,11 @@ struct ds_req {
 
 struct ds_call;
 
-/* Start a call on worker w. Returns a handle (for ds_cancel) or NULL when the
- * call could not even be queued; in every case cb runs exactly once, later,
- * unless the call is cancelled first. */
-struct ds_call *ds_call(struct worker *w, const struct ds_req *req, ds_cb cb, void *arg);
+/* Start a call on the worker whose handle is dw (ds_worker_init). Returns a
+ * handle (for ds_cancel) or NULL when the call could not even be queued; in
+ * every case cb runs exactly once, later, unless the call is cancelled
+ * first. */
+struct ds_call *ds_call(struct ds_worker *dw, const struct ds_req *req, ds_cb cb, void *arg);
 
 /* The caller no longer wants the answer: cb (or a stream's callbacks) will
  * not run. NULL is a no-op; a handle must not be used once its call ended. */
@@ -126,10 +132,10 @@ struct ds_stream_cbs {
     void (*on_end)(void *arg, int status);
 };
 
-/* Start a streamed call (see above); req->idempotent and coalesce_key are
+/* Start a streamed call (see above); req->idempotent and coalesce are
  * ignored. cbs is copied. Returns a handle for ds_cancel, or NULL when the
  * call could not be created (no callback will run). */
-struct ds_call *ds_call_stream(struct worker *w, const struct ds_req *req,
+struct ds_call *ds_call_stream(struct ds_worker *dw, const struct ds_req *req,
                                const struct ds_stream_cbs *cbs, void *arg);
 
 /* The consumer is done with a chunk's bytes. NULL is a no-op. */
@@ -143,8 +149,19 @@ void ds_resp_free(struct ds_resp *resp);
  * (macronode), and per-worker state for nworkers loops (worker ids 0 ..
  * nworkers - 1). Returns 0 or -1 with a message on stderr. */
 int ds_start(const struct og_config *cfg, int nworkers);
-/* Per worker, before its loop runs: pools, timers, coalescing table. */
-void ds_worker_init(struct worker *w);
+/* Whether a worker has drained (no client connection left while the
+ * server drains): its remote pools close then, so its loop can end. */
+typedef bool (*ds_drained_fn)(void *arg);
+
+/* Per worker, on its thread before its loop runs: the downstream handle of
+ * worker id (0 .. nworkers - 1 of ds_start) whose calls, timers and pools
+ * run on loop. cfg is where the worker keeps its current configuration
+ * snapshot, read at each use (so a reload reaches ds/ with no call);
+ * drained(arg) is asked once per pool tick (NULL: never drained). Returns
+ * the handle, which lives until ds_stop; handlers get it from their context
+ * (http_ctx.ds). ds/ knows nothing else of the worker. */
+struct ds_worker *ds_worker_init(int id, struct uv_loop_s *loop, const struct og_config *const *cfg,
+                                 ds_drained_fn drained, void *arg);
 void ds_stop(void);
 
 /* Whether all three downstreams are in process. */

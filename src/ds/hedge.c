@@ -34,8 +34,8 @@ uint64_t hedge_delay_ms(const uint64_t counts[STATS_BUCKETS], uint64_t hedge_aft
 
 void hedge_arm(struct ds_call *c, uint64_t hedge_after_ms)
 {
-    const uint64_t *counts = stats_of(c->w)->lat[c->req.svc][stats_op_index(c->req.op)];
-    c->hedge_at_ms = uv_now(&c->w->loop) + hedge_delay_ms(counts, hedge_after_ms);
+    const uint64_t *counts = stats_of(c->dw)->lat[c->req.svc][stats_op_index(c->req.op.kind)];
+    c->hedge_at_ms = uv_now(c->dw->loop) + hedge_delay_ms(counts, hedge_after_ms);
 }
 
 /* The twin answered. A good answer wins for the parent; a failed one is
@@ -46,7 +46,7 @@ static void on_twin(void *arg, struct ds_resp *r)
     parent->twin = NULL;
     if (parent->finished || r->code == 0 || r->code >= 500)
         return;
-    SHARD_ADD(stats_of(parent->w)->hedged[parent->req.svc][0], 1);
+    SHARD_ADD(stats_of(parent->dw)->hedged[parent->req.svc][0], 1);
     ds__attempt_abort(parent);
     struct ds_resp won = *r;
     if (won.owner) /* the twin's finish drops its own reference afterwards */
@@ -58,9 +58,10 @@ void hedge_start(struct ds_call *c)
 {
     if (!retry_budget_take(&retry_budget[c->req.svc]))
         return; /* hedges share the retry budget */
+    /* r's strings are c's copy: the twin copies them again. */
     struct ds_req r = c->req;
-    r.coalesce_key = NULL;
-    struct ds_call *t = ds__call_new(c->w, &r, on_twin, c);
+    r.coalesce = false;
+    struct ds_call *t = ds__call_new(c->dw, &r, on_twin, c);
     if (t == NULL)
         return;
     t->is_hedge = true;
@@ -72,6 +73,6 @@ void hedge_lost(struct ds_call *c)
 {
     struct ds_call *t = c->twin;
     c->twin = NULL;
-    SHARD_ADD(stats_of(c->w)->hedged[c->req.svc][1], 1);
+    SHARD_ADD(stats_of(c->dw)->hedged[c->req.svc][1], 1);
     ds_cancel(t);
 }

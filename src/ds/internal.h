@@ -9,10 +9,10 @@
 
 #include <uv.h>
 
+#include "config/config.h"
 #include "ds/ds.h"
 #include "ds/retry.h"
 #include "http/request-t.h"
-#include "net/server.h"
 
 /* Shared ownership of a response's bytes (coalesced callers share one). */
 struct ds_owner {
@@ -34,25 +34,33 @@ struct ds_chunk {
     void (*release)(struct ds_chunk *ch);
 };
 
-/* A worker's downstream state, one per worker loop (ds__worker): the
- * core's coalescing table and PRNG, and each backend's per-worker part.
- * Worker-local. */
+/* A worker's downstream state and handle, one per worker loop
+ * (ds_worker_init): what ds/ needs of the worker (its loop, its config
+ * snapshot, its index, whether it drained), the core's coalescing table
+ * and PRNG, and each backend's per-worker part. Worker-local. */
 struct rworker;
 struct local_worker;
 struct ds_worker {
+    int id;                             /* worker index: picks per-worker shards */
+    uv_loop_t *loop;                    /* calls, timers and pools run here */
+    const struct og_config *const *cfg; /* the worker's current snapshot (ds__cfg) */
+    ds_drained_fn drained;              /* NULL: never drained */
+    void *drained_arg;
     struct ds_call *coalesce_head; /* reads in flight here (coalesce.c) */
     struct retry_rng rng;          /* retry jitter (retry.c), seeded by ds_worker_init */
     struct rworker *remote;        /* connection pools (remote.c), NULL before use */
     struct local_worker *local;    /* in-process engine queue (local.c) */
 };
 
-/* w's downstream state (w->id indexes the table ds_start made). */
-struct ds_worker *ds__worker(const struct worker *w);
+/* dw's configuration snapshot now. */
+static inline const struct og_config *ds__cfg(const struct ds_worker *dw)
+{
+    return *dw->cfg;
+}
 
 struct ds_call {
-    struct worker *w;
-    struct ds_req req;                  /* copy; req.hdr points at hdr_copy */
-    char *hdr_copy;                     /* the caller's header JSON, owned */
+    struct ds_worker *dw; /* the worker the call runs on */
+    struct ds_req req;    /* copy; the strings of req.op are in op_mem, req.body in body_copy */
     char corr_id[HTTP_CORR_ID_MAX + 1]; /* X-Corr-ID travelling on to remote services */
     void *body_copy;                    /* the caller's body, owned */
     char *wire_hdr; /* remote backend: header JSON as sent, deadline_ms first; freed with c */
@@ -87,21 +95,22 @@ struct ds_call {
     struct ds_chunk *chunks; /* those chunks */
     uint64_t stall_ms;       /* producer progress budget after the head */
     void *bstream;           /* backend's stream state */
+    uint64_t op_mem[];       /* req.op's strings and ids (proto_op_copy) */
 };
 
-/* A backend starts one attempt of c (c->req.hdr, c->req.body) and later
+/* A backend starts one attempt of c (c->req.op, c->req.body) and later
  * calls ds__attempt_done exactly once, unless ds core calls abort first.
  * send returns 0, or a negative value if the attempt could not start (then
  * ds__attempt_done must not be called): DS_SEND_NOMEM when it ran out of
  * memory (the call fails INTERNAL), any other when the service cannot be
  * reached (BAD_GATEWAY, which an idempotent call may retry). The core
- * answers either on a later turn. Both run on c->w's loop. */
+ * answers either on a later turn. Both run on c->dw's loop. */
 #define DS_SEND_NOMEM (-2)
 struct ds_backend {
     const char *name;
     int (*send)(struct ds_call *c);
     void (*abort)(struct ds_call *c);
-    void (*worker_init)(struct worker *w, enum ds_service svc);
+    void (*worker_init)(struct ds_worker *dw, enum ds_service svc);
     /* A stream's consumer released one chunk of c, which is still running:
      * the backend may let the producer send one more. Never delivers a
      * chunk from inside (the consumer may be in its own callback). */

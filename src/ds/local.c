@@ -4,9 +4,11 @@
  *
  * A call is queued on its worker and served on a later loop turn (a zero
  * timer), exactly as a remote answer would arrive, so handlers see the same
- * ordering in both profiles. The engines' reads take no lock (immutable
- * snapshots, docs/ARCHITECTURE.md "Engines"); only their writes lock, inside
- * the engine. Stored objects come back as ref-counted blobs, so the answer
+ * ordering in both profiles. Its typed op goes to the engines' dispatcher
+ * as it is (proto_exec): no request header JSON is written or parsed in
+ * process, only the answer's small header is. The engines' reads take no
+ * lock (immutable snapshots, docs/ARCHITECTURE.md "Engines"); only their
+ * writes lock, inside the engine. Stored objects come back as ref-counted blobs, so the answer
  * holds nothing of the engine's while its bytes are used.
  *
  * Streams (ds_call_stream) get the same answer, then its body in slices of
@@ -207,18 +209,13 @@ static void on_tick(uv_timer_t *t)
             r.code = 0;
             r.err = OG_E_INTERNAL;
         } else {
-            /* The deadline goes beside the header (not inside it) so the
-             * engines' dispatcher can reuse the parse of identical requests. */
-            uint64_t now = uv_now(&c->w->loop);
-            struct proto_req rq = {.app = ds__app_id(c->req.svc),
-                                   .hdr = c->req.hdr,
-                                   .hdr_len = c->req.hdr_len,
-                                   .body = c->req.body,
-                                   .body_len = c->req.body_len,
-                                   .now_ms = proto_now_ms(),
-                                   .has_deadline = true,
-                                   .deadline_ms = (int64_t)c->req.deadline_ms - (int64_t)now};
-            proto_handle(ds_local_engines(), &rq, rs);
+            /* The remaining deadline, as a remote service would get it;
+             * the call's own copy of the op carries it to this attempt. */
+            uint64_t now = uv_now(c->dw->loop);
+            c->req.op.has_deadline = true;
+            c->req.op.deadline_ms = (int64_t)c->req.deadline_ms - (int64_t)now;
+            proto_exec(ds_local_engines(), &c->req.op, c->req.body, c->req.body_len, proto_now_ms(),
+                       rs);
             r.code = rs->code;
             r.hdr = rs->hdr;
             r.hdr_len = rs->hdr_len;
@@ -239,7 +236,7 @@ static void on_tick(uv_timer_t *t)
 
 static int local_send(struct ds_call *c)
 {
-    struct local_worker *lw = ds__worker(c->w)->local;
+    struct local_worker *lw = c->dw->local;
     c->qnext = NULL;
     c->bstate = lw;
     if (lw->tail)
@@ -282,13 +279,12 @@ static void local_consumed(struct ds_call *c)
         ls_queue(ls);
 }
 
-static void local_worker_init(struct worker *w, enum ds_service svc)
+static void local_worker_init(struct ds_worker *dw, enum ds_service svc)
 {
-    struct ds_worker *dw = ds__worker(w);
     if (dw->local)
         return;
     struct local_worker *lw = xcalloc(1, sizeof(*lw));
-    uv_timer_init(&w->loop, &lw->tick);
+    uv_timer_init(dw->loop, &lw->tick);
     lw->tick.data = lw;
     uv_unref((uv_handle_t *)&lw->tick);
     dw->local = lw;

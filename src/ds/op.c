@@ -1,154 +1,247 @@
 /*
- * op.c — typed downstream requests (op.h).
+ * op.c — typed downstream requests and their header JSON (op.h).
  *
- * Headers are written straight into the op's own array: the keys and op
- * names are fixed ASCII and addresses are hex, so only the caller's strings
- * go through the JSON escaper (jw_escape, as every JSON the project writes).
- * That keeps a header at a few hundred instructions, no more than the
- * snprintf() it replaces on the media path. DS_OP_HDR_MAX bounds every
- * header the builders can write (strings are checked against DS_OP_STR_MAX
- * first), so the buffer never grows.
+ * The builders only fill in a struct. The writer puts a header straight
+ * into the caller's array: the keys and op names are fixed ASCII and
+ * addresses are hex, so only strings go through the JSON escaper
+ * (jw_escape, as every JSON the project writes). Every bound is checked
+ * before a byte is written, so DS_OP_HDR_MAX always holds the result and
+ * the buffer never grows.
  */
 #include "ds/op.h"
 
+#include <stddef.h>
 #include <string.h>
 
-#include "core/dec.h"
 #include "core/jw.h"
+#include "ds/internal.h"
+#include "engines/proto/proto.h"
+#include "oap/oap-t.h"
 
-_Static_assert(DS_OP_HDR_MAX > 2 * 6 * DS_OP_STR_MAX + 2 * 20 + 64, "header bound");
+_Static_assert(DS_OP_HDR_MAX <= PROTO_REQ_HDR_MAX_BYTES,
+               "every header written is one the services accept");
 
-enum field_kind { F_STR, F_NUM, F_ADDR };
+/* ---- builders ----------------------------------------------------------- */
 
-/* One member of a header: "KEY": then a string to escape, a number or an
- * address. */
-struct field {
-    const char *key; /* fixed ASCII, no escaping needed */
-    enum field_kind kind;
-    const char *s;
+/* r for kind on svc, read or not. */
+static void start(struct ds_req *r, enum ds_service svc, enum proto_kind kind, bool read)
+{
+    memset(r, 0, sizeof(*r));
+    r->svc = svc;
+    r->op.app = ds__app_id(svc);
+    r->op.kind = kind;
+    r->idempotent = read;
+}
+
+/* r for kind with one string, the op's field at offset off. */
+static int with_str(struct ds_req *r, enum ds_service svc, enum proto_kind kind, bool read,
+                    size_t off, const char *p, size_t n)
+{
+    if (n > DS_OP_STR_MAX)
+        return -1;
+    start(r, svc, kind, read);
+    *(struct proto_str *)(void *)((char *)&r->op + off) = (struct proto_str){p, n};
+    return 0;
+}
+#define FIELD(f) offsetof(struct proto_op, f)
+
+int ds_op_resolve(struct ds_req *r, const char *name, size_t n)
+{
+    return with_str(r, DS_INDEX, PROTO_RESOLVE, true, FIELD(name), name, n);
+}
+
+int ds_op_search(struct ds_req *r, const char *prefix, size_t n, uint64_t limit)
+{
+    if (with_str(r, DS_INDEX, PROTO_SEARCH, true, FIELD(prefix), prefix, n) != 0)
+        return -1;
+    r->op.limit = limit;
+    return 0;
+}
+
+int ds_op_index_put(struct ds_req *r, const char *name, size_t n)
+{
+    return with_str(r, DS_INDEX, PROTO_PUT, false, FIELD(name), name, n);
+}
+
+int ds_op_peek(struct ds_req *r, const char *channel, size_t n, uint64_t max)
+{
+    if (with_str(r, DS_MAILBOX, PROTO_PEEK, true, FIELD(channel), channel, n) != 0)
+        return -1;
+    r->op.max = max;
+    return 0;
+}
+
+int ds_op_send(struct ds_req *r, const char *channel, const char *key)
+{
+    size_t kn = key ? strlen(key) : 0;
+    if (kn > DS_OP_STR_MAX ||
+        with_str(r, DS_MAILBOX, PROTO_SEND, false, FIELD(channel), channel, strlen(channel)) != 0)
+        return -1;
+    r->op.key = (struct proto_str){key, kn};
+    return 0;
+}
+
+int ds_op_has(struct ds_req *r, const struct cas_addr *obj)
+{
+    start(r, DS_STORAGE, PROTO_HAS, true);
+    r->op.obj = *obj;
+    return 0;
+}
+
+int ds_op_get(struct ds_req *r, const struct cas_addr *obj, bool ranged, uint64_t off, uint64_t len)
+{
+    start(r, DS_STORAGE, PROTO_GET, true);
+    r->op.obj = *obj;
+    r->op.has_off = r->op.has_len = ranged;
+    r->op.off = ranged ? off : 0;
+    r->op.len = ranged ? len : 0;
+    r->coalesce = true;
+    return 0;
+}
+
+int ds_op_put(struct ds_req *r, const struct cas_addr *expect)
+{
+    start(r, DS_STORAGE, PROTO_PUT, false);
+    if (expect) {
+        r->op.has_expect = true;
+        r->op.expect = *expect;
+    }
+    return 0;
+}
+
+/* ---- the writer --------------------------------------------------------- */
+
+struct w {
+    char *p;
     size_t n;
-    uint64_t v;
-    const struct cas_addr *addr;
 };
 
-static size_t put(char *p, const char *s)
+static void lit(struct w *w, const char *s, size_t n)
 {
-    size_t n = strlen(s);
-    memcpy(p, s, n);
-    return n;
+    memcpy(w->p + w->n, s, n);
+    w->n += n;
+}
+#define LIT(w, s) lit((w), (s), sizeof(s) - 1)
+
+/* ,"KEY": (the first member has no comma) */
+static void key(struct w *w, const char *k)
+{
+    if (w->n > 1)
+        w->p[w->n++] = ',';
+    w->p[w->n++] = '"';
+    lit(w, k, strlen(k));
+    LIT(w, "\":");
 }
 
-/* Write {"op":"NAME", then the fields in order} into op and fill in its
- * request. Returns 0, or -1 when a string is over DS_OP_STR_MAX. */
-static int build(struct ds_op *op, enum ds_service svc, const char *name, bool read,
-                 const struct field *f, size_t nf)
+static void num(struct w *w, const char *k, uint64_t v)
 {
-    for (size_t i = 0; i < nf; i++)
-        if (f[i].kind == F_STR && f[i].n > DS_OP_STR_MAX)
-            return -1;
-    char *h = op->hdr;
-    size_t n = put(h, "{\"op\":\"");
-    n += put(h + n, name);
-    h[n++] = '"';
-    for (size_t i = 0; i < nf; i++) {
-        h[n++] = ',';
-        h[n++] = '"';
-        n += put(h + n, f[i].key);
-        h[n++] = '"';
-        h[n++] = ':';
-        switch (f[i].kind) {
-        case F_NUM: n += dec_u64(h + n, f[i].v); break;
-        case F_ADDR:
-            h[n++] = '"';
-            cas_addr_format(f[i].addr, h + n);
-            n += CAS_ADDR_CHARS;
-            h[n++] = '"';
-            break;
-        case F_STR: {
-            /* Within the bound: the buffer never has to grow. */
-            struct buf b = {h, n, sizeof(op->hdr) - 1};
-            struct jw w;
-            h[n++] = '"';
-            b.n = n;
-            jw_init(&w, &b);
-            jw_escape(&w, f[i].s, f[i].n);
-            if (jw_failed(&w))
-                return -1;
-            n = b.n;
-            h[n++] = '"';
-            break;
-        }
-        }
-    }
-    h[n++] = '}';
-    h[n] = '\0';
-    op->req =
-        (struct ds_req){.svc = svc, .op = name, .hdr = op->hdr, .hdr_len = n, .idempotent = read};
-    return 0;
+    key(w, k);
+    w->n += dec_u64(w->p + w->n, v);
 }
 
-#define STR(k, p, len)                                                                             \
-    {                                                                                              \
-        .key = (k), .kind = F_STR, .s = (p), .n = (len)                                            \
-    }
-#define NUM(k, x)                                                                                  \
-    {                                                                                              \
-        .key = (k), .kind = F_NUM, .v = (x)                                                        \
-    }
-#define ADDR(k, a)                                                                                 \
-    {                                                                                              \
-        .key = (k), .kind = F_ADDR, .addr = (a)                                                    \
-    }
-
-int ds_op_resolve(struct ds_op *op, const char *name, size_t n)
+static void addr(struct w *w, const char *k, const struct cas_addr *a)
 {
-    const struct field f[] = {STR("name", name, n)};
-    return build(op, DS_INDEX, "resolve", true, f, 1);
+    key(w, k);
+    w->p[w->n++] = '"';
+    cas_addr_format(a, w->p + w->n);
+    w->n += CAS_ADDR_CHARS;
+    w->p[w->n++] = '"';
 }
 
-int ds_op_search(struct ds_op *op, const char *prefix, size_t n, uint64_t limit)
+/* A string within DS_OP_STR_MAX, escaped: at most 6 bytes per byte, which
+ * DS_OP_HDR_MAX counts for, so the buffer never has to grow. An absent one
+ * is left out, as the parser would find it. */
+static void string(struct w *w, const char *k, struct proto_str s)
 {
-    const struct field f[] = {STR("prefix", prefix, n), NUM("limit", limit)};
-    return build(op, DS_INDEX, "search", true, f, 2);
+    if (s.p == NULL)
+        return;
+    key(w, k);
+    struct buf b = {w->p, w->n + 1, DS_OP_HDR_MAX - 1};
+    struct jw j;
+    w->p[w->n] = '"';
+    jw_init(&j, &b);
+    jw_escape(&j, s.p, s.n);
+    w->n = b.n;
+    w->p[w->n++] = '"';
 }
 
-int ds_op_index_put(struct ds_op *op, const char *name, size_t n)
+/* The strings of op, for the bound checks. */
+static bool strings_fit(const struct proto_op *op)
 {
-    const struct field f[] = {STR("name", name, n)};
-    return build(op, DS_INDEX, "put", false, f, 1);
+    const struct proto_str *s[] = {&op->name, &op->prefix, &op->channel, &op->key};
+    for (size_t i = 0; i < sizeof(s) / sizeof(s[0]); i++)
+        if (s[i]->n > DS_OP_STR_MAX)
+            return false;
+    return true;
 }
 
-int ds_op_peek(struct ds_op *op, const char *channel, size_t n, uint64_t max)
+int ds_op_write(const struct proto_op *op, const char *corr_id, char out[DS_OP_HDR_MAX])
 {
-    const struct field f[] = {STR("channel", channel, n), NUM("max", max)};
-    return build(op, DS_MAILBOX, "peek", true, f, 2);
-}
+    size_t cl = corr_id ? strnlen(corr_id, DS_OP_CORR_ID_MAX + 1) : 0;
+    struct w w = {out, 0};
 
-int ds_op_send(struct ds_op *op, const char *channel, const char *key)
-{
-    const struct field f[] = {STR("channel", channel, strlen(channel)),
-                              STR("key", key, strlen(key))};
-    return build(op, DS_MAILBOX, "send", false, f, 2);
-}
-
-int ds_op_has(struct ds_op *op, const struct cas_addr *obj)
-{
-    const struct field f[] = {ADDR("obj", obj)};
-    return build(op, DS_STORAGE, "has", true, f, 1);
-}
-
-int ds_op_get(struct ds_op *op, const struct cas_addr *obj, bool ranged, uint64_t off, uint64_t len)
-{
-    const struct field f[] = {ADDR("obj", obj), NUM("off", off), NUM("len", len)};
-    if (build(op, DS_STORAGE, "get", true, f, ranged ? 3 : 1) != 0)
+    if (op->kind <= PROTO_NONE || op->kind >= PROTO__KINDS || !strings_fit(op) ||
+        cl > DS_OP_CORR_ID_MAX || op->nids > MAILBOX_BATCH_MAX)
         return -1;
-    op->req.coalesce_key = op->req.hdr;
-    op->req.coalesce_key_len = op->req.hdr_len;
-    return 0;
-}
-
-int ds_op_put(struct ds_op *op, struct slice expect)
-{
-    const struct field f[] = {STR("expect", expect.p, expect.n)};
-    return build(op, DS_STORAGE, "put", false, f, expect.n ? 1 : 0);
+    out[w.n++] = '{';
+    if (op->has_deadline) {
+        key(&w, "deadline_ms");
+        if (op->deadline_ms < 0)
+            out[w.n++] = '-';
+        w.n += dec_u64(out + w.n, op->deadline_ms < 0 ? (uint64_t)0 - (uint64_t)op->deadline_ms
+                                                      : (uint64_t)op->deadline_ms);
+    }
+    if (cl) {
+        key(&w, "corr_id");
+        out[w.n++] = '"';
+        lit(&w, corr_id, cl);
+        out[w.n++] = '"';
+    }
+    key(&w, "op");
+    out[w.n++] = '"';
+    lit(&w, proto_kind_name(op->kind), strlen(proto_kind_name(op->kind)));
+    out[w.n++] = '"';
+    switch (op->kind) {
+    case PROTO_GET:
+        addr(&w, "obj", &op->obj);
+        if (op->has_off)
+            num(&w, "off", op->off);
+        if (op->has_len)
+            num(&w, "len", op->len);
+        break;
+    case PROTO_HAS: addr(&w, "obj", &op->obj); break;
+    case PROTO_PUT:
+        if (op->app == OAP_APP_INDEX)
+            string(&w, "name", op->name);
+        else if (op->has_expect)
+            addr(&w, "expect", &op->expect);
+        break;
+    case PROTO_RESOLVE: string(&w, "name", op->name); break;
+    case PROTO_SEARCH:
+        string(&w, "prefix", op->prefix);
+        num(&w, "limit", op->limit);
+        break;
+    default: /* mailbox */
+        string(&w, "channel", op->channel);
+        if (op->kind == PROTO_SEND)
+            string(&w, "key", op->key);
+        if (op->kind == PROTO_RECV || op->kind == PROTO_PEEK)
+            num(&w, "max", op->max);
+        if (op->kind == PROTO_RECV && op->lease_ms)
+            num(&w, "lease_ms", op->lease_ms);
+        if (op->kind == PROTO_ACK) {
+            key(&w, "ids");
+            out[w.n++] = '[';
+            for (size_t i = 0; i < op->nids; i++) {
+                if (i)
+                    out[w.n++] = ',';
+                w.n += dec_u64(out + w.n, op->ids[i]);
+            }
+            out[w.n++] = ']';
+        }
+        break;
+    }
+    out[w.n++] = '}';
+    out[w.n] = '\0';
+    return (int)w.n;
 }

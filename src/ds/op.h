@@ -1,14 +1,22 @@
 /*
- * op.h — one typed builder per downstream op: the request header JSON that
- * goes on the wire, and the ds_req around it (service, the op label of the
- * downstream metrics, idempotence, the coalescing key of storage reads).
+ * op.h — one typed builder per downstream op, and the one writer of an op
+ * as request header JSON.
+ *
+ * A builder fills a ds_req: the typed op (engines/proto/op-t.h) whose kind
+ * is also the `op` label of the downstream metrics, the service,
+ * idempotence, and whether identical reads coalesce. It writes no JSON and
+ * allocates nothing: an in-process call hands the op to the engines as it
+ * is. Strings are borrowed from the caller until ds_call() returns (the
+ * call copies them), so one ds_req can be rebuilt and sent again.
+ *
+ * The JSON is written only where a request leaves the process: by the
+ * remote backend for each attempt (with the remaining deadline and the
+ * correlation id) and by `omnigate seed`. ds_op_write() is that writer; its
+ * output is what engines/proto parses back into the same op.
  *
  * Used by every caller that talks to a downstream: the view and feed
- * handlers, media, and the demo data set. The header is written into the
- * op itself (no allocation); ds_call() copies it, so one op can be rebuilt
- * and sent again. The header is NUL-terminated (not counted in hdr_len).
- *
- * A new downstream op gets its builder here.
+ * handlers, media, and the demo data set. A new downstream op gets its
+ * builder here (and its fields in ds_op_write).
  */
 #ifndef DS_OP_H
 #define DS_OP_H
@@ -17,41 +25,55 @@
 #include <stdint.h>
 
 #include "cas/cas.h"
-#include "core/buf.h"
+#include "core/dec.h"
 #include "ds/ds.h"
+#include "engines/mailbox/mailbox.h"
 
-/* Strings in a header (names, channels, prefixes, keys): at most this many
+/* Strings in an op (names, channels, prefixes, keys): at most this many
  * bytes each, so that a header, every byte escaped as \u00XX, still fits. */
 #define DS_OP_STR_MAX 255
-/* Two such strings escaped (6 bytes per byte), two numbers and the keys. */
-#define DS_OP_HDR_MAX (2 * 6 * DS_OP_STR_MAX + 160)
+/* The longest corr_id written (HTTP_CORR_ID_MAX). */
+#define DS_OP_CORR_ID_MAX 64
+/* Every header ds_op_write can write, NUL included: two strings escaped (6
+ * bytes per byte), an ACK's ids, the deadline and corr_id, numbers, keys. */
+#define DS_OP_HDR_MAX                                                                              \
+    (2 * 6 * DS_OP_STR_MAX + MAILBOX_BATCH_MAX * (DEC_U64_MAX_CHARS + 1) + DS_OP_CORR_ID_MAX + 320)
 
-struct ds_op {
-    struct ds_req req; /* .hdr points into hdr; the caller sets deadline_ms (and body) */
-    char hdr[DS_OP_HDR_MAX];
-};
-
-/* Each returns 0, or -1 when a string is longer than DS_OP_STR_MAX (the
- * op is then unusable). The header is shown after each. */
+/* Each returns 0, or -1 when a string is longer than DS_OP_STR_MAX (r is
+ * then unusable). The header the wire carries is shown after each. */
 
 /* index {"op":"resolve","name":NAME}; a read. */
-int ds_op_resolve(struct ds_op *op, const char *name, size_t n);
+int ds_op_resolve(struct ds_req *r, const char *name, size_t n);
 /* index {"op":"search","prefix":PREFIX,"limit":LIMIT}; a read. */
-int ds_op_search(struct ds_op *op, const char *prefix, size_t n, uint64_t limit);
+int ds_op_search(struct ds_req *r, const char *prefix, size_t n, uint64_t limit);
 /* index {"op":"put","name":NAME}; the manifest is the body. */
-int ds_op_index_put(struct ds_op *op, const char *name, size_t n);
+int ds_op_index_put(struct ds_req *r, const char *name, size_t n);
 /* mailbox {"op":"peek","channel":CHANNEL,"max":MAX}; a read. */
-int ds_op_peek(struct ds_op *op, const char *channel, size_t n, uint64_t max);
-/* mailbox {"op":"send","channel":CHANNEL,"key":KEY}; the message is the body. */
-int ds_op_send(struct ds_op *op, const char *channel, const char *key);
+int ds_op_peek(struct ds_req *r, const char *channel, size_t n, uint64_t max);
+/* mailbox {"op":"send","channel":CHANNEL,"key":KEY}; the message is the
+ * body. key NULL: no idempotency key. */
+int ds_op_send(struct ds_req *r, const char *channel, const char *key);
 /* storage {"op":"has","obj":OBJ}; a read. */
-int ds_op_has(struct ds_op *op, const struct cas_addr *obj);
+int ds_op_has(struct ds_req *r, const struct cas_addr *obj);
 /* storage {"op":"get","obj":OBJ}, or with ranged {..,"off":OFF,"len":LEN};
- * a read, coalesced with identical reads (the header is the key). */
-int ds_op_get(struct ds_op *op, const struct cas_addr *obj, bool ranged, uint64_t off,
+ * a read, coalesced with identical reads (same address and range). */
+int ds_op_get(struct ds_req *r, const struct cas_addr *obj, bool ranged, uint64_t off,
               uint64_t len);
 /* storage {"op":"put"}, or {"op":"put","expect":EXPECT} when expect is not
- * empty (an address the body must hash to); the object is the body. */
-int ds_op_put(struct ds_op *op, struct slice expect);
+ * NULL (an address the body must hash to); the object is the body. */
+int ds_op_put(struct ds_req *r, const struct cas_addr *expect);
+
+/*
+ * op as request header JSON, into out (DS_OP_HDR_MAX bytes): first
+ * "deadline_ms" when op->has_deadline, then "corr_id" when corr_id is not
+ * NULL or empty (at most DS_OP_CORR_ID_MAX bytes of [A-Za-z0-9._:-], as the
+ * edge validated it: it is not escaped), then "op" and the op's fields in
+ * the order shown above (recv: channel, max, lease_ms when not 0; ack:
+ * channel, ids). Strings are JSON-escaped (jw_escape). NUL-terminated.
+ * Returns the length, or -1 for an op this writer refuses: an unknown
+ * kind, a string over DS_OP_STR_MAX, a corr_id over DS_OP_CORR_ID_MAX, or
+ * more than MAILBOX_BATCH_MAX ids. Never allocates.
+ */
+int ds_op_write(const struct proto_op *op, const char *corr_id, char out[DS_OP_HDR_MAX]);
 
 #endif

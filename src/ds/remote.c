@@ -3,7 +3,7 @@
  * downstream services (macronode, DESIGN §2 and §5).
  *
  * Each worker keeps, per remote service, ds__remote_pool_size connections on
- * its own loop (shared-nothing; the state hangs off ds__worker(w)->remote).
+ * its own loop (shared-nothing; the state hangs off its struct ds_worker).
  * The connections themselves — socket, decoding, HELLO, frame writes and
  * their batching, stream credit, close — are OAP/1 endpoints in the client
  * role (oapnet/oapnet.h); this file keeps what is omnigate's: pools,
@@ -83,6 +83,7 @@
 #include "core/dec.h"
 #include "core/log.h"
 #include "ds/internal.h"
+#include "ds/op.h"
 #include "oapnet/oapnet.h"
 #include "ops/metrics.h"
 
@@ -136,7 +137,7 @@ struct rpool {
 };
 
 struct rworker {
-    struct worker *w;
+    struct ds_worker *dw;
     struct rpool pools[DS__COUNT];
     uv_timer_t tick;
     struct wbatch_set batches; /* every connection's, written once per loop turn */
@@ -171,7 +172,7 @@ static uint32_t rw_rand(struct rworker *rw)
 
 static uint64_t now_ms(struct rconn *rc)
 {
-    return uv_now(&rc->pool->rw->w->loop);
+    return uv_now(rc->pool->rw->dw->loop);
 }
 
 static struct rconn *rconn_of(struct oapnet *ep)
@@ -192,7 +193,7 @@ static void rw_maybe_free(struct rworker *rw)
         return;
     for (int s = 0; s < DS__COUNT; s++)
         free(rw->pools[s].conns);
-    ds__worker(rw->w)->remote = NULL;
+    rw->dw->remote = NULL;
     free(rw);
 }
 
@@ -556,7 +557,7 @@ static void conn_start(struct rconn *rc)
     if (rc->started_once)
         atomic_fetch_add(&reconnects[p->svc], 1);
     rc->started_once = true;
-    if (oapnet_connect(&rc->ep, &rw->w->loop, &p->addr) != 0) {
+    if (oapnet_connect(&rc->ep, rw->dw->loop, &p->addr) != 0) {
         conn_backoff(rc);
         return;
     }
@@ -585,9 +586,9 @@ static void rw_stop(struct rworker *rw)
 static void on_tick(uv_timer_t *t)
 {
     struct rworker *rw = t->data;
-    uint64_t now = uv_now(&rw->w->loop);
+    uint64_t now = uv_now(rw->dw->loop);
 
-    if (worker_drained(rw->w)) {
+    if (rw->dw->drained && rw->dw->drained(rw->dw->drained_arg)) {
         rw_stop(rw);
         return;
     }
@@ -641,9 +642,9 @@ static void register_metrics(void)
 
 /* ---------------------------------------------------------------- backend */
 
-static void remote_worker_init(struct worker *w, enum ds_service svc)
+static void remote_worker_init(struct ds_worker *dw, enum ds_service svc)
 {
-    struct rworker *rw = ds__worker(w)->remote;
+    struct rworker *rw = dw->remote;
     struct rpool *p;
     struct oap_hello ours;
     int n = ds__remote_pool_size > 0 ? ds__remote_pool_size : 1;
@@ -652,19 +653,19 @@ static void remote_worker_init(struct worker *w, enum ds_service svc)
         register_metrics();
     if (rw == NULL) {
         rw = xcalloc(1, sizeof(*rw));
-        rw->w = w;
-        rw->rnd = uv_hrtime() ^ ((uint64_t)(w->id + 1) << 40) ^ (uintptr_t)rw;
+        rw->dw = dw;
+        rw->rnd = uv_hrtime() ^ ((uint64_t)(dw->id + 1) << 40) ^ (uintptr_t)rw;
         if (rw->rnd == 0)
             rw->rnd = 1;
-        uv_timer_init(&w->loop, &rw->tick);
+        uv_timer_init(dw->loop, &rw->tick);
         rw->tick.data = rw;
         rw->handles++;
         uv_timer_start(&rw->tick, on_tick, REMOTE_TICK_MS, REMOTE_TICK_MS);
         uv_unref((uv_handle_t *)&rw->tick);
-        wbatch_set_init(&rw->batches, &w->loop);
+        wbatch_set_init(&rw->batches, dw->loop);
         rw->batches.check.data = rw->batches.idle.data = rw;
         rw->handles += 2; /* closed by wbatch_set_close, with on_handle_closed */
-        ds__worker(w)->remote = rw;
+        dw->remote = rw;
     }
     p = &rw->pools[svc];
     p->rw = rw;
@@ -683,7 +684,7 @@ static void remote_worker_init(struct worker *w, enum ds_service svc)
         oapnet_init(&rc->ep, OAPNET_CLIENT, &conn_ops, &rw->batches, &ours);
         rc->ep.in_max = REMOTE_STREAM_MAX_BYTES;
         rc->pool = p;
-        uv_timer_init(&w->loop, &rc->timer);
+        uv_timer_init(dw->loop, &rc->timer);
         rc->timer.data = rc;
         rw->handles++;
         /* Connect on the worker's own loop, once it runs. */
@@ -693,38 +694,30 @@ static void remote_worker_init(struct worker *w, enum ds_service svc)
 
 /* ---- wire header -------------------------------------------------------- */
 
-/* c's header as the service reads it: the caller's remaining deadline
- * first, then the correlation id, then the caller's fields. In process the
- * deadline travels beside the header instead (engines/proto/proto.h), so
- * only this backend builds one. Returns 0, or -1 out of memory. */
+_Static_assert(DS_OP_CORR_ID_MAX >= HTTP_CORR_ID_MAX, "every corr_id is written");
+
+/* c's header as the service reads it, written from the typed op for each
+ * attempt (ds_op_write): the caller's remaining deadline first, then the
+ * correlation id (validated to [A-Za-z0-9._:-] at the edge, so it needs no
+ * escaping), then the op's fields. Only this backend writes request
+ * header JSON: in process the op goes to the engines as it is. Returns 0,
+ * or DS_SEND_NOMEM out of memory or for an op the writer refuses (none a
+ * builder makes): the call fails INTERNAL, not retried. */
 static int wire_hdr_build(struct ds_call *c)
 {
-    uint64_t now = uv_now(&c->w->loop);
-    uint64_t left = c->req.deadline_ms > now ? c->req.deadline_ms - now : 0;
-    /* The correlation id is validated to [A-Za-z0-9._:-] at the edge, so it
-     * needs no escaping. */
-    char pre[sizeof("{\"deadline_ms\":") + DEC_U64_MAX_CHARS + sizeof(",\"corr_id\":\"") +
-             sizeof(c->corr_id) + 2];
-    size_t n = 0, cl = strlen(c->corr_id);
-    memcpy(pre, "{\"deadline_ms\":", 15);
-    n = 15 + dec_u64(pre + 15, left);
-    if (cl) {
-        memcpy(pre + n, ",\"corr_id\":\"", 12);
-        memcpy(pre + n + 12, c->corr_id, cl);
-        n += 12 + cl;
-        pre[n++] = '"';
-    }
-    if (c->req.hdr_len > 2)
-        pre[n++] = ',';
-    size_t rest = c->req.hdr_len > 1 ? c->req.hdr_len - 1 : 0; /* skip the caller's '{' */
-    char *p = realloc(c->wire_hdr, n + rest + 1);
+    uint64_t now = uv_now(c->dw->loop);
+    char h[DS_OP_HDR_MAX];
+    c->req.op.has_deadline = true;
+    c->req.op.deadline_ms = c->req.deadline_ms > now ? (int64_t)(c->req.deadline_ms - now) : 0;
+    int n = ds_op_write(&c->req.op, c->corr_id, h);
+    if (n < 0)
+        return DS_SEND_NOMEM;
+    char *p = realloc(c->wire_hdr, (size_t)n + 1);
     if (p == NULL)
-        return -1;
-    memcpy(p, pre, n);
-    memcpy(p + n, c->req.hdr + 1, rest);
-    p[n + rest] = '\0';
+        return DS_SEND_NOMEM;
+    memcpy(p, h, (size_t)n + 1);
     c->wire_hdr = p;
-    c->wire_hdr_len = n + rest;
+    c->wire_hdr_len = (size_t)n;
     return 0;
 }
 
@@ -732,7 +725,7 @@ static int wire_hdr_build(struct ds_call *c)
  * the service is down (the core answers BAD_GATEWAY). */
 static int remote_send(struct ds_call *c)
 {
-    struct rworker *rw = ds__worker(c->w)->remote;
+    struct rworker *rw = c->dw->remote;
     struct rpool *p;
     struct rconn *rc;
 
@@ -759,7 +752,7 @@ static int remote_send(struct ds_call *c)
 
 static void remote_abort(struct ds_call *c)
 {
-    struct rworker *rw = ds__worker(c->w)->remote;
+    struct rworker *rw = c->dw->remote;
     struct rslot *s = c->bstate;
 
     c->bstate = NULL;

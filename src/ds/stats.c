@@ -10,8 +10,10 @@
 #include "ds/call.h"
 #include "ops/metrics.h"
 
+/* The op label: each kind's name in enum proto_kind's order, then "other". */
 static const char *const OPS[STATS_OPS] = {"get",  "has",  "put",  "resolve", "search",
                                            "send", "recv", "peek", "ack",     "other"};
+_Static_assert(STATS_OPS == PROTO__KINDS, "one label per kind, and other");
 /* Status labels: app codes, then transport outcomes. */
 static const int CODES[STATS_CODES] = {200, 201, 206, 400, 404, 413, 416, 429, 500,
                                        502, 503, 504, 507, -1,  -2,  -3,  -4};
@@ -27,14 +29,9 @@ const double stats_le[STATS_BUCKETS - 1] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0
 static struct stats_shard *shards; /* one per worker; read-only pointer after start */
 static int nshards;
 
-/* The op's label index, for each call that went downstream: the first byte
- * tells most names apart, so strcmp runs about once. */
-int stats_op_index(const char *op)
+int stats_op_index(enum proto_kind kind)
 {
-    for (int i = 0; i < STATS_OPS - 1; i++)
-        if (OPS[i][0] == op[0] && strcmp(OPS[i], op) == 0)
-            return i;
-    return STATS_OPS - 1;
+    return kind > PROTO_NONE && kind < PROTO__KINDS ? (int)kind - 1 : STATS_OPS - 1;
 }
 
 static int code_index(const struct ds_resp *r)
@@ -49,15 +46,15 @@ static int code_index(const struct ds_resp *r)
     return 8; /* other codes are counted as 500 */
 }
 
-struct stats_shard *stats_of(struct worker *w)
+struct stats_shard *stats_of(const struct ds_worker *dw)
 {
-    return &shards[w->id < nshards ? w->id : nshards - 1];
+    return &shards[dw->id < nshards ? dw->id : nshards - 1];
 }
 
 void stats_observe(const struct ds_call *c, const struct ds_resp *r)
 {
-    struct stats_shard *s = stats_of(c->w);
-    int svc = c->req.svc, op = stats_op_index(c->req.op);
+    struct stats_shard *s = stats_of(c->dw);
+    int svc = c->req.svc, op = stats_op_index(c->req.op.kind);
     SHARD_ADD(s->req[svc][op][c->cancelled ? CODE_CANCELLED : code_index(r)], 1);
     uint64_t us = (uint64_t)(r->latency_ms * 1000.0);
     SHARD_ADD(s->lat[svc][op][metrics_bucket(stats_le, STATS_BUCKETS - 1, us)], 1);

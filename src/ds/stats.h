@@ -27,18 +27,17 @@ struct stats_shard {
     uint64_t hedged[DS__COUNT][2]; /* won, lost */
 };
 
-struct worker;
 struct ds_call;
 
 /* Allocate one shard per worker (nshards) and register the downstream
  * metric families and gauges. Start-up only; returns 0 or -1 (no memory). */
 int stats_start(int nshards);
 
-/* The shard of worker w (written only by w's thread). */
-struct stats_shard *stats_of(struct worker *w);
+/* The shard of worker dw (written only by its thread). */
+struct stats_shard *stats_of(const struct ds_worker *dw);
 
-/* The label index of an op name ("other" for names not in the list). */
-int stats_op_index(const char *op);
+/* The label index of an op kind ("other" for PROTO_NONE). */
+int stats_op_index(enum proto_kind kind);
 
 /* Count a finished call (or a stream's head) with its latency: status from
  * r, or "cancelled" when the caller gave up. */

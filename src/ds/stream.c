@@ -9,25 +9,24 @@
 #include "ds/call.h"
 #include "ds/stats.h"
 
-struct ds_call *ds_call_stream(struct worker *w, const struct ds_req *req,
+struct ds_call *ds_call_stream(struct ds_worker *dw, const struct ds_req *req,
                                const struct ds_stream_cbs *cbs, void *arg)
 {
     if (cbs == NULL || !cbs->on_head || !cbs->on_chunk || !cbs->on_end)
         return NULL;
-    struct ds_call *c = ds__call_new(w, req, NULL, arg);
+    struct ds_call *c = ds__call_new(dw, req, NULL, arg);
     if (c == NULL)
         return NULL;
     c->stream = true;
     c->scbs = *cbs;
     /* No retry, hedge or coalescing (ds.h says why). */
     c->req.idempotent = false;
-    c->req.coalesce_key = NULL;
-    c->req.coalesce_key_len = 0;
+    c->req.coalesce = false;
     unsigned win = req->stream_window ? req->stream_window : DS_STREAM_WINDOW_DEF;
     c->window = win < DS_STREAM_WINDOW_MIN   ? DS_STREAM_WINDOW_MIN
                 : win > DS_STREAM_WINDOW_MAX ? DS_STREAM_WINDOW_MAX
                                              : win;
-    uint64_t now = uv_now(&w->loop);
+    uint64_t now = uv_now(dw->loop);
     c->stall_ms = req->deadline_ms > now ? req->deadline_ms - now : 1;
     if (ds__admit(c))
         ds__attempt(c);

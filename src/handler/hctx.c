@@ -1,9 +1,9 @@
 /*
  * hctx.c — handler context: request link, cancel hook, calls in flight.
  *
- * The one place a handler reaches the configuration and the worker through
- * its request (hctx_cfg, hctx_worker), so that how a handler gets them can
- * change here alone.
+ * The one place a handler reaches the configuration and the downstream
+ * handle through its request (hctx_cfg, hctx_ds), so that how a handler
+ * gets them can change here alone.
  */
 #include "handler/hctx.h"
 
@@ -19,7 +19,7 @@ const struct og_config *hctx_cfg(const struct http_req *req)
     return req->ctx->cfg;
 }
 
-struct worker *hctx_worker(const struct http_req *req)
+struct ds_worker *hctx_ds(const struct http_req *req)
 {
     return req->ctx->ds;
 }
@@ -134,7 +134,7 @@ int hctx_call(struct hctx *h, struct hctx_call *c, const struct ds_req *dr, cons
     c->h = h;
     c->hop = hop;
     c->on_resp = cb;
-    c->call = ds_call(hctx_worker(h->req), &d, call_on_resp, c);
+    c->call = ds_call(hctx_ds(h->req), &d, call_on_resp, c);
     if (c->call == NULL)
         return -1;
     c->next = h->calls;

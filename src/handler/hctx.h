@@ -114,9 +114,10 @@ enum og_err hctx_call_err(int code, enum og_err err);
  * the request timeout answers 504 (DESIGN §6). */
 uint64_t hctx_hop_deadline(const struct http_req *req);
 
-/* The configuration and worker a handler runs with. */
+/* The configuration a handler runs with, and its worker's downstream
+ * handle (for ds_call). */
 const struct og_config *hctx_cfg(const struct http_req *req);
-struct worker *hctx_worker(const struct http_req *req);
+struct ds_worker *hctx_ds(const struct http_req *req);
 
 /* A name or channel in a path: 1..255 of [A-Za-z0-9._:-]. */
 #define HCTX_NAME_MAX 255

@@ -16,10 +16,10 @@
 
 struct admit_worker;
 struct buf;
+struct ds_worker;
 struct metrics_shard;
 struct og_config;
 struct router;
-struct worker;
 
 struct http_ctx {
     int id;                      /* worker index: picks per-worker shards of other modules */
@@ -27,10 +27,10 @@ struct http_ctx {
     const struct og_config *cfg; /* this worker's snapshot, replaced on reload */
     struct metrics_shard *m;     /* this worker's HTTP metric shard */
     const struct router *router; /* this listener's routes */
-    /* Downstream handle: ds_call() runs the call on this worker's loop.
-     * NEEDSWORK: ds/ still takes net's struct worker (loop, config, id). */
-    struct worker *ds;
-    struct buf *logbuf;         /* access log lines; the loop's owner flushes it once per turn */
+    /* Downstream handle (ds_worker_init): ds_call() runs the call on this
+     * worker's loop, with this context's cfg. NULL on the admin loop. */
+    struct ds_worker *ds;
+    struct buf *logbuf; /* access log lines; the loop's owner flushes it once per turn */
     struct admit_worker *admit; /* this worker's admission queues (admit/), NULL on admin */
 
     /* Cached "Date: ...\r\n" header line, rebuilt when the second changes. */

@@ -132,9 +132,9 @@ static void obj_call(struct obj_ctx *o, struct ds_req *dr, ds_cb cb,
     dr->deadline_ms = req->deadline_ms;
     dr->corr_id = req->corr_id;
     if (cbs)
-        o->call = ds_call_stream(hctx_worker(req), dr, cbs, o);
+        o->call = ds_call_stream(hctx_ds(req), dr, cbs, o);
     else
-        o->call = ds_call(hctx_worker(req), dr, cb, o);
+        o->call = ds_call(hctx_ds(req), dr, cb, o);
     if (o->call == NULL) {
         done_with_req(o);
         ctx_free(o);
@@ -354,17 +354,17 @@ static const struct ds_stream_cbs GET_CBS = {
 static void start_get(struct obj_ctx *o)
 {
     struct http_req *req = o->req;
-    struct ds_op op;
+    struct ds_req op;
     unsigned window = (unsigned)hctx_cfg(req)->media_stream_window;
     /* cannot fail: no string of the caller's */
     (void)ds_op_get(&op, &o->addr, true, o->first, o->last - o->first + 1);
-    op.req.stream_window = window;
+    op.stream_window = window;
     o->phase = PH_GET;
     /* A read that fits in the stream window costs no more memory answered
      * whole than streamed, and keeps retries, hedges and coalescing of
      * identical reads (many clients on one hot range); larger ones stream. */
     bool whole = o->last - o->first + 1 <= (uint64_t)window * DS_STREAM_CHUNK_BYTES;
-    obj_call(o, &op.req, on_get, whole ? NULL : &GET_CBS);
+    obj_call(o, &op, on_get, whole ? NULL : &GET_CBS);
 }
 
 /* The object size in a HAS answer's header. Returns 0, or -1 without one. */
@@ -450,10 +450,10 @@ static void on_has(void *arg, struct ds_resp *r)
 
 static void start_has(struct obj_ctx *o)
 {
-    struct ds_op op;
+    struct ds_req op;
     (void)ds_op_has(&op, &o->addr); /* cannot fail: no string of the caller's */
     o->phase = PH_HAS;
-    obj_call(o, &op.req, on_has, NULL);
+    obj_call(o, &op, on_has, NULL);
 }
 
 static struct obj_ctx *ctx_new(struct http_req *req)
@@ -542,10 +542,10 @@ void media_on_media(struct http_req *req)
     struct obj_ctx *o = ctx_new(req);
     if (o == NULL)
         return;
-    struct ds_op op;
+    struct ds_req op;
     (void)ds_op_resolve(&op, req->param.p, req->param.n); /* the name was checked */
     o->phase = PH_RESOLVE;
-    obj_call(o, &op.req, on_resolve, NULL);
+    obj_call(o, &op, on_resolve, NULL);
 }
 
 /* ---- PUT /v1/o ---------------------------------------------------------- */
@@ -597,16 +597,12 @@ static void on_put(struct hctx_call *c, struct ds_resp *r)
 
 void media_on_put(struct http_req *req)
 {
-    struct ds_op op;
-    struct slice expect = {0};
+    struct ds_req op;
+    struct cas_addr expect;
     const struct slice *x = h1_header(req, "x-expect-obj");
-    if (x) {
-        struct cas_addr a;
-        if (cas_addr_parse(&a, x->p, x->n) != 0) {
-            http_respond_error(req, OG_E_BAD_REQUEST, "X-Expect-Obj must be b3:<64 lowercase hex>");
-            return;
-        }
-        expect = *x; /* as sent: the address was checked, not rewritten */
+    if (x && cas_addr_parse(&expect, x->p, x->n) != 0) {
+        http_respond_error(req, OG_E_BAD_REQUEST, "X-Expect-Obj must be b3:<64 lowercase hex>");
+        return;
     }
     struct put_ctx *p = calloc(1, sizeof(*p));
     if (p == NULL) {
@@ -614,11 +610,11 @@ void media_on_put(struct http_req *req)
         return;
     }
     hctx_init(&p->h, req, NULL);
-    (void)ds_op_put(&op, expect); /* cannot fail: expect has CAS_ADDR_CHARS */
+    (void)ds_op_put(&op, x ? &expect : NULL); /* cannot fail: no string */
     /* Object and media calls use the request deadline itself. */
-    op.req.deadline_ms = req->deadline_ms;
-    op.req.body = req->body.p;
-    op.req.body_len = req->body.n;
-    if (hctx_call(&p->h, &p->call, &op.req, "storage", on_put) != 0)
+    op.deadline_ms = req->deadline_ms;
+    op.body = req->body.p;
+    op.body_len = req->body.n;
+    if (hctx_call(&p->h, &p->call, &op, "storage", on_put) != 0)
         hctx_fail(&p->h, OG_E_INTERNAL, NULL);
 }

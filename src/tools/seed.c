@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "demo/demo.h"
+#include "ds/op.h"
 #include "tools/oapc.h"
 #include "oap/oap-t.h"
 #include "tools/tools_seed.h"
@@ -31,10 +32,12 @@ struct seed {
     unsigned long long ops[SEED__COUNT], bytes[SEED__COUNT];
 };
 
-static int seed_emit(void *arg, uint16_t app, const char *hdr, const uint8_t *body, size_t body_len)
+static int seed_emit(void *arg, const struct proto_op *op, const uint8_t *body, size_t body_len)
 {
     struct seed *s = arg;
     struct oapc_resp r;
+    uint16_t app = op->app;
+    char hdr[DS_OP_HDR_MAX];
     int i;
 
     for (i = 0; i < SEED__COUNT && SEED_APPS[i] != app; i++)
@@ -43,7 +46,12 @@ static int seed_emit(void *arg, uint16_t app, const char *hdr, const uint8_t *bo
         fprintf(stderr, "omnigate seed: demo operation for unknown app %u\n", app);
         return 1;
     }
-    if (oapc_call(&s->conn[i], app, hdr, strlen(hdr), body, body_len, &r) != 0) {
+    int n = ds_op_write(op, NULL, hdr);
+    if (n < 0) {
+        fprintf(stderr, "omnigate seed: a demo operation the header writer refuses\n");
+        return 1;
+    }
+    if (oapc_call(&s->conn[i], app, hdr, (size_t)n, body, body_len, &r) != 0) {
         fprintf(stderr, "omnigate seed: %s %s: %s\n", SEED_NAMES[i], hdr, s->conn[i].err);
         return 1;
     }

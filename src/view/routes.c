@@ -31,11 +31,11 @@
 #define FEED_LIMIT_MAX   50
 
 /* Start op for h's request, bounded by the hop deadline. */
-static int start(struct hctx *h, struct hctx_call *c, struct ds_op *op, const char *hop,
+static int start(struct hctx *h, struct hctx_call *c, struct ds_req *op, const char *hop,
                  hctx_resp_fn cb)
 {
-    op->req.deadline_ms = hctx_hop_deadline(h->req);
-    return hctx_call(h, c, &op->req, hop, cb);
+    op->deadline_ms = hctx_hop_deadline(h->req);
+    return hctx_call(h, c, op, hop, cb);
 }
 
 /* Begin handling req with the context h (NULL when it could not be
@@ -43,7 +43,7 @@ static int start(struct hctx *h, struct hctx_call *c, struct ds_op *op, const ch
  * built). On any failure the request is answered 500 and the context
  * released. */
 static void begin(struct http_req *req, struct hctx *h, hctx_release_fn release,
-                  struct hctx_call *c, int op_rc, struct ds_op *op, const char *hop,
+                  struct hctx_call *c, int op_rc, struct ds_req *op, const char *hop,
                   hctx_resp_fn cb)
 {
     if (h == NULL) {
@@ -99,7 +99,7 @@ static void one_on_resp(struct hctx_call *c, struct ds_resp *r)
     http_respond(hctx_end(c->h), 200, "application/json", r->body, r->body_len);
 }
 
-static void one_start(struct http_req *req, int op_rc, struct ds_op *op, const char *hop)
+static void one_start(struct http_req *req, int op_rc, struct ds_req *op, const char *hop)
 {
     struct one_ctx *c = calloc(1, sizeof(*c));
     begin(req, c ? &c->h : NULL, NULL, c ? &c->call : NULL, op_rc, op, hop, one_on_resp);
@@ -109,7 +109,7 @@ void view_on_index(struct http_req *req)
 {
     if (!hctx_name_check(req, "name"))
         return;
-    struct ds_op op;
+    struct ds_req op;
     int rc = ds_op_resolve(&op, req->param.p, req->param.n);
     one_start(req, rc, &op, "index.resolve");
 }
@@ -128,7 +128,7 @@ void view_on_search(struct http_req *req)
         http_respond_error(req, OG_E_BAD_REQUEST, "limit must be 1 to 10");
         return;
     }
-    struct ds_op op;
+    struct ds_req op;
     int rc = ds_op_search(&op, q, (size_t)qn, limit);
     one_start(req, rc, &op, "index.search");
 }
@@ -214,7 +214,7 @@ static void part_on_resp(struct hctx_call *c, struct ds_resp *r)
 static int part_start(struct view_ctx *v, unsigned i)
 {
     const struct view_part *p = &v->plan->parts[i];
-    struct ds_op op;
+    struct ds_req op;
     const char *hop;
     int rc;
     switch (p->kind) {
@@ -335,7 +335,7 @@ void view_on_view(struct http_req *req)
     if (!hctx_name_check(req, "name"))
         return;
     struct view_ctx *v = calloc(1, sizeof(*v));
-    struct ds_op op;
+    struct ds_req op;
     int rc = ds_op_resolve(&op, req->param.p, req->param.n);
     if (v)
         v->t0_ns = uv_hrtime();
@@ -417,7 +417,7 @@ static void peek_on_resp(struct hctx_call *c, struct ds_resp *r)
     }
     hctx_hold(&f->h);
     size_t off = 0;
-    struct ds_op op; /* reused: ds_call copies the header */
+    struct ds_req op; /* reused: ds_call copies the op */
     while (f->n < f->limit && view_feed_next(&f->records, &off, &f->entries[f->n].msg)) {
         struct feed_entry *e = &f->entries[f->n];
         struct feed_slot *s = &f->slots[f->n++];
@@ -448,7 +448,7 @@ void view_on_feed(struct http_req *req)
                    "slots follow entries");
     struct feed_ctx *f =
         calloc(1, sizeof(*f) + limit * (sizeof(f->entries[0]) + sizeof(f->slots[0])));
-    struct ds_op op;
+    struct ds_req op;
     int rc = ds_op_peek(&op, req->param.p, req->param.n, limit);
     if (f) {
         f->slots = (struct feed_slot *)(f->entries + limit);

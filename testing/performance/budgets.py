@@ -13,6 +13,12 @@ make check (DESIGN §11).
   budgets.py --update --reason "why" [--build DIR]
       Measures and rewrites baselines/budgets.json with the new numbers and
       the reason; the commit that carries it says the same reason.
+  budgets.py --hydration [--build DIR] [--base DIR] [--json FILE] [--title T]
+      Only the hydration items (view, feed, range_64k) and the hydration mix
+      (HYDRATION_MIX of views and feeds), for DIR and, with --base, for a
+      second build as "before"; --json writes both in the shape
+      docs/perf/*-before-after.json has (render-docs.py). Never fails on a
+      budget. testing/performance/callgrind-hydration.sh runs this.
 
 Everything runs under valgrind's callgrind, which counts the instructions a
 program executes (Ir): counts repeat from run to run and do not depend on
@@ -101,6 +107,10 @@ FEED_PATH = "/v1/feed/user-007?limit=3"
 MEDIA = "clip-4"
 RANGE_SPAN = 65536
 SERVER_ITEMS = ("healthz", "view", "feed", "range_64k")
+# A hydration request, as the load suite's hydration mix sends them (about
+# 80 % views, 20 % feeds: hydration.lua); a range is reported beside it.
+HYDRATION_MIX = {"view": 0.8, "feed": 0.2}
+HYDRATION_ITEMS = ("view", "feed", "range_64k")
 
 # Driver items: binary, mode, two counts, units done by a count.
 BENCHES = {
@@ -113,9 +123,9 @@ PER = dict({k: "request" for k in SERVER_ITEMS}, capability_cached="check",
            capability_full="check", oap_decode="frame")
 MUST_NOT_ALLOCATE = ("oap_decode",)
 
-# Two per-worker memos (view renderings, parsed OAP/1 request headers) pick
-# their slots with a per-thread random SipHash key. In a rare run two keys of
-# one item share a slot and miss on every request, which only ever adds work;
+# The per-worker memo of view renderings picks its slots with a per-thread
+# random SipHash key. In a rare run two keys of one item share a slot and
+# miss on every request, which only ever adds work;
 # so a server item over budget is measured again in a fresh server (new
 # keys), up to RETRIES times, and its lowest count stands. A real regression
 # is over budget every time.
@@ -304,6 +314,58 @@ def measure_all(build, n, top=0, server_runs=1):
     return measured
 
 
+# --- hydration -----------------------------------------------------------------
+
+def hydration_ir(m):
+    """Instructions per hydration request of measured items m (HYDRATION_MIX)."""
+    return sum(w * m[k]["ir"] for k, w in HYDRATION_MIX.items())
+
+
+def hydration(a):
+    """--hydration: print (and with --json write) Ir and allocations per
+    request of the hydration items, for a.build and optionally a.base."""
+    builds = [("head", os.path.abspath(a.build))]
+    if a.base:
+        builds.insert(0, ("base", os.path.abspath(a.base)))
+    try:
+        got = {}
+        for name, build in builds:
+            got[name] = {}
+            for _ in range(a.runs):
+                for k, v in measure_server(build, a.requests, HYDRATION_ITEMS).items():
+                    got[name][k] = min(got[name].get(k, v), v, key=lambda c: c["ir"])
+    except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+        print("callgrind-hydration: measurement failed: %s" % e)
+        return 2
+    mix = " + ".join("%g %s" % (w, k) for k, w in HYDRATION_MIX.items())
+    names = {"base": "before", "head": "after" if a.base else ""}
+    print("%-34s %s" % ("per request", "  ".join(
+        "%22s" % ("%s Ir / allocs" % names[n]).strip() for n, _ in builds)))
+    rows = [("hydration (%s)" % mix, lambda m: (hydration_ir(m), None))]
+    rows += [(k, lambda m, k=k: (m[k]["ir"], m[k]["allocs"])) for k in HYDRATION_ITEMS]
+    for label, f in rows:
+        cells = []
+        for name, _ in builds:
+            ir, allocs = f(got[name])
+            cells.append("%22s" % ("{:,.0f} / {}".format(ir, "-" if allocs is None else "%.2f" % allocs)))
+        change = ""
+        if a.base:
+            change = "  %+.1f %% Ir" % (100.0 * (f(got["head"])[0] / f(got["base"])[0] - 1))
+        print("%-34s %s%s" % (label, "  ".join(cells), change))
+    print("Ir: instructions without the allocator's own; %d requests per item, callgrind, "
+          "one worker, micronode --demo." % a.requests)
+    if a.json:
+        doc = {"title": a.title or "testing/performance/callgrind-hydration.sh",
+               "requests": a.requests, "mix": HYDRATION_MIX,
+               "instructions": {name: {k: dict(rounded(m), per="request", alloc_ir=round(m["alloc_ir"]))
+                                       for k, m in got[name].items()} for name, _ in builds}}
+        with open(a.json, "w") as f:
+            json.dump(doc, f, indent=1)
+            f.write("\n")
+        print("wrote %s" % a.json)
+    return 0
+
+
 # --- budgets -------------------------------------------------------------------
 
 def load_baseline():
@@ -390,13 +452,22 @@ def main():
     mode.add_argument("--check", action="store_true", help="measure and judge (the default)")
     mode.add_argument("--measure", action="store_true", help="measure and print, never fail")
     mode.add_argument("--update", action="store_true", help="measure and rewrite the budgets")
+    mode.add_argument("--hydration", action="store_true",
+                      help="only the hydration items, optionally against --base")
     p.add_argument("--reason", help="why the budgets change (with --update)")
     p.add_argument("--build", default=os.path.join(perflib.ROOT, "build"))
     p.add_argument("--out", default=os.path.join(perflib.ROOT, "build", "perf"))
     p.add_argument("--requests", type=int, default=REQUESTS, help="per server item")
     p.add_argument("--top", type=int, default=0, metavar="N",
                    help="also print each server item's N heaviest functions (inclusive)")
+    p.add_argument("--base", help="--hydration: a second build directory, reported as before")
+    p.add_argument("--json", help="--hydration: write the numbers to this file")
+    p.add_argument("--title", help="--hydration: the title stored with --json")
+    p.add_argument("--runs", type=int, default=1,
+                   help="--hydration: servers per build; each item's lowest count stands")
     a = p.parse_args()
+    if a.hydration:
+        return hydration(a)
     if a.update and not a.reason:
         p.error("--update needs --reason \"why\"")
     build = os.path.abspath(a.build)

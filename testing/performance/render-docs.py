@@ -17,6 +17,8 @@ Sources (all committed):
   soak       docs/perf/soak.json                 soak.sh --publish
   healthz-nginx docs/perf/healthz-vs-nginx.json  healthz-vs-nginx.py --publish
   arch-before-after docs/perf/arch-before-after.json  perf-gate BASE --instructions --json
+  typed-ops-before-after docs/perf/typed-ops-before-after.json
+                                                 callgrind-hydration.sh --base DIR --json
 
 Usage: testing/performance/render-docs.py [--check] [--doc FILE]
   --check     exit 1 if the document is not what the sources produce
@@ -29,6 +31,7 @@ import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from budgets import HYDRATION_MIX  # noqa: E402  (the hydration mix)
 import perf  # noqa: E402  (the gate's NOISE_K)
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -112,12 +115,14 @@ def gate(name):
 
 
 def before_after(name):
-    """A gate run of two commits (with --instructions) as a before/after table."""
+    """A gate run of two commits (with --instructions) as a before/after
+    table; or, without gate rows, the instructions alone
+    (callgrind-hydration.sh --base ... --json)."""
     g = load_perf(name)
     if g is None:
         return None
     rows = []
-    for sc, metric, ma, mb, change, noise, kind, limit, verdict in g["rows"]:
+    for sc, metric, ma, mb, change, noise, kind, limit, verdict in g.get("rows", ()):
         if metric in ("rps", "cpu_us_per_req"):
             label = "%s %s" % (sc, "req/s" if metric == "rps" else "CPU µs per request")
             rows.append((label, num(ma, 0 if ma >= 100 else 1), num(mb, 0 if mb >= 100 else 1),
@@ -125,18 +130,30 @@ def before_after(name):
     ins = g.get("instructions") or {}
     b, h = ins.get("base"), ins.get("head")
     if b and h:
-        def hyd(m):  # the hydration mix: ~80 % views, ~20 % feeds
-            return 0.8 * m["view"]["ir_per_request"] + 0.2 * m["feed"]["ir_per_request"]
-        items = [("instructions per hydration request (0.8 view + 0.2 feed)", hyd(b), hyd(h))]
+        def hyd(m):  # the hydration mix (HYDRATION_MIX)
+            return sum(w * m[k]["ir_per_request"] for k, w in HYDRATION_MIX.items())
+        mix = " + ".join("%g %s" % (w, k) for k, w in HYDRATION_MIX.items())
+        items = [("instructions per hydration request (%s)" % mix, hyd(b), hyd(h))]
         for k in ("healthz", "view", "feed", "range_64k"):
-            items.append(("instructions per %s request" % k, b[k]["ir_per_request"], h[k]["ir_per_request"]))
+            if k in b and k in h:
+                items.append(("instructions per %s request" % k, b[k]["ir_per_request"],
+                              h[k]["ir_per_request"]))
         for label, x, y in items:
             rows.append((label, num(x), num(y), pct(y / x - 1), "exact"))
+        for k in ("view", "feed", "range_64k"):
+            if "rows" not in g and k in b and k in h:
+                x, y = b[k]["allocs_per_request"], h[k]["allocs_per_request"]
+                rows.append(("allocations per %s request" % k, num(x), num(y),
+                             "%+d" % round(y - x), "exact"))
     lines = table(("measure", "before", "after", "change", NOISE_HEAD), rows)
     lines.append("")
-    lines.append("_%s; req/s and CPU are medians of paired rounds, instructions from callgrind "
-                 "(budgets.py); gate verdict: **%s**._" % (g.get("title", name),
-                                                           "FAIL" if g["failed"] else "pass"))
+    if "rows" in g:
+        lines.append("_%s; req/s and CPU are medians of paired rounds, instructions from callgrind "
+                     "(budgets.py); gate verdict: **%s**._" % (g.get("title", name),
+                                                               "FAIL" if g["failed"] else "pass"))
+    else:
+        lines.append("_%s; instructions (without the allocator's own) and allocations per request "
+                     "from callgrind, %d requests per item._" % (g.get("title", name), g["requests"]))
     return lines
 
 
@@ -215,7 +232,9 @@ def healthz_nginx():
 
 
 RENDER = {"suite": suite, "healthz-nginx": healthz_nginx,
-          "arch-before-after": lambda: before_after("arch-before-after"), "gate-aa": lambda: gate("gate-aa"), "gate-slow": lambda: gate("gate-slow"),
+          "arch-before-after": lambda: before_after("arch-before-after"),
+          "typed-ops-before-after": lambda: before_after("typed-ops-before-after"),
+          "gate-aa": lambda: gate("gate-aa"), "gate-slow": lambda: gate("gate-slow"),
           "budgets": budgets, "soak": soak}
 BLOCK = re.compile(r"(<!-- BEGIN generated:([\w-]+) -->\n)(.*?)(<!-- END generated:\2 -->)", re.S)
 

@@ -121,6 +121,35 @@ def test_nginx_comparison_measures_both_servers():
         shutil.rmtree(out, ignore_errors=True)
 
 
+def test_callgrind_hydration_counts_and_compares():
+    # Instructions and allocations per hydration request under callgrind, of
+    # one build against itself as "before": the same allocations, Ir within
+    # budgets.py's run-to-run spread, a JSON render-docs turns into a table.
+    tmp = tempfile.mkdtemp(prefix="og-cg-test-")
+    out = os.path.join(tmp, "x-before-after.json")
+    try:
+        p = subprocess.run([os.path.join(PERF, "callgrind-hydration.sh"), "--build", BUILD,
+                            "--base", BUILD, "--requests", "20", "--json", out, "--title", "t"],
+                           capture_output=True, text=True, timeout=300)
+        check(p.returncode == 0, p.stdout + p.stderr)
+        check("hydration (0.8 view + 0.2 feed)" in p.stdout, p.stdout)
+        with open(out) as f:
+            r = json.load(f)
+        b, h = r["instructions"]["base"], r["instructions"]["head"]
+        check(set(b) == set(h) == {"view", "feed", "range_64k"}, r)
+        for k in b:
+            check(b[k]["allocs_per_request"] == h[k]["allocs_per_request"] > 0, r)
+            check(abs(h[k]["ir_per_request"] / b[k]["ir_per_request"] - 1) < 0.02, r)
+        sys.path.insert(0, PERF)
+        render = __import__("render-docs")
+        render.PERF = tmp
+        rows = render.before_after("x-before-after")
+        check(any(l.startswith("| instructions per hydration request") for l in rows), rows)
+        check(any(l.startswith("| allocations per view request") for l in rows), rows)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def test_docs_tables_are_regenerated_from_json():
     # render-docs --check fails as soon as a generated table is edited by hand.
     with open(os.path.join(ROOT, "docs", "PERFORMANCE.md")) as f:

@@ -115,6 +115,17 @@ def index_and_search(prof):
     check(d["more"] is False, d)
     st, _, d = p.get("/v1/search?q=zzz")
     check(st == 200 and d["names"] == [] and d["more"] is False, d)
+    # Prefixes the wire must escape, or cannot carry as they are: the same
+    # answers in process (the typed op goes to the engine as it is) as over
+    # OAP/1 (the op written as header JSON and parsed back).
+    for q in ("user-01%22%5C", "%C3%A9", "%FF", "user-01%FF"):
+        st, _, d = p.get("/v1/search?q=" + q)
+        check(st == 200 and d == {"names": [], "more": False}, (q, st, d))
+    for q in ("%01", "user%1F"):  # the index refuses control characters
+        st, _, d = p.get("/v1/search?q=" + q)
+        check_error(st, d, 502, "bad_gateway", q)
+    st, _, d = p.get("/v1/search?q=%00")  # refused at the edge
+    check_error(st, d, 400, "bad_request", "q=%00")
 
 
 def feed_news(prof):

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ds/op.h"
 #include "ds/stats.h"
 #include "fake.h"
 #include "tests/unit/fault.h"
@@ -17,14 +18,15 @@ TestSuite(ds_call, .init = fake_setup, .fini = fake_teardown);
  * Regression: a call whose header (or body) copy could not be allocated
  * was freed after its uv_timer_t had been initialised, so the loop still
  * listed the freed handle: uv_loop_close then read freed memory and found
- * the loop busy (fake_close_loop checks for a clean close).
+ * the loop busy (fake_close_loop checks for a clean close). The header is
+ * now the typed op, copied into the call's own block with its strings.
  */
-Test(ds_call, oom_copying_the_header_leaves_no_handle)
+Test(ds_call, oom_allocating_the_call_leaves_no_handle)
 {
     struct fake_got g = {0};
     struct ds_req r = fake_read("x");
     fault_malloc_fail_after(0);
-    cr_assert_null(ds_call(&fake.w, &r, fake_on_resp, &g));
+    cr_assert_null(ds_call(fake.dw, &r, fake_on_resp, &g));
     cr_assert_eq(fake.nsent, 0);
     cr_assert_eq(g.n, 0, "no callback for a call that was never made");
     fake_close_loop();
@@ -37,8 +39,8 @@ Test(ds_call, oom_copying_the_body_leaves_no_handle)
     struct ds_req r = fake_read("x");
     r.body = body;
     r.body_len = sizeof(body);
-    fault_malloc_fail_after(1); /* the header copy succeeds */
-    cr_assert_null(ds_call(&fake.w, &r, fake_on_resp, &g));
+    fault_malloc_fail_after(1); /* the call's block (with the op) succeeds */
+    cr_assert_null(ds_call(fake.dw, &r, fake_on_resp, &g));
     cr_assert_eq(g.n, 0);
     fake_close_loop();
 }
@@ -60,11 +62,11 @@ static void never_end(void *arg, int status)
 
 static const struct ds_stream_cbs NEVER_CBS = {never_head, never_chunk, never_end};
 
-Test(ds_call, oom_copying_a_streams_header_leaves_no_handle)
+Test(ds_call, oom_allocating_a_stream_leaves_no_handle)
 {
     struct ds_req r = fake_read("x");
     fault_malloc_fail_after(0);
-    cr_assert_null(ds_call_stream(&fake.w, &r, &NEVER_CBS, NULL));
+    cr_assert_null(ds_call_stream(fake.dw, &r, &NEVER_CBS, NULL));
     fake_close_loop();
 }
 
@@ -76,12 +78,43 @@ Test(ds_call, body_is_copied)
     r.body = body;
     r.body_len = sizeof(body);
     r.idempotent = false;
-    cr_assert_not_null(ds_call(&fake.w, &r, fake_on_resp, &g));
+    cr_assert_not_null(ds_call(fake.dw, &r, fake_on_resp, &g));
     memset(body, 'X', sizeof(body)); /* the caller's buffer is gone */
     cr_assert_eq(fake.nsent, 1);
     cr_assert_eq(memcmp(fake.sent[0]->req.body, "some body", sizeof(body)), 0);
     fake_answer(fake.sent[0], 201, 0);
     cr_assert_eq(g.n, 1);
+    fake_close_loop();
+}
+
+/* The op's strings are the call's own: the caller may reuse its buffers
+ * and its request at once, and a retry sends the same op. */
+Test(ds_call, op_strings_are_copied_and_kept_for_retries)
+{
+    char name[] = "user-007";
+    struct fake_got g = {0};
+    struct ds_req r;
+    cr_assert_eq(ds_op_resolve(&r, name, strlen(name)), 0);
+    r.deadline_ms = uv_now(&fake.loop) + 30000;
+    fake.cfg.ds_retry_max = 1;
+    atomic_store(&retry_budget[DS_INDEX], RETRY_BUDGET_SCALE);
+    cr_assert_not_null(ds_call(fake.dw, &r, fake_on_resp, &g));
+    memset(name, 'X', strlen(name));
+    cr_assert_eq(ds_op_resolve(&r, "other", 5), 0); /* the request rebuilt */
+    const struct proto_op *sent = &fake.sent[0]->req.op;
+    cr_assert_eq(sent->kind, PROTO_RESOLVE);
+    cr_assert_eq(sent->name.n, 8);
+    cr_assert_eq(memcmp(sent->name.p, "user-007", 8), 0);
+    cr_assert_neq(sent->name.p, name);
+    fake_answer(fake.sent[0], 503, 0);
+    while (fake.nsent < 2) {
+        uv_run(&fake.loop, UV_RUN_NOWAIT);
+        usleep(1000);
+    }
+    cr_assert_eq(fake.sent[1], fake.sent[0], "a retry is the same call");
+    cr_assert_eq(memcmp(fake.sent[1]->req.op.name.p, "user-007", 8), 0);
+    fake_answer(fake.sent[1], 200, 0);
+    cr_assert_eq(g.code, 200);
     fake_close_loop();
 }
 
@@ -93,9 +126,9 @@ Test(ds_call, failed_send_answers_on_a_later_turn)
     struct fake_got g = {0}, g2 = {0};
     struct ds_req r = fake_read("x");
     fake.send_result = DS_SEND_NOMEM;
-    cr_assert_not_null(ds_call(&fake.w, &r, fake_on_resp, &g));
+    cr_assert_not_null(ds_call(fake.dw, &r, fake_on_resp, &g));
     cr_assert_eq(g.n, 0);
-    uv_run(&fake.w.loop, UV_RUN_NOWAIT);
+    uv_run(&fake.loop, UV_RUN_NOWAIT);
     cr_assert_eq(g.n, 1);
     cr_assert_eq(g.code, 0);
     cr_assert_eq(g.err, OG_E_INTERNAL);
@@ -103,9 +136,9 @@ Test(ds_call, failed_send_answers_on_a_later_turn)
     fake.send_result = -1;
     fake.cfg.ds_retry_max = 0;
     r = fake_read("y");
-    cr_assert_not_null(ds_call(&fake.w, &r, fake_on_resp, &g2));
+    cr_assert_not_null(ds_call(fake.dw, &r, fake_on_resp, &g2));
     cr_assert_eq(g2.n, 0);
-    uv_run(&fake.w.loop, UV_RUN_NOWAIT);
+    uv_run(&fake.loop, UV_RUN_NOWAIT);
     cr_assert_eq(g2.n, 1);
     cr_assert_eq(g2.err, OG_E_BAD_GATEWAY);
     fake_close_loop();
@@ -117,14 +150,14 @@ Test(ds_call, transient_failure_is_retried_after_backoff)
     struct ds_req r = fake_read("x");
     fake.cfg.ds_retry_max = 2;
     atomic_store(&retry_budget[DS_STORAGE], RETRY_BUDGET_SCALE); /* one retry's worth */
-    cr_assert_not_null(ds_call(&fake.w, &r, fake_on_resp, &g));
+    cr_assert_not_null(ds_call(fake.dw, &r, fake_on_resp, &g));
     fake_answer(fake.sent[0], 503, 0);
     cr_assert_eq(g.n, 0, "waiting in backoff");
-    cr_assert_eq(stats_of(&fake.w)->retries[DS_STORAGE], 1);
+    cr_assert_eq(stats_of(fake.dw)->retries[DS_STORAGE], 1);
     /* NOWAIT: ONCE may run the due backoff and then block in poll until the
      * next timer, the deadline. */
     while (fake.nsent < 2) {
-        uv_run(&fake.w.loop, UV_RUN_NOWAIT);
+        uv_run(&fake.loop, UV_RUN_NOWAIT);
         usleep(1000);
     }
     fake_answer(fake.sent[1], 502, 0);
@@ -139,15 +172,35 @@ Test(ds_call, shed_over_the_concurrency_limit)
     struct fake_got g[2] = {{0}};
     fake.cfg.ds_concurrency[DS_STORAGE] = 1;
     struct ds_req r = fake_read("x");
-    ds_call(&fake.w, &r, fake_on_resp, &g[0]);
+    ds_call(fake.dw, &r, fake_on_resp, &g[0]);
     r = fake_read("y");
-    ds_call(&fake.w, &r, fake_on_resp, &g[1]);
+    ds_call(fake.dw, &r, fake_on_resp, &g[1]);
     cr_assert_eq(fake.nsent, 1);
-    uv_run(&fake.w.loop, UV_RUN_NOWAIT);
+    uv_run(&fake.loop, UV_RUN_NOWAIT);
     cr_assert_eq(g[1].n, 1);
     cr_assert_eq(g[1].err, OG_E_BUSY);
     fake_answer(fake.sent[0], 200, 0);
     cr_assert_eq(g[0].code, 200);
     cr_assert_eq(atomic_load(&ds__inflight[DS_STORAGE]), 0);
+    fake_close_loop();
+}
+
+/* ds/ reads the configuration through the slot the worker keeps current
+ * (ds_worker_init): a reload's new snapshot applies to the next call with
+ * no call into ds/. */
+Test(ds_call, a_reloaded_snapshot_applies_to_the_next_call)
+{
+    struct fake_got g[2] = {{0}};
+    struct og_config reloaded = fake.cfg;
+    reloaded.ds_concurrency[DS_STORAGE] = 1;
+    fake.cfgp = &reloaded;
+    struct ds_req r = fake_read("x");
+    ds_call(fake.dw, &r, fake_on_resp, &g[0]);
+    r = fake_read("y");
+    ds_call(fake.dw, &r, fake_on_resp, &g[1]);
+    uv_run(&fake.loop, UV_RUN_NOWAIT);
+    cr_assert_eq(g[1].err, OG_E_BUSY, "the new limit applies");
+    fake_answer(fake.sent[0], 200, 0);
+    fake.cfgp = &fake.cfg;
     fake_close_loop();
 }

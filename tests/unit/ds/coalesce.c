@@ -6,38 +6,61 @@
 #include <string.h>
 
 #include "ds/coalesce.h"
+#include "ds/op.h"
 #include "ds/stats.h"
 #include "fake.h"
 
 /* ---- the table ---------------------------------------------------------- */
 
-static struct ds_call table_call(enum ds_service svc, char *hdr)
+/* A storage get of the object whose bytes are s, as a builder makes it. */
+static struct ds_req get_of(const char *s, bool ranged, uint64_t off, uint64_t len)
 {
-    return (struct ds_call){.req.svc = svc, .hdr_copy = hdr};
+    struct ds_req r;
+    struct cas_addr a;
+    cas_hash(s, strlen(s), &a);
+    cr_assert_eq(ds_op_get(&r, &a, ranged, off, len), 0);
+    return r;
+}
+
+static struct ds_call table_call(struct ds_req r)
+{
+    return (struct ds_call){.req = r};
 }
 
 Test(ds_coalesce, table_finds_identical_unfinished_leaders)
 {
     struct ds_worker dw = {0};
-    char h1[] = "{\"addr\":\"a\"}", h2[] = "{\"addr\":\"b\"}";
-    struct ds_call a = table_call(DS_STORAGE, h1), b = table_call(DS_STORAGE, h2);
+    struct ds_req ra = get_of("a", false, 0, 0), rb = get_of("b", true, 10, 20);
+    struct ds_call a = table_call(ra), b = table_call(rb);
 
-    cr_assert_null(coalesce_find(&dw, DS_STORAGE, h1), "an empty table");
+    cr_assert_null(coalesce_find(&dw, &ra), "an empty table");
     coalesce_lead(&dw, &a);
     coalesce_lead(&dw, &b);
-    cr_assert_eq(coalesce_find(&dw, DS_STORAGE, "{\"addr\":\"a\"}"), &a);
-    cr_assert_eq(coalesce_find(&dw, DS_STORAGE, "{\"addr\":\"b\"}"), &b);
-    cr_assert_null(coalesce_find(&dw, DS_STORAGE, "{\"addr\":\"c\"}"), "another key");
-    cr_assert_null(coalesce_find(&dw, DS_INDEX, h1), "the same header to another service");
+    struct ds_req same_a = get_of("a", false, 7, 9), same_b = get_of("b", true, 10, 20);
+    cr_assert_eq(coalesce_find(&dw, &same_a), &a, "a whole read: off and len do not count");
+    cr_assert_eq(coalesce_find(&dw, &same_b), &b);
+    struct ds_req other = get_of("c", false, 0, 0);
+    cr_assert_null(coalesce_find(&dw, &other), "another address");
+    other = get_of("b", true, 10, 21);
+    cr_assert_null(coalesce_find(&dw, &other), "another range");
+    other = get_of("b", true, 11, 20);
+    cr_assert_null(coalesce_find(&dw, &other), "another offset");
+    other = get_of("a", true, 0, 1);
+    cr_assert_null(coalesce_find(&dw, &other), "a range of a whole read's object");
+    other = ra;
+    other.svc = DS_INDEX;
+    cr_assert_null(coalesce_find(&dw, &other), "the same op to another service");
+    cr_assert_eq(ds_op_has(&other, &ra.op.obj), 0);
+    cr_assert_null(coalesce_find(&dw, &other), "only gets coalesce");
     a.finished = true;
-    cr_assert_null(coalesce_find(&dw, DS_STORAGE, h1), "a finished leader takes no one");
+    cr_assert_null(coalesce_find(&dw, &ra), "a finished leader takes no one");
 }
 
 Test(ds_coalesce, table_leave_and_take_followers)
 {
     struct ds_worker dw = {0};
-    char h[] = "{}";
-    struct ds_call l = table_call(DS_STORAGE, h), f1 = l, f2 = l, f3 = l;
+    struct ds_req r = get_of("x", false, 0, 0);
+    struct ds_call l = table_call(r), f1 = l, f2 = l, f3 = l;
 
     coalesce_lead(&dw, &l);
     coalesce_join(&l, &f1);
@@ -47,7 +70,7 @@ Test(ds_coalesce, table_leave_and_take_followers)
     /* A follower leaving on its own takes only itself out. */
     coalesce_leave(&dw, &f2);
     cr_assert_null(f2.leader);
-    cr_assert_eq(coalesce_find(&dw, DS_STORAGE, h), &l, "the leader stays");
+    cr_assert_eq(coalesce_find(&dw, &r), &l, "the leader stays");
     /* The leader ends: out of the table, its remaining followers handed over. */
     coalesce_leave(&dw, &l);
     cr_assert_null(dw.coalesce_head);
@@ -70,9 +93,9 @@ Test(ds_coalesce_call, second_identical_read_joins_the_first)
 {
     struct fake_got g1 = {0}, g2 = {0};
     struct ds_req r = fake_read("x");
-    cr_assert_not_null(ds_call(&fake.w, &r, fake_on_resp, &g1));
+    cr_assert_not_null(ds_call(fake.dw, &r, fake_on_resp, &g1));
     r = fake_read("x");
-    cr_assert_not_null(ds_call(&fake.w, &r, fake_on_resp, &g2));
+    cr_assert_not_null(ds_call(fake.dw, &r, fake_on_resp, &g2));
     cr_assert_eq(fake.nsent, 1, "one request downstream for both");
     fake_answer(fake.sent[0], 200, 0);
     cr_assert_eq(g1.n, 1);
@@ -81,7 +104,7 @@ Test(ds_coalesce_call, second_identical_read_joins_the_first)
     cr_assert_eq(g2.n, 1);
     cr_assert_eq(g2.code, 200);
     cr_assert(g2.coalesced);
-    cr_assert_eq(stats_of(&fake.w)->coalesced[DS_STORAGE], 1);
+    cr_assert_eq(stats_of(fake.dw)->coalesced[DS_STORAGE], 1);
     fake_close_loop();
 }
 
@@ -89,15 +112,15 @@ Test(ds_coalesce_call, different_reads_do_not_join)
 {
     struct fake_got g[4] = {{0}};
     struct ds_req r = fake_read("x");
-    ds_call(&fake.w, &r, fake_on_resp, &g[0]);
+    ds_call(fake.dw, &r, fake_on_resp, &g[0]);
     r = fake_read("y");
-    ds_call(&fake.w, &r, fake_on_resp, &g[1]);
+    ds_call(fake.dw, &r, fake_on_resp, &g[1]);
     r = fake_read("x");
-    r.svc = DS_INDEX; /* same header, other service */
-    ds_call(&fake.w, &r, fake_on_resp, &g[2]);
+    r.svc = DS_INDEX; /* same op, other service */
+    ds_call(fake.dw, &r, fake_on_resp, &g[2]);
     r = fake_read("x");
     r.idempotent = false; /* writes never share an answer */
-    ds_call(&fake.w, &r, fake_on_resp, &g[3]);
+    ds_call(fake.dw, &r, fake_on_resp, &g[3]);
     cr_assert_eq(fake.nsent, 4);
     for (int i = 0; i < 4; i++)
         fake_answer(fake.sent[i], 200, 0);
@@ -114,7 +137,7 @@ Test(ds_coalesce_call, failing_leader_fails_all_followers)
     fake.cfg.ds_retry_max = 0; /* the failure is final */
     for (int i = 0; i < 3; i++) {
         struct ds_req r = fake_read("x");
-        ds_call(&fake.w, &r, fake_on_resp, &g[i]);
+        ds_call(fake.dw, &r, fake_on_resp, &g[i]);
     }
     cr_assert_eq(fake.nsent, 1);
     fake_answer(fake.sent[0], 0, OG_E_BAD_GATEWAY);
@@ -134,7 +157,7 @@ static void cancel_one_of_three(int which)
     struct ds_call *c[3];
     for (int i = 0; i < 3; i++) {
         struct ds_req r = fake_read("x");
-        c[i] = ds_call(&fake.w, &r, fake_on_resp, &g[i]);
+        c[i] = ds_call(fake.dw, &r, fake_on_resp, &g[i]);
     }
     ds_cancel(c[which]);
     cr_assert_eq(fake.naborted, 0, "the leader's request goes on");
@@ -176,11 +199,11 @@ static void cancel_from_a_callback(bool by_leader)
 {
     struct fake_got g[3] = {{0}};
     struct ds_req r = fake_read("x");
-    ds_call(&fake.w, &r, by_leader ? on_resp_cancel_victim : fake_on_resp, &g[0]);
+    ds_call(fake.dw, &r, by_leader ? on_resp_cancel_victim : fake_on_resp, &g[0]);
     r = fake_read("x");
-    victim = ds_call(&fake.w, &r, fake_on_resp, &g[1]);
+    victim = ds_call(fake.dw, &r, fake_on_resp, &g[1]);
     r = fake_read("x");
-    ds_call(&fake.w, &r, by_leader ? fake_on_resp : on_resp_cancel_victim, &g[2]);
+    ds_call(fake.dw, &r, by_leader ? fake_on_resp : on_resp_cancel_victim, &g[2]);
     fake_answer(fake.sent[0], 200, 0);
     cr_assert_eq(g[0].n, 1);
     cr_assert_eq(g[1].n, 0);

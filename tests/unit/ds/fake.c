@@ -9,6 +9,7 @@
 
 #include "config/config.h"
 #include "core/log.h"
+#include "ds/op.h"
 
 struct fake fake;
 
@@ -44,19 +45,12 @@ void fake_on_resp(void *arg, struct ds_resp *r)
 
 struct ds_req fake_read(const char *addr)
 {
-    /* The header is copied by ds_call: a static buffer per call is enough. */
-    static char hdr[4][64];
-    static int next;
-    char *h = hdr[next++ % 4];
-    snprintf(h, sizeof(hdr[0]), "{\"op\":\"get\",\"addr\":\"%s\"}", addr);
-    return (struct ds_req){.svc = DS_STORAGE,
-                           .op = "get",
-                           .hdr = h,
-                           .hdr_len = strlen(h),
-                           .deadline_ms = uv_now(&fake.w.loop) + 30000,
-                           .idempotent = true,
-                           .coalesce_key = addr,
-                           .coalesce_key_len = strlen(addr)};
+    struct ds_req r;
+    struct cas_addr a;
+    cas_hash(addr, strlen(addr), &a);
+    cr_assert_eq(ds_op_get(&r, &a, false, 0, 0), 0);
+    r.deadline_ms = uv_now(&fake.loop) + 30000;
+    return r;
 }
 
 void fake_answer(struct ds_call *c, int code, enum og_err err)
@@ -80,23 +74,24 @@ void fake_setup(void)
     cr_assert_eq(ds_start(&fake.cfg, 1), 0);
     for (int s = 0; s < DS__COUNT; s++)
         ds__backends[s] = &fake_backend;
-    cr_assert_eq(uv_loop_init(&fake.w.loop), 0);
-    fake.w.cfg = &fake.cfg;
-    retry_rng_seed(&ds__worker(&fake.w)->rng, 1);
+    cr_assert_eq(uv_loop_init(&fake.loop), 0);
+    fake.cfgp = &fake.cfg;
+    fake.dw = ds_worker_init(0, &fake.loop, &fake.cfgp, NULL, NULL);
+    retry_rng_seed(&fake.dw->rng, 1);
 }
 
 void fake_close_loop(void)
 {
-    cr_assert_eq(uv_run(&fake.w.loop, UV_RUN_DEFAULT), 0);
-    cr_assert_eq(uv_loop_close(&fake.w.loop), 0, "a handle outlived its call");
+    cr_assert_eq(uv_run(&fake.loop, UV_RUN_DEFAULT), 0);
+    cr_assert_eq(uv_loop_close(&fake.loop), 0, "a handle outlived its call");
     fake.closed = true;
 }
 
 void fake_teardown(void)
 {
     if (!fake.closed) {
-        uv_run(&fake.w.loop, UV_RUN_DEFAULT);
-        uv_loop_close(&fake.w.loop);
+        uv_run(&fake.loop, UV_RUN_DEFAULT);
+        uv_loop_close(&fake.loop);
     }
     ds_stop();
 }

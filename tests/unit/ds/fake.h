@@ -13,7 +13,9 @@
 
 struct fake {
     struct og_config cfg;
-    struct worker w;
+    const struct og_config *cfgp; /* the worker's snapshot slot: &cfg */
+    uv_loop_t loop;
+    struct ds_worker *dw;                 /* the downstream handle of worker 0 on loop */
     struct ds_call *sent[FAKE_MAX_SENDS]; /* attempts, in order */
     int nsent;
     int naborted;
@@ -35,8 +37,9 @@ struct fake_got {
 /* A ds_cb recording into the struct fake_got at arg. */
 void fake_on_resp(void *arg, struct ds_resp *r);
 
-/* An idempotent, coalescable storage read of addr, due in 30 s (never
- * reached: the tests answer first, even under valgrind). */
+/* An idempotent, coalescable storage read of the object whose bytes are
+ * addr, due in 30 s (never reached: the tests answer first, even under
+ * valgrind). */
 struct ds_req fake_read(const char *addr);
 
 /* The backend answers attempt c: code, or code 0 with err. */
