@@ -26,6 +26,21 @@ struct eng_buf *eng_buf_from(const void *p, size_t n)
     return b;
 }
 
+struct eng_buf *eng_buf_with_tail(const void *p, size_t n, const void *tail, size_t tn)
+{
+    if (tn > SIZE_MAX - sizeof(struct eng_buf) - n)
+        return NULL;
+    struct eng_buf *b = eng_buf_new(n + tn);
+    if (b == NULL)
+        return NULL;
+    b->size = n;
+    if (n > 0)
+        memcpy(b->bytes, p, n);
+    if (tn > 0)
+        memcpy(b->bytes + n, tail, tn);
+    return b;
+}
+
 struct eng_buf *eng_buf_ref(struct eng_buf *b)
 {
     /* Relaxed is enough to take a reference from one we already hold. */

@@ -29,6 +29,12 @@ __attribute__((warn_unused_result)) struct eng_buf *eng_buf_new(size_t size);
 /* A new buffer holding a copy of p[0..n), one reference; NULL on failure. */
 __attribute__((warn_unused_result)) struct eng_buf *eng_buf_from(const void *p, size_t n);
 
+/* A buffer of size n holding a copy of p[0..n), followed by a copy of
+ * tail[0..tn) just past its end (bytes[n..n + tn), not counted in size):
+ * one allocation for a body and a small attribute of it. NULL on failure. */
+__attribute__((warn_unused_result)) struct eng_buf *eng_buf_with_tail(const void *p, size_t n,
+                                                                      const void *tail, size_t tn);
+
 /* Take one more reference; returns b. b must be non-NULL and live. */
 struct eng_buf *eng_buf_ref(struct eng_buf *b);
 

@@ -475,10 +475,20 @@ static int check_batch(const char *ch, size_t ch_len, size_t max)
 int mailbox_send(struct mailbox *mb, const char *ch, size_t ch_len, const void *body, size_t n,
                  const char *key, size_t key_len, uint64_t now_ms, uint64_t *id_out, bool *dup_out)
 {
+    return mailbox_send_typed(mb, ch, ch_len, body, n, NULL, 0, key, key_len, now_ms, id_out,
+                              dup_out);
+}
+
+int mailbox_send_typed(struct mailbox *mb, const char *ch, size_t ch_len, const void *body,
+                       size_t n, const char *type, size_t type_len, const char *key, size_t key_len,
+                       uint64_t now_ms, uint64_t *id_out, bool *dup_out)
+{
     int rc = eng_name_check(ch, ch_len);
     if (rc != ENG_OK)
         return rc;
     if (key_len > MAILBOX_KEY_MAX_BYTES || (key == NULL && key_len > 0) || (body == NULL && n > 0))
+        return ENG_E_INVALID;
+    if (type_len > MAILBOX_TYPE_MAX || (type == NULL && type_len > 0))
         return ENG_E_INVALID;
     if (n > mb->max_msg)
         return ENG_E_TOO_LARGE;
@@ -488,7 +498,7 @@ int mailbox_send(struct mailbox *mb, const char *ch, size_t ch_len, const void *
         return rc;
 
     /* Allocate before locking; whatever goes unused is freed after. */
-    struct eng_buf *b = eng_buf_from(body, n);
+    struct eng_buf *b = eng_buf_with_tail(body, n, type, type_len);
     struct idem *k = NULL;
     if (b == NULL)
         return ENG_E_NOMEM;
@@ -527,7 +537,8 @@ int mailbox_send(struct mailbox *mb, const char *ch, size_t ch_len, const void *
         rc = ENG_E_NOMEM;
     } else {
         uint64_t id = c->next_id++;
-        struct mailbox_msg m = {.id = id, .sent_ms = now_ms, .body = b};
+        struct mailbox_msg m = {
+            .id = id, .sent_ms = now_ms, .body = b, .type_len = (uint8_t)type_len};
         b = NULL;
         if (nv == NULL) {
             /* Room in the published view: readers see m[0..depth) until the
@@ -743,6 +754,7 @@ int mailbox_channel_stats(struct mailbox *mb, const char *ch, size_t ch_len, uin
     idem_purge(c, now_ms);
     const struct mview *v = view_of(c);
     out->depth = view_len(v);
+    out->oldest_ms = out->depth ? v->m[0].sent_ms : 0;
     for (size_t i = 0; i < out->depth; i++)
         out->leased += v->m[i].lease_until > now_ms;
     out->dlq = c->dlq_n;

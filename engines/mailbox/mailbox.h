@@ -73,6 +73,7 @@ struct mailbox_msg {
     uint64_t lease_until; /* end of the current lease; 0 = never leased */
     uint32_t deliveries;  /* times RECV has handed it out, this one included */
     uint64_t owner;       /* who holds the current lease (mailbox_lease); 0: nobody named */
+    uint8_t type_len;     /* media type, stored just past the body: body->bytes[size..) */
     struct eng_buf *body;
 };
 
@@ -83,6 +84,7 @@ struct mailbox_channel_stats {
     uint64_t dlq_dropped; /* dead letters dropped because the DLQ was full */
     uint64_t next_id;     /* id the next new message will get */
     uint64_t idem_keys;   /* live idempotency keys */
+    uint64_t oldest_ms;   /* sent_ms of the oldest live message; 0 when none */
 };
 
 struct mailbox;
@@ -153,6 +155,23 @@ size_t mailbox_channels(struct mailbox *mb);
 void mailbox_msgs_release(struct mailbox_msg *msgs, size_t n);
 
 /* ---- leases with an owner, settling, redrive ---------------------------- */
+
+#define MAILBOX_TYPE_MAX 127
+
+/* mailbox_send() of a message with a media type (type_len ≤
+ * MAILBOX_TYPE_MAX; 0: none), kept with it and handed back with it
+ * (mailbox_msg_type). mailbox_send() is this with no type. */
+__attribute__((warn_unused_result)) int
+mailbox_send_typed(struct mailbox *mb, const char *ch, size_t ch_len, const void *body, size_t n,
+                   const char *type, size_t type_len, const char *key, size_t key_len,
+                   uint64_t now_ms, uint64_t *id_out, bool *dup_out);
+
+/* The media type a message was sent with (type_len bytes, not
+ * NUL-terminated; empty when none). */
+static inline const char *mailbox_msg_type(const struct mailbox_msg *m)
+{
+    return (const char *)m->body->bytes + m->body->size;
+}
 
 /* mailbox_recv() for a named receiver: each message leased is marked with
  * `owner` (any nonzero token, e.g. a hash of the caller's tenant; 0 names

@@ -36,6 +36,11 @@ enum proto_kind {
     PROTO_RECV,    /* mailbox */
     PROTO_PEEK,    /* mailbox */
     PROTO_ACK,     /* mailbox */
+    PROTO_NACK,    /* mailbox */
+    PROTO_LEASE,   /* mailbox: extend leases */
+    PROTO_DEAD,    /* mailbox: read the dead letters */
+    PROTO_REDRIVE, /* mailbox: dead letters back to the live messages */
+    PROTO_STATS,   /* mailbox: one channel's counts */
     PROTO__KINDS
 };
 
@@ -63,11 +68,15 @@ struct proto_op {
     struct proto_str prefix; /* search */
     uint64_t limit;          /* search: 1..INDEX_SEARCH_MAX */
     /* mailbox */
-    struct proto_str channel; /* send, recv, peek, ack */
+    struct proto_str channel; /* every mailbox op */
     struct proto_str key;     /* send: idempotency key (absent, or 1..255 bytes) */
-    uint64_t max;             /* recv, peek: 1..MAILBOX_BATCH_MAX */
-    uint64_t lease_ms;        /* recv: 0 (the channel's default)..MAILBOX_LEASE_MAX_MS */
-    const uint64_t *ids;      /* ack: nids ≤ MAILBOX_BATCH_MAX message ids */
+    struct proto_str type;    /* send: media type (absent, or 1..127 printable bytes, no " or \) */
+    struct proto_str owner;   /* recv, ack, nack, lease: who receives (absent, or 1..255 bytes) */
+    uint64_t max;             /* recv, peek, dead, redrive: 1..MAILBOX_BATCH_MAX */
+    uint64_t lease_ms;        /* recv: 0 (the channel's default)..MAILBOX_LEASE_MAX_MS;
+                                 lease: 1..MAILBOX_LEASE_MAX_MS */
+    uint64_t delay_ms;        /* nack: 0..MAILBOX_LEASE_MAX_MS before it is visible again */
+    const uint64_t *ids;      /* ack, nack, lease: nids ≤ MAILBOX_BATCH_MAX message ids */
     size_t nids;
 
     /* Set only by proto_op_parse: the reason a field of the header was

@@ -184,6 +184,10 @@ static int get_addr(json_t *h, const char *key, struct cas_addr *a)
 #define R_IDS     "ids must be an array"
 #define R_IDS_MAX "at most 100 ids"
 #define R_IDS_INT "ids must be non-negative integers"
+#define R_TYPE    "type must be 1..127 printable bytes without quotes or backslashes"
+#define R_OWNER   "owner must be a string of 1..255 bytes"
+#define R_DELAY   "delay_ms must be an integer in 0..43200000"
+#define R_EXTEND  "lease_ms must be an integer in 1..43200000"
 _Static_assert(INDEX_SEARCH_MAX == 100 && MAILBOX_BATCH_MAX == 100 &&
                    MAILBOX_LEASE_MAX_MS == 43200000,
                "the reasons name the limits");
@@ -192,7 +196,8 @@ static const char *const KIND_NAMES[PROTO__KINDS] = {
     [PROTO_NONE] = "invalid", [PROTO_GET] = "get",         [PROTO_HAS] = "has",
     [PROTO_PUT] = "put",      [PROTO_RESOLVE] = "resolve", [PROTO_SEARCH] = "search",
     [PROTO_SEND] = "send",    [PROTO_RECV] = "recv",       [PROTO_PEEK] = "peek",
-    [PROTO_ACK] = "ack"};
+    [PROTO_ACK] = "ack",      [PROTO_NACK] = "nack",       [PROTO_LEASE] = "lease",
+    [PROTO_DEAD] = "dead",    [PROTO_REDRIVE] = "redrive", [PROTO_STATS] = "stats"};
 
 const char *proto_kind_name(enum proto_kind k)
 {
@@ -213,9 +218,27 @@ static bool app_has(uint16_t app, enum proto_kind k)
     switch (app) {
     case 1: return k == PROTO_GET || k == PROTO_HAS || k == PROTO_PUT;
     case 2: return k == PROTO_RESOLVE || k == PROTO_PUT || k == PROTO_SEARCH;
-    case 3: return k == PROTO_SEND || k == PROTO_RECV || k == PROTO_PEEK || k == PROTO_ACK;
+    case 3: return k >= PROTO_SEND && k <= PROTO_STATS;
     default: return false;
     }
+}
+
+/* A media type kept with a message is written into answers unescaped. */
+static bool type_ok(struct proto_str t)
+{
+    if (t.p == NULL)
+        return true;
+    if (t.n == 0 || t.n > MAILBOX_TYPE_MAX)
+        return false;
+    for (size_t i = 0; i < t.n; i++)
+        if (t.p[i] < 0x20 || t.p[i] > 0x7e || t.p[i] == '"' || t.p[i] == '\\')
+            return false;
+    return true;
+}
+
+static bool owner_ok(struct proto_str o)
+{
+    return o.p == NULL || (o.n > 0 && o.n <= MAILBOX_KEY_MAX_BYTES);
 }
 
 /* The first field of a typed op out of its range, in the order the parser
@@ -240,27 +263,45 @@ static const char *check(const struct proto_op *op)
             return R_CHANNEL;
         /* An explicit empty key is an error, not "no key": the engine reads
          * key_len 0 as absent, which would silently drop idempotency. */
-        return op->key.p && op->key.n == 0 ? R_KEY : NULL;
+        if (op->key.p && op->key.n == 0)
+            return R_KEY;
+        return type_ok(op->type) ? NULL : R_TYPE;
     case PROTO_RECV:
     case PROTO_PEEK:
+    case PROTO_DEAD:
+    case PROTO_REDRIVE:
         if (!op->channel.p)
             return R_CHANNEL;
         if (op->max == 0 || op->max > MAILBOX_BATCH_MAX)
             return R_MAX;
-        return op->kind == PROTO_RECV && op->lease_ms > MAILBOX_LEASE_MAX_MS ? R_LEASE : NULL;
+        if (op->kind == PROTO_RECV && op->lease_ms > MAILBOX_LEASE_MAX_MS)
+            return R_LEASE;
+        return op->kind == PROTO_RECV && !owner_ok(op->owner) ? R_OWNER : NULL;
     case PROTO_ACK:
+    case PROTO_NACK:
+    case PROTO_LEASE:
         if (!op->channel.p)
             return R_CHANNEL;
         if (op->nids && !op->ids)
             return R_IDS;
-        return op->nids > MAILBOX_BATCH_MAX ? R_IDS_MAX : NULL;
+        if (op->nids > MAILBOX_BATCH_MAX)
+            return R_IDS_MAX;
+        if (!owner_ok(op->owner))
+            return R_OWNER;
+        if (op->kind == PROTO_NACK && op->delay_ms > MAILBOX_LEASE_MAX_MS)
+            return R_DELAY;
+        if (op->kind == PROTO_LEASE && (op->lease_ms == 0 || op->lease_ms > MAILBOX_LEASE_MAX_MS))
+            return R_EXTEND;
+        return NULL;
+    case PROTO_STATS: return op->channel.p ? NULL : R_CHANNEL;
     default: return NULL;
     }
 }
 
 size_t proto_op_copy_size(const struct proto_op *op)
 {
-    const struct proto_str *s[] = {&op->name, &op->prefix, &op->channel, &op->key};
+    const struct proto_str *s[] = {&op->name, &op->prefix, &op->channel,
+                                   &op->key,  &op->type,   &op->owner};
     size_t n = op->nids * sizeof(op->ids[0]);
 
     for (size_t i = 0; i < sizeof(s) / sizeof(s[0]); i++)
@@ -281,7 +322,8 @@ void proto_op_copy(struct proto_op *dst, const struct proto_op *src, void *mem)
         dst->ids = (const uint64_t *)(void *)m;
         m += src->nids * sizeof(src->ids[0]);
     }
-    struct proto_str *d[] = {&dst->name, &dst->prefix, &dst->channel, &dst->key};
+    struct proto_str *d[] = {&dst->name, &dst->prefix, &dst->channel,
+                             &dst->key,  &dst->type,   &dst->owner};
     for (size_t i = 0; i < sizeof(d) / sizeof(d[0]); i++) {
         if (!d[i]->p)
             continue;
@@ -348,16 +390,26 @@ static void parse_fields(struct proto_parsed *ps, json_t *h)
     case PROTO_SEND:
         if ((r = get_str(h, "key", &op->key.p, &op->key.n)) < 0 || (r == 1 && op->key.n == 0))
             REFUSE(R_KEY);
+        if (get_str(h, "type", &op->type.p, &op->type.n) < 0 || !type_ok(op->type))
+            REFUSE(R_TYPE);
         return;
     case PROTO_RECV:
     case PROTO_PEEK:
+    case PROTO_DEAD:
+    case PROTO_REDRIVE:
         if (get_u64(h, "max", MAILBOX_BATCH_MAX, &op->max) != 1 || op->max == 0)
             REFUSE(R_MAX);
         if (op->kind == PROTO_RECV &&
             get_u64(h, "lease_ms", MAILBOX_LEASE_MAX_MS, &op->lease_ms) < 0)
             REFUSE(R_LEASE);
+        if (op->kind == PROTO_RECV &&
+            (get_str(h, "owner", &op->owner.p, &op->owner.n) < 0 || !owner_ok(op->owner)))
+            REFUSE(R_OWNER);
         return;
+    case PROTO_STATS: return;
     case PROTO_ACK:
+    case PROTO_NACK:
+    case PROTO_LEASE:
         arr = json_object_get(h, "ids");
         if (!json_is_array(arr))
             REFUSE(R_IDS);
@@ -371,6 +423,14 @@ static void parse_fields(struct proto_parsed *ps, json_t *h)
         }
         op->ids = ps->ids;
         op->nids = json_array_size(arr);
+        if (get_str(h, "owner", &op->owner.p, &op->owner.n) < 0 || !owner_ok(op->owner))
+            REFUSE(R_OWNER);
+        if (op->kind == PROTO_NACK &&
+            get_u64(h, "delay_ms", MAILBOX_LEASE_MAX_MS, &op->delay_ms) < 0)
+            REFUSE(R_DELAY);
+        if (op->kind == PROTO_LEASE &&
+            (get_u64(h, "lease_ms", MAILBOX_LEASE_MAX_MS, &op->lease_ms) != 1 || op->lease_ms == 0))
+            REFUSE(R_EXTEND);
         return;
     default: return;
     }
@@ -572,6 +632,14 @@ out:
 
 /* ------------------------------------------------------------- mailbox */
 
+/* A receiver's name as the engine's lease owner: a keyed hash, the same in
+ * every process (owners are compared within one engine only). 0: none. */
+static uint64_t owner_of(struct proto_str o)
+{
+    static const uint8_t k[16] = "omnigate-owner01";
+    return o.p ? eng_siphash(k, o.p, o.n) | 1 : 0;
+}
+
 static int mailbox_op_send(struct engines *e, const struct proto_op *op, const uint8_t *body,
                            size_t body_len, uint64_t now_ms, struct proto_resp *rs)
 {
@@ -579,10 +647,13 @@ static int mailbox_op_send(struct engines *e, const struct proto_op *op, const u
     bool dup = false;
     int st;
 
-    st = mailbox_send(e->mailbox, op->channel.p, op->channel.n, body, body_len, op->key.p,
-                      op->key.n, now_ms, &id, &dup);
+    st = mailbox_send_typed(e->mailbox, op->channel.p, op->channel.n, body, body_len, op->type.p,
+                            op->type.n, op->key.p, op->key.n, now_ms, &id, &dup);
     if (st != ENG_OK)
-        return fail_eng(rs, st, st == ENG_E_INVALID ? "bad channel or key" : "send failed");
+        return fail_eng(rs, st,
+                        st == ENG_E_INVALID    ? "bad channel or key"
+                        : st == ENG_E_CONFLICT ? "idempotency key already used for another body"
+                                               : "send failed");
     rs->code = dup ? 200 : 201;
     resp_hdr(rs, "{\"id\":%llu,\"duplicate\":%s}", (unsigned long long)id, dup ? "true" : "false");
     return rs->code;
@@ -595,10 +666,13 @@ static int mailbox_op_send(struct engines *e, const struct proto_op *op, const u
 #define MSG_K_ID         "{\"id\":"
 #define MSG_K_DELIVERIES ",\"deliveries\":"
 #define MSG_K_SENT       ",\"sent_ms\":"
+#define MSG_K_LEASE      ",\"lease_until_ms\":"
+#define MSG_K_TYPE       ",\"type\":\""
 #define MSG_K_BODY       ",\"body\":\""
-#define MSG_FIXED_BYTES  96 /* comma, keys, closing quote and brace, the numbers */
+#define MSG_FIXED_BYTES  160 /* comma, keys, closing quotes and brace, the numbers */
 _Static_assert(1 + sizeof(MSG_K_ID) - 1 + sizeof(MSG_K_DELIVERIES) - 1 + sizeof(MSG_K_SENT) - 1 +
-                       sizeof(MSG_K_BODY) - 1 + 2 + 2 * DEC_U64_MAX_CHARS + 10 <=
+                       sizeof(MSG_K_LEASE) - 1 + sizeof(MSG_K_TYPE) - 1 + 1 + sizeof(MSG_K_BODY) -
+                       1 + 2 + 3 * DEC_U64_MAX_CHARS + 10 <=
                    MSG_FIXED_BYTES,
                "a message's fixed part fits MSG_FIXED_BYTES (deliveries is a uint32_t)");
 
@@ -610,7 +684,7 @@ static struct eng_buf *messages_body(const struct mailbox_msg *m, size_t n)
     char *p;
 
     for (size_t i = 0; i < n; i++)
-        cap += MSG_FIXED_BYTES + 4 * ((m[i].body->size + 2) / 3) + 1;
+        cap += MSG_FIXED_BYTES + m[i].type_len + 4 * ((m[i].body->size + 2) / 3) + 1;
     b = eng_buf_new(cap);
     if (!b)
         return NULL;
@@ -629,6 +703,18 @@ static struct eng_buf *messages_body(const struct mailbox_msg *m, size_t n)
         memcpy(p + w, MSG_K_SENT, sizeof(MSG_K_SENT) - 1);
         w += sizeof(MSG_K_SENT) - 1;
         w += dec_u64(p + w, m[i].sent_ms);
+        if (m[i].lease_until) {
+            memcpy(p + w, MSG_K_LEASE, sizeof(MSG_K_LEASE) - 1);
+            w += sizeof(MSG_K_LEASE) - 1;
+            w += dec_u64(p + w, m[i].lease_until);
+        }
+        if (m[i].type_len) { /* checked at send: nothing to escape */
+            memcpy(p + w, MSG_K_TYPE, sizeof(MSG_K_TYPE) - 1);
+            w += sizeof(MSG_K_TYPE) - 1;
+            memcpy(p + w, mailbox_msg_type(&m[i]), m[i].type_len);
+            w += m[i].type_len;
+            p[w++] = '"';
+        }
         memcpy(p + w, MSG_K_BODY, sizeof(MSG_K_BODY) - 1);
         w += sizeof(MSG_K_BODY) - 1;
         /* EVP_EncodeBlock takes an int length: bodies are ≤ max_msg_bytes. */
@@ -655,8 +741,11 @@ static int mailbox_op_batch(struct engines *e, const struct proto_op *op, uint64
     if (!msgs)
         return fail_eng(rs, ENG_E_NOMEM, "out of memory");
     if (op->kind == PROTO_RECV)
-        st = mailbox_recv(e->mailbox, op->channel.p, op->channel.n, (size_t)op->max, op->lease_ms,
-                          now_ms, msgs, &n);
+        st = mailbox_lease(e->mailbox, op->channel.p, op->channel.n, (size_t)op->max, op->lease_ms,
+                           owner_of(op->owner), now_ms, msgs, &n);
+    else if (op->kind == PROTO_DEAD)
+        st = mailbox_dlq_peek(e->mailbox, op->channel.p, op->channel.n, (size_t)op->max, now_ms,
+                              msgs, &n);
     else
         st = mailbox_peek(e->mailbox, op->channel.p, op->channel.n, (size_t)op->max, now_ms, msgs,
                           &n);
@@ -682,16 +771,76 @@ static int mailbox_op_batch(struct engines *e, const struct proto_op *op, uint64
     return 200;
 }
 
-static int mailbox_op_ack(struct engines *e, const struct proto_op *op, struct proto_resp *rs)
+/* ack, nack, lease: {"acked"|"done":N, "unknown":[..], "foreign":[..],
+ * "not_leased":[..]} — every id in exactly one place. */
+static int mailbox_op_settle(struct engines *e, const struct proto_op *op, uint64_t now_ms,
+                             struct proto_resp *rs)
 {
-    size_t acked = 0;
-    int st;
+    enum mailbox_outcome oc[MAILBOX_BATCH_MAX];
+    enum mailbox_settle_op sop = op->kind == PROTO_ACK    ? MAILBOX_ACK
+                                 : op->kind == PROTO_NACK ? MAILBOX_NACK
+                                                          : MAILBOX_EXTEND;
+    uint64_t ms = op->kind == PROTO_NACK ? op->delay_ms : op->lease_ms;
+    int st = mailbox_settle(e->mailbox, op->channel.p, op->channel.n, sop, op->ids, op->nids,
+                            owner_of(op->owner), ms, now_ms, oc);
+    if (st != ENG_OK)
+        return fail_eng(rs, st, st == ENG_E_NOT_FOUND ? "no such channel" : "bad channel");
+    static const char *const LISTS[] = {NULL, "unknown", "foreign", "not_leased"};
+    size_t done = 0;
+    for (size_t i = 0; i < op->nids; i++)
+        done += oc[i] == MAILBOX_DONE;
+    rs->code = 200;
+    rs->hdr_len = 0;
+    HDR_LIT(rs, "{\"");
+    hdr_put(rs, op->kind == PROTO_ACK ? "acked" : "done", op->kind == PROTO_ACK ? 5 : 4);
+    HDR_LIT(rs, "\":");
+    hdr_u64(rs, done);
+    for (int l = MAILBOX_UNKNOWN; l <= MAILBOX_NOT_LEASED; l++) {
+        HDR_LIT(rs, ",\"");
+        hdr_put(rs, LISTS[l], strlen(LISTS[l]));
+        HDR_LIT(rs, "\":[");
+        bool first = true;
+        for (size_t i = 0; i < op->nids; i++) {
+            if (oc[i] != (enum mailbox_outcome)l)
+                continue;
+            if (!first)
+                HDR_LIT(rs, ",");
+            hdr_u64(rs, op->ids[i]);
+            first = false;
+        }
+        HDR_LIT(rs, "]");
+    }
+    HDR_LIT(rs, "}");
+    return 200;
+}
 
-    st = mailbox_ack(e->mailbox, op->channel.p, op->channel.n, op->ids, op->nids, &acked);
+static int mailbox_op_redrive(struct engines *e, const struct proto_op *op, uint64_t now_ms,
+                              struct proto_resp *rs)
+{
+    size_t moved = 0;
+    int st =
+        mailbox_redrive(e->mailbox, op->channel.p, op->channel.n, (size_t)op->max, now_ms, &moved);
+    if (st != ENG_OK)
+        return fail_eng(rs, st, "bad channel");
+    rs->code = 200;
+    resp_hdr(rs, "{\"redriven\":%zu}", moved);
+    return 200;
+}
+
+static int mailbox_op_stats(struct engines *e, const struct proto_op *op, uint64_t now_ms,
+                            struct proto_resp *rs)
+{
+    struct mailbox_channel_stats cs;
+    int st = mailbox_channel_stats(e->mailbox, op->channel.p, op->channel.n, now_ms, &cs);
     if (st != ENG_OK)
         return fail_eng(rs, st, st == ENG_E_NOT_FOUND ? "no such channel" : "bad channel");
     rs->code = 200;
-    resp_hdr(rs, "{\"acked\":%zu}", acked);
+    resp_hdr(rs,
+             "{\"depth\":%llu,\"leased\":%llu,\"dead\":%llu,\"dead_dropped\":%llu,"
+             "\"next_id\":%llu,\"oldest_ms\":%llu}",
+             (unsigned long long)cs.depth, (unsigned long long)cs.leased,
+             (unsigned long long)cs.dlq, (unsigned long long)cs.dlq_dropped,
+             (unsigned long long)cs.next_id, (unsigned long long)cs.oldest_ms);
     return 200;
 }
 
@@ -737,8 +886,13 @@ int proto_exec(struct engines *e, const struct proto_op *op, const uint8_t *body
     case PROTO_SEARCH: return index_op_search(e, op, rs);
     case PROTO_SEND: return mailbox_op_send(e, op, body, body_len, now_ms, rs);
     case PROTO_RECV:
-    case PROTO_PEEK: return mailbox_op_batch(e, op, now_ms, rs);
-    case PROTO_ACK: return mailbox_op_ack(e, op, rs);
+    case PROTO_PEEK:
+    case PROTO_DEAD: return mailbox_op_batch(e, op, now_ms, rs);
+    case PROTO_ACK:
+    case PROTO_NACK:
+    case PROTO_LEASE: return mailbox_op_settle(e, op, now_ms, rs);
+    case PROTO_REDRIVE: return mailbox_op_redrive(e, op, now_ms, rs);
+    case PROTO_STATS: return mailbox_op_stats(e, op, now_ms, rs);
     default: return bad(rs, "unknown op"); /* not reached: app_has */
     }
 }

@@ -81,6 +81,64 @@ int ds_op_send(struct ds_req *r, const char *channel, const char *key)
     return 0;
 }
 
+int ds_op_send_typed(struct ds_req *r, const char *channel, size_t n, const char *key, size_t kn,
+                     const char *type, size_t tn)
+{
+    if (kn > DS_OP_STR_MAX || tn > DS_OP_STR_MAX ||
+        with_str(r, DS_MAILBOX, PROTO_SEND, false, FIELD(channel), channel, n) != 0)
+        return -1;
+    if (key && kn)
+        r->op.key = (struct proto_str){key, kn};
+    if (type && tn)
+        r->op.type = (struct proto_str){type, tn};
+    return 0;
+}
+
+int ds_op_recv(struct ds_req *r, const char *channel, size_t n, uint64_t max, uint64_t lease_ms,
+               const char *owner, size_t on)
+{
+    if (on > DS_OP_STR_MAX ||
+        with_str(r, DS_MAILBOX, PROTO_RECV, false, FIELD(channel), channel, n) != 0)
+        return -1;
+    r->op.max = max;
+    r->op.lease_ms = lease_ms;
+    if (owner && on)
+        r->op.owner = (struct proto_str){owner, on};
+    return 0;
+}
+
+int ds_op_settle(struct ds_req *r, enum proto_kind kind, const char *channel, size_t n,
+                 const uint64_t *ids, size_t nids, const char *owner, size_t on, uint64_t ms)
+{
+    if (on > DS_OP_STR_MAX || nids > MAILBOX_BATCH_MAX ||
+        (kind != PROTO_ACK && kind != PROTO_NACK && kind != PROTO_LEASE) ||
+        with_str(r, DS_MAILBOX, kind, false, FIELD(channel), channel, n) != 0)
+        return -1;
+    r->op.ids = ids;
+    r->op.nids = nids;
+    if (owner && on)
+        r->op.owner = (struct proto_str){owner, on};
+    if (kind == PROTO_NACK)
+        r->op.delay_ms = ms;
+    else if (kind == PROTO_LEASE)
+        r->op.lease_ms = ms;
+    return 0;
+}
+
+int ds_op_dead(struct ds_req *r, enum proto_kind kind, const char *channel, size_t n, uint64_t max)
+{
+    if ((kind != PROTO_DEAD && kind != PROTO_REDRIVE) ||
+        with_str(r, DS_MAILBOX, kind, kind == PROTO_DEAD, FIELD(channel), channel, n) != 0)
+        return -1;
+    r->op.max = max;
+    return 0;
+}
+
+int ds_op_stats(struct ds_req *r, const char *channel, size_t n)
+{
+    return with_str(r, DS_MAILBOX, PROTO_STATS, true, FIELD(channel), channel, n);
+}
+
 int ds_op_has(struct ds_req *r, const struct cas_addr *obj)
 {
     start(r, DS_STORAGE, PROTO_HAS, true);
@@ -168,7 +226,8 @@ static void string(struct w *w, const char *k, struct proto_str s)
 /* The strings of op, for the bound checks. */
 static bool strings_fit(const struct proto_op *op)
 {
-    const struct proto_str *s[] = {&op->name, &op->prefix, &op->channel, &op->key};
+    const struct proto_str *s[] = {&op->name, &op->prefix, &op->channel,
+                                   &op->key,  &op->type,   &op->owner};
     for (size_t i = 0; i < sizeof(s) / sizeof(s[0]); i++)
         if (s[i]->n > DS_OP_STR_MAX)
             return false;
@@ -223,13 +282,18 @@ int ds_op_write(const struct proto_op *op, const char *corr_id, char out[DS_OP_H
         break;
     default: /* mailbox */
         string(&w, "channel", op->channel);
-        if (op->kind == PROTO_SEND)
+        if (op->kind == PROTO_SEND) {
             string(&w, "key", op->key);
-        if (op->kind == PROTO_RECV || op->kind == PROTO_PEEK)
+            string(&w, "type", op->type);
+        }
+        if (op->kind == PROTO_RECV || op->kind == PROTO_PEEK || op->kind == PROTO_DEAD ||
+            op->kind == PROTO_REDRIVE)
             num(&w, "max", op->max);
         if (op->kind == PROTO_RECV && op->lease_ms)
             num(&w, "lease_ms", op->lease_ms);
-        if (op->kind == PROTO_ACK) {
+        if (op->kind == PROTO_RECV)
+            string(&w, "owner", op->owner);
+        if (op->kind == PROTO_ACK || op->kind == PROTO_NACK || op->kind == PROTO_LEASE) {
             key(&w, "ids");
             out[w.n++] = '[';
             for (size_t i = 0; i < op->nids; i++) {
@@ -238,6 +302,11 @@ int ds_op_write(const struct proto_op *op, const char *corr_id, char out[DS_OP_H
                 w.n += dec_u64(out + w.n, op->ids[i]);
             }
             out[w.n++] = ']';
+            string(&w, "owner", op->owner);
+            if (op->kind == PROTO_NACK)
+                num(&w, "delay_ms", op->delay_ms);
+            if (op->kind == PROTO_LEASE)
+                num(&w, "lease_ms", op->lease_ms);
         }
         break;
     }

@@ -34,10 +34,10 @@
 #define DS_OP_STR_MAX 255
 /* The longest corr_id written (HTTP_CORR_ID_MAX). */
 #define DS_OP_CORR_ID_MAX 64
-/* Every header ds_op_write can write, NUL included: two strings escaped (6
- * bytes per byte), an ACK's ids, the deadline and corr_id, numbers, keys. */
+/* Every header ds_op_write can write, NUL included: three strings escaped
+ * (6 bytes per byte), an ACK's ids, the deadline and corr_id, numbers, keys. */
 #define DS_OP_HDR_MAX                                                                              \
-    (2 * 6 * DS_OP_STR_MAX + MAILBOX_BATCH_MAX * (DEC_U64_MAX_CHARS + 1) + DS_OP_CORR_ID_MAX + 320)
+    (3 * 6 * DS_OP_STR_MAX + MAILBOX_BATCH_MAX * (DEC_U64_MAX_CHARS + 1) + DS_OP_CORR_ID_MAX + 320)
 
 /* Each returns 0, or -1 when a string is longer than DS_OP_STR_MAX (r is
  * then unusable). The header the wire carries is shown after each. */
@@ -53,6 +53,25 @@ int ds_op_peek(struct ds_req *r, const char *channel, size_t n, uint64_t max);
 /* mailbox {"op":"send","channel":CHANNEL,"key":KEY}; the message is the
  * body. key NULL: no idempotency key. */
 int ds_op_send(struct ds_req *r, const char *channel, const char *key);
+/* mailbox {"op":"send","channel":CHANNEL,"key":KEY,"type":TYPE}: ds_op_send
+ * with the message's media type (NULL or empty: none). */
+int ds_op_send_typed(struct ds_req *r, const char *channel, size_t n, const char *key, size_t kn,
+                     const char *type, size_t tn);
+/* mailbox {"op":"recv","channel":CHANNEL,"max":MAX,"lease_ms":LEASE,
+ * "owner":OWNER}: lease up to max messages to owner (NULL: nobody named);
+ * not a read (it leases), never retried. */
+int ds_op_recv(struct ds_req *r, const char *channel, size_t n, uint64_t max, uint64_t lease_ms,
+               const char *owner, size_t on);
+/* mailbox {"op":"ack"|"nack"|"lease","channel":CHANNEL,"ids":[..],
+ * "owner":OWNER} with "delay_ms" (nack) or "lease_ms" (lease) = ms. ids are
+ * borrowed like the strings. */
+int ds_op_settle(struct ds_req *r, enum proto_kind kind, const char *channel, size_t n,
+                 const uint64_t *ids, size_t nids, const char *owner, size_t on, uint64_t ms);
+/* mailbox {"op":"dead"|"redrive","channel":CHANNEL,"max":MAX}; dead is a
+ * read. */
+int ds_op_dead(struct ds_req *r, enum proto_kind kind, const char *channel, size_t n, uint64_t max);
+/* mailbox {"op":"stats","channel":CHANNEL}; a read. */
+int ds_op_stats(struct ds_req *r, const char *channel, size_t n);
 /* storage {"op":"has","obj":OBJ}; a read. */
 int ds_op_has(struct ds_req *r, const struct cas_addr *obj);
 /* storage {"op":"get","obj":OBJ}, or with ranged {..,"off":OFF,"len":LEN};
@@ -68,9 +87,9 @@ int ds_op_put(struct ds_req *r, const struct cas_addr *expect);
  * "deadline_ms" when op->has_deadline, then "corr_id" when corr_id is not
  * NULL or empty (at most DS_OP_CORR_ID_MAX bytes of [A-Za-z0-9._:-], as the
  * edge validated it: it is not escaped), then "op" and the op's fields in
- * the order shown above (recv: channel, max, lease_ms when not 0; ack:
- * channel, ids). Strings are JSON-escaped (jw_escape). NUL-terminated.
- * Returns the length, or -1 for an op this writer refuses: an unknown
+ * the order shown above (recv: channel, max, lease_ms when not 0, owner;
+ * ack, nack, lease: channel, ids, owner, delay_ms or lease_ms). Strings are JSON-escaped
+ * (jw_escape). NUL-terminated. Returns the length, or -1 for an op this writer refuses: an unknown
  * kind, a string over DS_OP_STR_MAX, a corr_id over DS_OP_CORR_ID_MAX, or
  * more than MAILBOX_BATCH_MAX ids. Never allocates.
  */

@@ -525,3 +525,93 @@ Test(proto, mailbox_errors, .init = setup, .fini = teardown)
         proto_resp_release(&rs);
     }
 }
+
+/* ---- mailbox: owners, settling, dead letters, stats, types --------------- */
+
+/* The response body parsed (caller decrefs). */
+static json_t *rbody(const struct proto_resp *rs)
+{
+    return json_loadb((const char *)rs->body, rs->body_len, 0, NULL);
+}
+
+Test(proto, mailbox_settle_with_owners_and_outcomes, .init = setup, .fini = teardown)
+{
+    struct proto_resp rs;
+    cr_assert_eq(
+        call(&rs, 3, "{\"op\":\"send\",\"channel\":\"c\",\"type\":\"text/plain\"}", "hi", 2), 201);
+    proto_resp_release(&rs);
+    cr_assert_eq(
+        call(&rs, 3, "{\"op\":\"recv\",\"channel\":\"c\",\"max\":5,\"owner\":\"alice\"}", "", 0),
+        200);
+    json_t *b = rbody(&rs);
+    json_t *m = json_array_get(json_object_get(b, "messages"), 0);
+    cr_assert_str_eq(json_string_value(json_object_get(m, "type")), "text/plain");
+    cr_assert(json_integer_value(json_object_get(m, "lease_until_ms")) > 1000, "lease deadline");
+    json_decref(b);
+    proto_resp_release(&rs);
+    /* Another owner can neither ack nor extend; unknown ids are listed. */
+    cr_assert_eq(
+        call(&rs, 3, "{\"op\":\"ack\",\"channel\":\"c\",\"ids\":[1,9],\"owner\":\"bob\"}", "", 0),
+        200);
+    json_t *h = rhdr(&rs);
+    cr_assert_eq(json_integer_value(json_object_get(h, "acked")), 0);
+    cr_assert_eq(json_integer_value(json_array_get(json_object_get(h, "foreign"), 0)), 1);
+    cr_assert_eq(json_integer_value(json_array_get(json_object_get(h, "unknown"), 0)), 9);
+    json_decref(h);
+    proto_resp_release(&rs);
+    cr_assert_eq(call(&rs, 3,
+                      "{\"op\":\"lease\",\"channel\":\"c\",\"ids\":[1],\"owner\":\"alice\",\"lease_"
+                      "ms\":5000}",
+                      "", 0),
+                 200);
+    h = rhdr(&rs);
+    cr_assert_eq(json_integer_value(json_object_get(h, "done")), 1);
+    json_decref(h);
+    proto_resp_release(&rs);
+    cr_assert_eq(
+        call(&rs, 3, "{\"op\":\"nack\",\"channel\":\"c\",\"ids\":[1],\"owner\":\"alice\"}", "", 0),
+        200);
+    proto_resp_release(&rs);
+    cr_assert_eq(call(&rs, 3, "{\"op\":\"stats\",\"channel\":\"c\"}", "", 0), 200);
+    h = rhdr(&rs);
+    cr_assert_eq(json_integer_value(json_object_get(h, "depth")), 1);
+    cr_assert_eq(json_integer_value(json_object_get(h, "leased")), 0, "released by the nack");
+    cr_assert_eq(json_integer_value(json_object_get(h, "oldest_ms")), 1000);
+    json_decref(h);
+    proto_resp_release(&rs);
+    cr_assert_eq(call(&rs, 3, "{\"op\":\"dead\",\"channel\":\"c\",\"max\":5}", "", 0), 200);
+    b = rbody(&rs);
+    cr_assert_eq(json_array_size(json_object_get(b, "messages")), 0);
+    json_decref(b);
+    proto_resp_release(&rs);
+    cr_assert_eq(call(&rs, 3, "{\"op\":\"redrive\",\"channel\":\"c\",\"max\":5}", "", 0), 200);
+    h = rhdr(&rs);
+    cr_assert_eq(json_integer_value(json_object_get(h, "redriven")), 0);
+    json_decref(h);
+    proto_resp_release(&rs);
+}
+
+Test(proto, mailbox_new_fields_are_checked, .init = setup, .fini = teardown)
+{
+    expect_error(3, "{\"op\":\"send\",\"channel\":\"c\",\"type\":\"a\\\"b\"}", 400, "bad_request");
+    expect_error(3, "{\"op\":\"send\",\"channel\":\"c\",\"type\":\"\"}", 400, "bad_request");
+    expect_error(3, "{\"op\":\"recv\",\"channel\":\"c\",\"max\":1,\"owner\":\"\"}", 400,
+                 "bad_request");
+    expect_error(3, "{\"op\":\"nack\",\"channel\":\"c\",\"ids\":[1],\"delay_ms\":-1}", 400,
+                 "bad_request");
+    expect_error(3, "{\"op\":\"lease\",\"channel\":\"c\",\"ids\":[1]}", 400, "bad_request");
+    expect_error(3, "{\"op\":\"lease\",\"channel\":\"c\",\"ids\":[1],\"lease_ms\":0}", 400,
+                 "bad_request");
+    expect_error(3, "{\"op\":\"dead\",\"channel\":\"c\"}", 400, "bad_request");
+    expect_error(3, "{\"op\":\"stats\"}", 400, "bad_request");
+    expect_error(3, "{\"op\":\"stats\",\"channel\":\"nope\"}", 404, "not_found");
+    struct proto_resp rs;
+    cr_assert_eq(call(&rs, 3, "{\"op\":\"send\",\"channel\":\"c\",\"key\":\"k\"}", "a", 1), 201);
+    proto_resp_release(&rs);
+    {
+        struct proto_resp r2;
+        cr_assert_eq(call(&r2, 3, "{\"op\":\"send\",\"channel\":\"c\",\"key\":\"k\"}", "b", 1),
+                     409);
+        proto_resp_release(&r2);
+    }
+}
