@@ -23,6 +23,7 @@
 #include "demo/demo.h"
 #include "ds/ds.h"
 #include "engines/proto/proto.h"
+#include "mailbox/routes.h"
 #include "media/integrity.h"
 #include "oap/oap-t.h"
 #include "tools/tools_auth.h"
@@ -42,10 +43,19 @@ static const struct route ROUTES[] = {
     {"/v1/o/{addr}", M_GET | M_HEAD, media_on_object, ROUTE_NEEDS(CAP_SCOPE_OBJECT_READ)},
     {"/v1/o", M_PUT, media_on_put, ROUTE_NEEDS(CAP_SCOPE_OBJECT_WRITE)},
     {"/v1/media/{name}", M_GET | M_HEAD, media_on_media, ROUTE_NEEDS(CAP_SCOPE_MEDIA_READ)},
+    {"/v1/mailbox/{channel}", M_POST, mailbox_on_send, ROUTE_NEEDS(CAP_SCOPE_MAILBOX_WRITE)},
+    {"/v1/mailbox/{channel}", M_GET, mailbox_on_recv, ROUTE_NEEDS(CAP_SCOPE_MAILBOX_READ)},
+    {"/v1/mailbox/{channel}/ack", M_POST, mailbox_on_ack, ROUTE_NEEDS(CAP_SCOPE_MAILBOX_WRITE)},
+    {"/v1/mailbox/{channel}/nack", M_POST, mailbox_on_nack, ROUTE_NEEDS(CAP_SCOPE_MAILBOX_WRITE)},
+    {"/v1/mailbox/{channel}/lease", M_POST, mailbox_on_lease, ROUTE_NEEDS(CAP_SCOPE_MAILBOX_WRITE)},
+    {"/v1/mailbox/{channel}/dead", M_GET, mailbox_on_dead, ROUTE_NEEDS(CAP_SCOPE_MAILBOX_READ)},
+    {"/v1/mailbox/{channel}/dead/redrive", M_POST, mailbox_on_redrive,
+     ROUTE_NEEDS(CAP_SCOPE_MAILBOX_WRITE)},
 };
 
 static const struct route ADMIN_ROUTES[] = {
     {"/admin/degraded", M_GET | M_HEAD | M_PUT | M_DELETE, admit_on_degraded, 0},
+    {"/admin/mailbox/{channel}", M_GET | M_HEAD, mailbox_on_stats, 0},
 };
 
 static bool opt_demo;
@@ -87,7 +97,7 @@ static int on_start(struct server *srv)
     if (authz_start(cfg, &srv->admin.loop, nshards, opt_demo, dev_token, sizeof(dev_token)) != 0)
         return -1;
     http_dispatch_set_gate(authz_check);
-    if (admit_start(cfg, srv->nworkers) != 0)
+    if (admit_start(cfg, srv->nworkers) != 0 || mailbox_routes_start(srv->nworkers) != 0)
         return -1;
     http_dispatch_set_admission(&admit_hooks);
     if (opt_demo && demo_generate(demo_emit_local, ds_local_engines()) != 0)
@@ -108,17 +118,20 @@ static void on_worker(struct worker *w)
     ctx->is_admin = w->is_admin;
     w->ctx = ctx;
     /* ds/ reads the config through the context net/ keeps current. */
+    /* The admin loop has a downstream handle too: operators' channel stats. */
+    ctx->ds = ds_worker_init(w->id, &w->loop, &ctx->cfg, worker_is_drained, w);
     if (w->is_admin) {
         admit_admin_init(&w->loop);
     } else {
-        ctx->ds = ds_worker_init(w->id, &w->loop, &ctx->cfg, worker_is_drained, w);
         ctx->admit = admit_worker_init(&w->loop, w->id);
+        mailbox_routes_worker(&w->loop, w->id);
     }
 }
 
 static void on_worker_exit(void)
 {
     memo_thread_release();
+    mailbox_routes_worker_exit();
 }
 
 static void on_stop(void)

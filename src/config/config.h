@@ -46,6 +46,9 @@ struct og_config {
     int64_t queue_max, queue_wait_ms;
     int64_t fq_weight[3]; /* anon, authed, internal */
     int64_t degraded_headroom_pct, degraded_hold_ms;
+    /* Mailbox routes (src/mailbox/) and the in-process mailbox engine. */
+    int64_t mailbox_wait_max_ms, mailbox_poll_ms, mailbox_parked_max;
+    int64_t mailbox_max_deliveries, mailbox_idem_window_ms, mailbox_depth_max;
     int64_t drain_grace_ms;
 
     /* Downstreams: "" = in process (micronode), else oap://HOST:PORT or unix:/path. */

@@ -14,6 +14,7 @@
     X(FORBIDDEN, 403, "forbidden", "capability does not allow this request")                       \
     X(NOT_FOUND, 404, "not_found", "no such resource")                                             \
     X(METHOD, 405, "method_not_allowed", "method not allowed on this route")                       \
+    X(CONFLICT, 409, "conflict", "idempotency key already used for another body")                  \
     X(TIMEOUT, 408, "timeout", "client too slow")                                                  \
     X(BODY_CAP, 413, "body_cap", "request body over the cap")                                      \
     X(DECOMPRESS_CAP, 413, "decompress_cap", "inflated body over the cap")                         \
@@ -21,6 +22,7 @@
     X(UNSUPPORTED_MEDIA, 415, "unsupported_media_type", "unsupported content type")                \
     X(RANGE, 416, "range_not_satisfiable", "range not satisfiable")                                \
     X(QUOTA, 429, "quota", "rate limit exceeded")                                                  \
+    X(CHANNEL_FULL, 429, "channel_full", "channel at its depth cap")                               \
     X(HEADER_TOO_LARGE, 431, "header_too_large", "request header block over the cap")              \
     X(INTERNAL, 500, "internal", "internal error")                                                 \
     X(NOT_IMPLEMENTED, 501, "not_implemented", "not implemented")                                  \

@@ -316,7 +316,11 @@ int ds__local_start(const struct og_config *cfg)
         local_engines.index = index_new(&io, &st);
     }
     if (!cfg->ds_addr[DS_MAILBOX][0]) {
-        struct mailbox_opts mo = {0};
+        /* A message may be as large as a request body. */
+        struct mailbox_opts mo = {.max_msg_bytes = (size_t)cfg->body_max,
+                                  .max_deliveries = (uint32_t)cfg->mailbox_max_deliveries,
+                                  .idem_window_ms = (uint64_t)cfg->mailbox_idem_window_ms,
+                                  .max_depth = (size_t)cfg->mailbox_depth_max};
         local_engines.mailbox = mailbox_new(&mo, &st);
     }
     if ((!cfg->ds_addr[DS_STORAGE][0] && !local_engines.storage) ||

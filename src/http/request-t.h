@@ -91,6 +91,7 @@ struct http_req {
     int admit_class;        /* index of klass (core/drr.h's classes) once admitted or queued */
     uint32_t retry_after_s; /* Retry-After of a 429/503 answer; 0: the configured one */
     uint64_t queued_ms;     /* time waited for a slot, taken from the request's budget */
+    bool abandon_on_eof;    /* the client's end of stream is a hang-up (long-poll) */
     struct drr_node wait;   /* link in the worker's queues while waiting */
 
     /* Per-hop timings for the log line, "index:0.41,storage:0.22". */

@@ -55,6 +55,16 @@ long park_count(void)
     return atomic_load(&parked_total);
 }
 
+long park_worker_count(struct park_worker *pw)
+{
+    return atomic_load(&pw->nparked);
+}
+
+uint64_t park_now(struct park_worker *pw)
+{
+    return uv_now(pw->timer.loop);
+}
+
 /* ---- the lists ---------------------------------------------------------- */
 
 static void unlink_waiter(struct park_waiter *w)

@@ -67,7 +67,11 @@ void park_leave(struct park_waiter *w);
 /* Any thread: a message was sent to the channel. */
 void park_notify(uint64_t chash);
 
-/* Receivers parked now, over all workers (metrics). */
+/* Receivers parked now, over all workers (metrics), and on pw. */
 long park_count(void);
+long park_worker_count(struct park_worker *pw);
+
+/* pw's loop time. */
+uint64_t park_now(struct park_worker *pw);
 
 #endif

@@ -213,7 +213,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
     if (nread < 0) {
         /* Half-close with requests still buffered or in service: answer them,
          * then close. Anything else: the client is gone. */
-        if (c->phase == PHASE_QUEUED) { /* a client gone while waiting leaves at once */
+        if (c->phase == PHASE_QUEUED || (c->req_active && c->rq && c->rq->req.abandon_on_eof)) {
+            /* a client gone while waiting (for a slot, or a long-poll) leaves at once */
             conn_close(c);
             return;
         }

@@ -32,6 +32,52 @@ static struct body body_decode(json_t *m)
     return out;
 }
 
+/* Whether a body sent with this media type (NULL: none given) is shown as
+ * JSON when it parses as JSON. */
+static bool json_typed(json_t *m)
+{
+    json_t *t = json_object_get(m, "type");
+    return !json_is_string(t) || strstr(json_string_value(t), "json") != NULL;
+}
+
+/* The body, one way everywhere (views, feeds, the mailbox routes): the
+ * bytes as sent when they are JSON (and were not sent as another type),
+ * else base64 with "encoding":"base64" before it. */
+static void body_field(struct jw *w, json_t *m, const struct body *b)
+{
+    if (b->raw && json_typed(m) && view_valid_json(b->raw, b->len)) {
+        jw_key(w, "body");
+        jw_raw(w, (const char *)b->raw, b->len);
+    } else if (b->raw) {
+        jw_key(w, "encoding");
+        jw_str(w, "base64");
+        jw_key(w, "body");
+        view_jw_base64(w, b->raw, b->len);
+    } else {
+        jw_key(w, "body");
+        jw_null(w);
+    }
+}
+
+/* id, sent_ms, then what the answer has of deliveries, lease_until_ms and
+ * type. */
+static void head_fields(struct jw *w, json_t *m)
+{
+    static const char *const NUMS[] = {"id", "sent_ms", "deliveries", "lease_until_ms"};
+    for (size_t i = 0; i < sizeof(NUMS) / sizeof(NUMS[0]); i++) {
+        json_t *v = json_object_get(m, NUMS[i]);
+        if (i >= 2 && !json_is_integer(v))
+            continue;
+        jw_key(w, NUMS[i]);
+        jw_uint(w, (uint64_t)json_integer_value(v));
+    }
+    json_t *t = json_object_get(m, "type");
+    if (json_is_string(t)) {
+        jw_key(w, "type");
+        jw_strn(w, json_string_value(t), json_string_length(t));
+    }
+}
+
 static json_t *answer_messages(json_t *doc)
 {
     json_t *msgs = doc ? json_object_get(doc, "messages") : NULL;
@@ -54,23 +100,19 @@ static int render_messages(struct jw *w, const uint8_t *p, size_t n)
     {
         struct body b = body_decode(m);
         jw_obj_open(w);
-        jw_key(w, "id");
-        jw_int(w, json_integer_value(json_object_get(m, "id")));
-        jw_key(w, "sent_ms");
-        jw_int(w, json_integer_value(json_object_get(m, "sent_ms")));
-        jw_key(w, "body");
-        if (b.raw && view_valid_json(b.raw, b.len))
-            jw_raw(w, (const char *)b.raw, b.len);
-        else if (b.raw)
-            view_jw_base64(w, b.raw, b.len);
-        else
-            jw_null(w);
+        head_fields(w, m);
+        body_field(w, m, &b);
         jw_obj_close(w);
         free(b.raw);
     }
     jw_arr_close(w);
     json_decref(doc);
     return 0;
+}
+
+int view_messages_render(struct jw *w, const uint8_t *p, size_t n)
+{
+    return render_messages(w, p, n);
 }
 
 int view_messages(struct jw *w, const uint8_t *p, size_t n)
@@ -119,19 +161,8 @@ static int feed_record(struct buf *out, json_t *m)
     int rc = put_u32(out, 0);
     jw_init(&w, out);
     jw_obj_open(&w);
-    jw_key(&w, "id");
-    jw_uint(&w, (uint64_t)json_integer_value(json_object_get(m, "id")));
-    jw_key(&w, "sent_ms");
-    jw_uint(&w, (uint64_t)json_integer_value(json_object_get(m, "sent_ms")));
-    jw_key(&w, "body");
-    char *dump = doc ? json_dumps(doc, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-    if (dump)
-        jw_raw(&w, dump, strlen(dump));
-    else if (b.raw)
-        view_jw_base64(&w, b.raw, b.len); /* not JSON: as in views */
-    else
-        jw_null(&w);
-    free(dump);
+    head_fields(&w, m);
+    body_field(&w, m, &b); /* the bytes as sent, as in views */
     free(b.raw);
     if (rc != 0 || jw_failed(&w)) {
         json_decref(doc);

@@ -20,8 +20,15 @@
 #include "core/jw.h"
 #include "view/plan.h"
 
-/* Messages array from a peek/recv answer body; -1 if malformed. */
+/* Messages array from a peek/recv answer body; -1 if malformed. Each
+ * message: id, sent_ms, deliveries and lease_until_ms when the answer has
+ * them, type when it was sent with one, and the body — the bytes as sent
+ * when they are JSON (and not sent as another type), else base64 after
+ * "encoding":"base64". Views, feeds and the mailbox routes all render a
+ * message so. */
 int view_messages(struct jw *w, const uint8_t *p, size_t n);
+/* The same, not memoised (every receive answer is new). */
+int view_messages_render(struct jw *w, const uint8_t *p, size_t n);
 
 /* One message of a feed: its JSON object up to (not including) the closing
  * brace — `{"id":N,"sent_ms":M,"body":...` — and, when the body names an
