@@ -41,9 +41,10 @@ struct admit_inflate {
     struct admit_inflate_limits lim;
     uint64_t in, out; /* compressed received, decoded produced */
     bool failed;
-    bool started;  /* the decoder proper is initialised (deflate waits for its header) */
-    bool at_end;   /* zlib: Z_STREAM_END seen and nothing after it yet */
-    bool in_frame; /* zstd: inside a frame (or nothing read yet) */
+    bool started;     /* the decoder proper is initialised (deflate waits for its header) */
+    bool at_end;      /* zlib: Z_STREAM_END seen and nothing after it yet */
+    bool in_frame;    /* zstd: inside a frame (or nothing read yet) */
+    bool frame_start; /* zstd: the next byte starts a frame */
     enum og_err err;
     const char *reason;
     uint8_t hdr[2]; /* deflate: the first bytes, until they tell zlib from raw */
@@ -294,6 +295,13 @@ static int zstd_fail(struct admit_inflate *z, size_t rc)
     }
 }
 
+/* libzstd decodes a frame in one pass, straight into the output, when the
+ * whole frame is in one call's input and its declared content size fits the
+ * room; that path skips the ZSTD_d_windowLogMax check, so whether a frame
+ * with a large declared window is accepted would depend on how the body
+ * was cut into reads. The first byte of each frame therefore goes alone:
+ * the one-pass path needs the frame to start in the call that completes its
+ * header, so it is never taken, and every frame meets the window cap. */
 static int zstd_feed(struct admit_inflate *z, const uint8_t *p, size_t n, struct buf *out)
 {
     for (;;) {
@@ -301,7 +309,7 @@ static int zstd_feed(struct admit_inflate *z, const uint8_t *p, size_t n, struct
         size_t room;
         if (next_room(z, out, &probe, &dst, &room) != 0)
             return -1;
-        ZSTD_inBuffer in = {p, n, 0};
+        ZSTD_inBuffer in = {p, z->frame_start && n > 1 ? 1 : n, 0};
         ZSTD_outBuffer o = {dst, room, 0};
         size_t rc = ZSTD_decompressStream(z->u.zd, &o, &in);
         if (ZSTD_isError(rc))
@@ -310,10 +318,15 @@ static int zstd_feed(struct admit_inflate *z, const uint8_t *p, size_t n, struct
         n -= in.pos;
         if (step_done(z, out, dst, &probe, o.pos) != 0)
             return -1;
-        /* 0: a frame is complete and flushed (another may follow). A call
-         * that moved nothing says only that a next frame would need input. */
-        if (in.pos > 0 || o.pos > 0)
+        if (in.pos > 0)
+            z->frame_start = false;
+        /* 0: a frame is complete and flushed, and the call stopped there
+         * (another may follow). A call that moved nothing says only that a
+         * next frame would need input. */
+        if (in.pos > 0 || o.pos > 0) {
             z->in_frame = rc != 0;
+            z->frame_start = rc == 0;
+        }
         /* Room left over with all input taken: everything is flushed. */
         if (n == 0 && o.pos < room)
             return 0;
@@ -334,6 +347,7 @@ struct admit_inflate *admit_inflate_new(enum admit_coding coding,
     z->coding = coding;
     z->lim = *lim;
     z->in_frame = true;
+    z->frame_start = true;
     switch (coding) {
     case ADMIT_CODING_GZIP:
         /* 15 + 32: a 32 KiB window, gzip or zlib header detected. */

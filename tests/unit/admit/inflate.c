@@ -345,6 +345,7 @@ Test(admit_inflate, every_truncation_is_400)
     struct result r = decode(ADMIT_CODING_GZIP, &(struct bytes){(uint8_t *)"", 0}, 0, &BIG);
     cr_assert_eq(r.rc, -1, "no byte at all is not a gzip stream");
     cr_assert_str_eq(r.reason, "truncated gzip body");
+    buf_release(&r.out);
     free(plain.p);
 }
 
@@ -422,6 +423,24 @@ Test(admit_inflate, zstd_window_over_8_mib_is_refused)
      * asks for the window before any block. */
     struct bytes big = zstd_of(NULL, 0, 9 << 20, false, 24, false);
     expect_refused(ADMIT_CODING_ZSTD, &big, 0, &BIG, OG_E_DECOMPRESS_CAP);
+    /* A frame that declares both its content size and a window larger than
+     * it needs: refused whether it arrives whole (libzstd's one-pass path
+     * would skip the window check) or in pieces. Window descriptor: byte 5,
+     * windowLog = 10 + (byte >> 3). */
+    struct bytes plain = text(3000, 12);
+    struct bytes small = zstd_of(plain.p, plain.n, 0, true, 10, false);
+    cr_assert_eq(small.p[4], 0x40, "FCS in 2 bytes, a window descriptor, no checksum");
+    cr_assert_eq(small.p[5], 0x00, "a 1 KiB window");
+    static const uint8_t WINDOWS[] = {0x70 /* 16 MiB */, 0xa0 /* 1 GiB */};
+    for (size_t w = 0; w < 2; w++) {
+        small.p[5] = WINDOWS[w];
+        for (size_t s = 0; s < NSTEPS; s++)
+            expect_refused(ADMIT_CODING_ZSTD, &small, STEPS[s], &BIG, OG_E_DECOMPRESS_CAP);
+    }
+    small.p[5] = 0x68; /* 8 MiB: allowed */
+    for (size_t s = 0; s < NSTEPS; s++)
+        expect_plain(ADMIT_CODING_ZSTD, &small, &plain, STEPS[s]);
+    free(plain.p), free(small.p);
     struct bytes ok = zstd_of(NULL, 0, 9 << 20, false, 23, false);
     struct result r = decode(ADMIT_CODING_ZSTD, &ok, 0, &BIG);
     cr_assert_eq(r.rc, 0, "%s", r.reason);
