@@ -58,6 +58,7 @@ static void admin_on_closed(uv_handle_t *h)
         all_admin = a->next;
     if (a->next)
         a->next->prev = a->prev;
+    h1_release(&a->h1);
     buf_release(&a->in);
     buf_release(&a->req.body);
     free(a);
@@ -249,8 +250,9 @@ static void admin_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 
 void admin_on_conn(uv_stream_t *server, int status)
 {
+    /* A coded body is decoded under the gateway's default ratio cap. */
     static const struct h1_limits lim = {ADMIN_HEAD_MAX_BYTES, ADMIN_HEADERS_MAX,
-                                         ADMIN_BODY_MAX_BYTES};
+                                         ADMIN_BODY_MAX_BYTES, 10};
     struct aconn *a;
 
     if (status != 0)

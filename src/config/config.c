@@ -37,7 +37,11 @@ const struct config_row config_rows[] = {
     {"limits", "header_count_max", CFG_INT, F(header_count_max), 8, 1024, "100", true,
      "header lines per request (431 header_too_large)"},
     {"limits", "body_max", CFG_SIZE, F(body_max), 0, 64 * MiB, "1MiB", true,
-     "request body cap, checked before routing (413 body_cap)"},
+     "request body cap, checked before routing (413 body_cap); also caps a decoded body "
+     "(413 decompress_cap)"},
+    {"limits", "decompress_ratio_max", CFG_INT, F(decompress_ratio_max), 0, 1000000, "10", true,
+     "a coded body may decode to this many times the bytes received, plus 64 KiB "
+     "(413 ratio_cap; 0 = no ratio cap)"},
     {"limits", "head_timeout", CFG_DURATION, F(head_timeout_ms), 100, 600000, "10s", true,
      "the whole request head must arrive within this (408 timeout)"},
     {"limits", "body_min_rate", CFG_SIZE, F(body_min_rate), 0, 1 * GiB, "1KiB", true,

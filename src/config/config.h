@@ -51,6 +51,10 @@ struct og_config {
     int64_t mailbox_max_deliveries, mailbox_idem_window_ms, mailbox_depth_max;
     int64_t drain_grace_ms;
 
+    /* Request bodies sent with a Content-Encoding: decoded bytes per byte
+     * received (plus 64 KiB); 0 = no ratio cap. */
+    int64_t decompress_ratio_max;
+
     /* Downstreams: "" = in process (micronode), else oap://HOST:PORT or unix:/path. */
     char ds_addr[3][CONFIG_STR_MAX]; /* index, storage, mailbox (enum ds_service order) */
     int64_t ds_pool_size;

@@ -7,6 +7,13 @@
  * §5.1–5.2), HTTP/1.1 requires exactly one Host (RFC 9112 §3.2), only
  * origin-form targets are served, and every size limit is checked as bytes
  * arrive, before anything is allocated.
+ *
+ * A body with a Content-Encoding is decoded as it arrives (src/admit/
+ * inflate.c): body_max holds for the bytes received and for the bytes
+ * decoded, and what handlers see in req->body is the decoded body, whatever
+ * the route. The coding is checked with the head, so an unsupported or
+ * stacked one is refused (415) before any of the body is read — and before
+ * a client waiting on Expect: 100-continue sends it.
  */
 #include "http/h1.h"
 
@@ -142,6 +149,26 @@ static int check_headers(struct h1 *h)
     return 0;
 }
 
+/* The body's coding, from every Content-Encoding field (one list, RFC 9110
+ * §5.3). Unknown or stacked codings are 415; the answer names the codings
+ * we take in Accept-Encoding (RFC 9110 §12.5.3). */
+static int read_coding(struct h1 *h)
+{
+    struct http_req *r = h->req;
+    for (unsigned i = 0; i < r->nhdrs; i++) {
+        const char *why;
+        if (slice_ieq(r->hdrs[i].name, "content-encoding") &&
+            admit_coding_parse(r->hdrs[i].value, &h->coding, &why) != 0) {
+            static const char ACCEPT[] = "Accept-Encoding: gzip, deflate, zstd\r\n";
+            /* Short of memory, the 415 goes out without it. */
+            int named = buf_append(&r->resp_hdrs, ACCEPT, sizeof(ACCEPT) - 1);
+            (void)named;
+            return fail(h, OG_E_UNSUPPORTED_MEDIA, why);
+        }
+    }
+    return 0;
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
     struct h1 *h = H(p);
@@ -160,6 +187,11 @@ static int on_headers_complete(llhttp_t *p)
     r->content_length = (p->flags & F_CONTENT_LENGTH) ? (int64_t)p->content_length : -1;
     if (r->content_length > (int64_t)h->lim.body_max)
         return fail(h, OG_E_BODY_CAP, "declared Content-Length over the body cap");
+    /* Only a request with a body has a representation to decode (RFC 9110
+     * §8.4): a stray Content-Encoding on a GET is ignored. */
+    h->coding = ADMIT_CODING_IDENTITY;
+    if ((r->content_length > 0 || r->chunked) && read_coding(h) != 0)
+        return -1;
 
     /* Origin-form only: we are not a forward proxy. */
     const struct slice t = r->target;
@@ -169,27 +201,59 @@ static int on_headers_complete(llhttp_t *p)
     r->path = (struct slice){t.p, q ? (size_t)(q - t.p) : t.n};
     r->query = q ? (struct slice){q + 1, t.n - (size_t)(q - t.p) - 1} : (struct slice){q, 0};
 
-    if (r->content_length > 0 && buf_reserve(&r->body, (size_t)r->content_length) != 0)
+    /* A coded body's decoded size is unknown: its decoder grows the buffer. */
+    if (r->content_length > 0 && h->coding == ADMIT_CODING_IDENTITY &&
+        buf_reserve(&r->body, (size_t)r->content_length) != 0)
         return fail(h, OG_E_INTERNAL, "out of memory for the request body");
     h->in_head = false;
     h->in_body = true;
     return HPE_PAUSED;
 }
 
+/* Refuse a coded body: the decoder's reason, and its memory back at once. */
+static int inflate_failed(struct h1 *h)
+{
+    const char *why;
+    enum og_err e = admit_inflate_error(h->inflate, &why);
+    h1_release(h);
+    return fail(h, e, why); /* why is a static string */
+}
+
 static int on_body(llhttp_t *p, const char *at, size_t n)
 {
     struct h1 *h = H(p);
-    struct buf *b = &h->req->body;
-    if (n > h->lim.body_max || b->n > h->lim.body_max - n)
+    struct http_req *r = h->req;
+    if (n > h->lim.body_max || r->body_received > h->lim.body_max - n)
         return fail(h, OG_E_BODY_CAP, "request body over the body cap");
-    if (buf_append(b, at, n) != 0)
-        return fail(h, OG_E_INTERNAL, "out of memory for the request body");
+    r->body_received += n;
+    if (h->coding == ADMIT_CODING_IDENTITY) {
+        if (buf_append(&r->body, at, n) != 0)
+            return fail(h, OG_E_INTERNAL, "out of memory for the request body");
+        return 0;
+    }
+    /* The decoder is made on the first body byte: a coded request with an
+     * empty body costs nothing. */
+    if (h->inflate == NULL) {
+        const struct admit_inflate_limits lim = {h->lim.body_max, h->lim.decompress_ratio,
+                                                 ADMIT_INFLATE_RATIO_SLACK_BYTES};
+        h->inflate = admit_inflate_new(h->coding, &lim);
+        if (h->inflate == NULL)
+            return fail(h, OG_E_INTERNAL, "out of memory for the body decoder");
+    }
+    if (admit_inflate_feed(h->inflate, at, n, &r->body) != 0)
+        return inflate_failed(h);
     return 0;
 }
 
 static int on_message_complete(llhttp_t *p)
 {
-    H(p)->in_body = false;
+    struct h1 *h = H(p);
+    h->in_body = false;
+    if (h->inflate != NULL) {
+        if (admit_inflate_end(h->inflate) != 0)
+            return inflate_failed(h);
+        h1_release(h); /* the decoder's window is not kept while the handler runs */
+    }
     return HPE_PAUSED;
 }
 
@@ -215,6 +279,7 @@ void h1_init(struct h1 *h, const struct h1_limits *lim)
 
 void h1_begin(struct h1 *h, struct http_req *req)
 {
+    h1_release(h);
     h->req = req;
     req->method = HTTP_METHOD_UNKNOWN;
     h->in_head = h->in_body = false;
@@ -223,6 +288,14 @@ void h1_begin(struct h1 *h, struct http_req *req)
     h->err = OG_E_BAD_REQUEST;
     h->err_reason = NULL;
     h->base = NULL;
+}
+
+void h1_release(struct h1 *h)
+{
+    if (h->inflate == NULL)
+        return; /* every request without a coded body in flight */
+    admit_inflate_free(h->inflate);
+    h->inflate = NULL;
 }
 
 enum h1_result h1_feed(struct h1 *h, const char *buf, size_t off, size_t len, size_t *consumed)

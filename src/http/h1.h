@@ -13,6 +13,7 @@
 #include <llhttp.h>
 #include <stddef.h>
 
+#include "admit/inflate.h"
 #include "http/request-t.h"
 
 enum h1_result {
@@ -25,7 +26,8 @@ enum h1_result {
 struct h1_limits {
     size_t header_max;
     unsigned header_count_max;
-    size_t body_max;
+    size_t body_max;           /* bytes received, and bytes decoded from a coded body */
+    unsigned decompress_ratio; /* decoded ≤ this × received + slack; 0 = no ratio cap */
 };
 
 struct h1 {
@@ -36,7 +38,9 @@ struct h1 {
     size_t head_start; /* offset of the request's first byte */
     bool in_head, in_body;
     bool last_was_value;
-    size_t trailer_bytes; /* chunked trailer fields seen (dropped, capped) */
+    size_t trailer_bytes;          /* chunked trailer fields seen (dropped, capped) */
+    enum admit_coding coding;      /* the body's Content-Encoding */
+    struct admit_inflate *inflate; /* its decoder, from the first body byte to the last */
     enum og_err err;
     const char *err_reason;
 };
@@ -46,6 +50,12 @@ void h1_init(struct h1 *h, const struct h1_limits *lim);
 /* Bind the next request to fill. Call before feeding a new request's bytes.
  * req->method is HTTP_METHOD_UNKNOWN until a whole method token was read. */
 void h1_begin(struct h1 *h, struct http_req *req);
+
+/* Free what the reader holds for a request it did not finish reading (the
+ * decoder of a coded body, up to its window). The reader frees it itself when
+ * a body ends or is refused; the owner calls this when it drops a request
+ * mid-body (connection closed, timeout). Safe to call at any time. */
+void h1_release(struct h1 *h);
 
 /* Feed bytes buf[off, len). `buf` must stay the same buffer for a request's
  * head. Returns the result and sets *consumed to the bytes parsed. After

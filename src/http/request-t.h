@@ -56,8 +56,10 @@ struct http_req {
     int64_t content_length; /* -1: none declared */
     uint32_t head_bytes;
 
-    /* Body, copied out of the read buffer (≤ body cap). */
+    /* Body, copied out of the read buffer (≤ body cap), decoded when it
+     * came with a Content-Encoding. */
     struct buf body;
+    uint64_t body_received; /* body bytes as they came (before decoding) */
 
     /* Routing. */
     const struct route *route;

@@ -98,6 +98,7 @@ static void req_give_back(struct conn *c)
     if (q == NULL)
         return;
     c->rq = NULL;
+    h1_release(&q->h1); /* a coded body's decoder, if it was cut off mid-body */
     buf_release(&q->req.body);
     buf_release(&q->req.resp_hdrs);
     freelist_put(&c->w->reqs, q, sizeof(*q));
@@ -274,7 +275,7 @@ static int start_request(struct conn *c)
     r->route_id = metrics_route_unmatched();
     const struct og_config *cfg = CFG(c);
     struct h1_limits lim = {(size_t)cfg->header_max, (unsigned)cfg->header_count_max,
-                            (size_t)cfg->body_max};
+                            (size_t)cfg->body_max, (unsigned)cfg->decompress_ratio_max};
     /* A fresh parser per request: llhttp resumed after a message and one
      * started on the next byte parse the same way. */
     h1_init(&q->h1, &lim);
@@ -494,7 +495,8 @@ static void on_timer(uv_timer_t *t)
     case PHASE_BODY: {
         uint64_t elapsed = now - c->phase_ms;
         if (elapsed >= (uint64_t)cfg->body_grace_ms &&
-            (double)c->rq->req.body.n < (double)cfg->body_min_rate * ((double)elapsed / 1000.0)) {
+            (double)c->rq->req.body_received <
+                (double)cfg->body_min_rate * ((double)elapsed / 1000.0)) {
             stop_reading(c);
             answer_parse_error(c, OG_E_TIMEOUT, "request body slower than the minimum rate");
         }

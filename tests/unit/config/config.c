@@ -67,6 +67,7 @@ Test(config, defaults)
     cr_assert_eq(c.write_timeout_ms, 10000);
     cr_assert_eq(c.drain_grace_ms, 10000);
     cr_assert_eq(c.retry_after_s, 1);
+    cr_assert_eq(c.decompress_ratio_max, 10);
 }
 
 Test(config, precedence_defaults_file_env_flags)
