@@ -137,8 +137,15 @@ int hctx_call(struct hctx *h, struct hctx_call *c, const struct ds_req *dr, cons
     c->call = ds_call(hctx_ds(h->req), &d, call_on_resp, c);
     if (c->call == NULL)
         return -1;
-    c->next = h->calls;
-    h->calls = c;
+    /* A call struct may be used again for a later call (a long-poll
+     * receives again): it is linked once. */
+    struct hctx_call *x = h->calls;
+    while (x && x != c)
+        x = x->next;
+    if (x == NULL) {
+        c->next = h->calls;
+        h->calls = c;
+    }
     h->pending++;
     return 0;
 }

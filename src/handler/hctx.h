@@ -68,7 +68,8 @@ struct hctx {
  * request timeout → calls cancelled, release(h)). release NULL means free(h). */
 void hctx_init(struct hctx *h, struct http_req *req, hctx_release_fn release);
 
-/* Start call c (unused until now, in memory owned by h's context) for dr;
+/* Start call c (in memory owned by h's context; unused, or used by h for an
+ * earlier call that has answered) for dr;
  * the request's correlation id is filled in. The answer goes to cb and its
  * latency to the hop list under `hop`. Returns 0, or -1 when the call could
  * not even be queued (cb will not run). */

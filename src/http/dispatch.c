@@ -96,6 +96,11 @@ void http_dispatch(struct http_req *r)
         http_dispatch_run(r);
 }
 
+void http_dispatch_detach(struct http_req *r)
+{
+    http__admit_leave(r);
+}
+
 void http_dispatch_resume(struct http_req *r)
 {
     r->conn->ops->resume(r->conn);

@@ -67,6 +67,10 @@ void http_dispatch(struct http_req *req);
 /* Admission layer: a parked request may go on (the transport's resume op). */
 void http_dispatch_resume(struct http_req *req);
 
+/* A handler that will wait a long time for an outside event (a parked
+ * long-poll) gives back its admission slot now: waiting is not serving. */
+void http_dispatch_detach(struct http_req *req);
+
 /* Requests admitted and not answered yet, over all workers (gauge, drain). */
 long http_dispatch_inflight(void);
 

@@ -15,6 +15,7 @@
 #include "engines/proto/proto.h"
 #include "handler/hctx.h"
 #include "http/ctx-t.h"
+#include "http/dispatch.h"
 #include "http/h1.h"
 #include "http/query.h"
 #include "http/response.h"
@@ -28,6 +29,11 @@
 static struct park_worker **workers; /* by worker id; set before loops run */
 static int nworkers;
 static atomic_ulong wakeups[3]; /* by enum park_why */
+/* Sends seen per channel hash slot: a receiver that found nothing parks
+ * only if no send landed since it asked (no wake-up is lost between its
+ * answer and its parking). */
+#define SEQ_SLOTS 1024
+static atomic_ulong send_seq[SEQ_SLOTS];
 /* The worker of this thread, once a handler ran on it: its loop's end is
  * reported from this thread (mailbox_routes_worker_exit). */
 static __thread struct park_worker *my_worker;
@@ -47,6 +53,8 @@ struct mb {
     size_t chn;
     uint64_t max, lease_ms, ms;
     uint64_t wait_end; /* loop time; 0: no long-poll */
+    unsigned long seq; /* send_seq of the channel when the receive was asked */
+    bool last;         /* the wait is over: this receive answers, whatever it finds */
     uint64_t ids[MAILBOX_BATCH_MAX];
     size_t nids;
     char key[DS_OP_STR_MAX + 1];
@@ -146,8 +154,11 @@ static void on_send(struct hctx_call *c, struct ds_resp *r)
         fail(m, r, "sending");
         return;
     }
-    if (r->code == 201) /* a new message: a receiver parked on it may go */
-        park_notify(park_channel_hash(m->ch, m->chn));
+    if (r->code == 201) { /* a new message: a receiver parked on it may go */
+        uint64_t h = park_channel_hash(m->ch, m->chn);
+        atomic_fetch_add(&send_seq[h % SEQ_SLOTS], 1);
+        park_notify(h);
+    }
     int code = r->code;
     char hdr[128];
     size_t n = r->hdr_len < sizeof(hdr) ? r->hdr_len : 0;
@@ -250,10 +261,7 @@ static void on_wake(struct park_waiter *w, enum park_why why)
 {
     struct mb *m = container_of(w, struct mb, park);
     atomic_fetch_add(&wakeups[why], 1);
-    if (why == PARK_DEADLINE) {
-        answer_messages(m, NULL); /* the wait is over: an empty list */
-        return;
-    }
+    m->last = why == PARK_DEADLINE; /* one more look, then answer */
     recv_start(m);
 }
 
@@ -272,7 +280,7 @@ static void on_recv(struct hctx_call *c, struct ds_resp *r)
         return;
     }
     struct park_worker *pw = pw_of(m->h.req);
-    if (m->wait_end && answer_count(r) == 0 && park_now(pw) < m->wait_end) {
+    if (m->wait_end && !m->last && answer_count(r) == 0 && park_now(pw) < m->wait_end) {
         const struct og_config *cfg = hctx_cfg(m->h.req);
         if (park_worker_count(pw) >= cfg->mailbox_parked_max) {
             hctx_fail(&m->h, OG_E_BUSY, "too many receivers waiting");
@@ -280,7 +288,14 @@ static void on_recv(struct hctx_call *c, struct ds_resp *r)
         }
         /* Sends through other processes are seen only by polling them. */
         uint64_t poll = ds_is_micronode() ? 0 : (uint64_t)cfg->mailbox_poll_ms;
-        park_enter(pw, &m->park, park_channel_hash(m->ch, m->chn), m->wait_end, poll, on_wake);
+        uint64_t h = park_channel_hash(m->ch, m->chn);
+        http_dispatch_detach(m->h.req); /* parked: no admission slot held */
+        park_enter(pw, &m->park, h, m->wait_end, poll, on_wake);
+        /* Parked first, then checked: a send after this sees us parked. */
+        if (atomic_load(&send_seq[h % SEQ_SLOTS]) != m->seq) {
+            park_leave(&m->park);
+            recv_start(m);
+        }
         return;
     }
     answer_messages(m, r);
@@ -288,6 +303,7 @@ static void on_recv(struct hctx_call *c, struct ds_resp *r)
 
 static void recv_start(struct mb *m)
 {
+    m->seq = atomic_load(&send_seq[park_channel_hash(m->ch, m->chn) % SEQ_SLOTS]);
     size_t on;
     const char *o = owner(m->h.req, &on);
     struct ds_req dr;
