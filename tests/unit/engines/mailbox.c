@@ -846,7 +846,8 @@ static int save_channel(void *arg, const struct mailbox_dump *d)
         s->msgs[s->n][i] = d->msgs[i];
         eng_buf_ref(d->msgs[i].body);
     }
-    memcpy(s->keys[s->n], d->keys, d->nkeys * sizeof(d->keys[0]));
+    if (d->nkeys > 0)
+        memcpy(s->keys[s->n], d->keys, d->nkeys * sizeof(d->keys[0]));
     o->msgs = s->msgs[s->n];
     o->keys = s->keys[s->n];
     s->n++;
