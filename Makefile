@@ -34,6 +34,9 @@ LDLIBS_ALL := $(PKG_LIBS) -lpthread -lm $(LDLIBS)
 LIB_SRCS    := $(wildcard lib/*/*.c)
 CORE_SRCS   := $(filter-out src/main.c,$(wildcard src/*/*.c))
 ENGINE_SRCS := $(wildcard engines/*/*.c)
+# services/*/ holds service modules free of the process's globals (the log):
+# in the library, so that unit tests and fuzz targets link them too.
+SVCLIB_SRCS := $(wildcard services/*/*.c)
 SVC_SRCS    := $(wildcard services/*.c)
 UNIT_SRCS   := $(wildcard tests/unit/*.c tests/unit/*/*.c)
 BENCH_SRCS  := $(wildcard bench/*.c)
@@ -50,7 +53,7 @@ obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 TP_OBJS := $(patsubst $(LLHTTP_DIR)/%.c,$(BUILD)/tp/llhttp/%.o,$(LLHTTP_SRCS)) \
            $(patsubst $(BLAKE3_DIR)/%.c,$(BUILD)/tp/blake3/%.o,$(BLAKE3_SRCS)) \
            $(patsubst $(BLAKE3_DIR)/%.S,$(BUILD)/tp/blake3/%.o,$(BLAKE3_ASM))
-LIB_OBJS := $(call obj,$(LIB_SRCS) $(CORE_SRCS) $(ENGINE_SRCS)) $(TP_OBJS)
+LIB_OBJS := $(call obj,$(LIB_SRCS) $(CORE_SRCS) $(ENGINE_SRCS) $(SVCLIB_SRCS)) $(TP_OBJS)
 LIBOG    := $(BUILD)/libomnigate.a
 
 OMNIGATE  := $(BUILD)/omnigate
@@ -123,7 +126,7 @@ FUZZ_FLAGS := $(CSTD) $(FUZZ_SAN) -fsanitize=fuzzer,address,undefined $(INCS) $(
 FUZZ_OBJCFLAGS := $(CSTD) $(FUZZ_SAN) -fsanitize=fuzzer-no-link,address,undefined $(INCS) $(PKG_CFLAGS) -w
 FUZZ_OBJ   := build/fuzz/obj
 FUZZ_LIB   := build/fuzz/libomnigate-fuzz.a
-FUZZ_LIBOBJS := $(patsubst %.c,$(FUZZ_OBJ)/%.o,$(LIB_SRCS) $(CORE_SRCS) $(ENGINE_SRCS)) \
+FUZZ_LIBOBJS := $(patsubst %.c,$(FUZZ_OBJ)/%.o,$(LIB_SRCS) $(CORE_SRCS) $(ENGINE_SRCS) $(SVCLIB_SRCS)) \
            $(patsubst $(LLHTTP_DIR)/%.c,$(FUZZ_OBJ)/tp/llhttp/%.o,$(LLHTTP_SRCS)) \
            $(patsubst $(BLAKE3_DIR)/%.c,$(FUZZ_OBJ)/tp/blake3/%.o,$(BLAKE3_SRCS)) \
            $(patsubst $(BLAKE3_DIR)/%.S,$(FUZZ_OBJ)/tp/blake3/%.o,$(BLAKE3_ASM))

@@ -178,10 +178,16 @@ static void route(struct aconn *a)
     if (path_is(r, "/healthz")) {
         respond_json(a, 200, "{\"status\":\"ok\"}");
     } else if (path_is(r, "/readyz")) {
+        /* "amnesia": whether this service keeps nothing on disk. */
         if (g_svc.ready)
-            respond_json(a, 200, "{\"ready\":true}");
+            snprintf(body, sizeof(body), "{\"ready\":true,\"amnesia\":%s}",
+                     g_svc.amnesia ? "true" : "false");
         else
-            respond_json(a, 503, "{\"ready\":false,\"missing\":[\"listener\"],\"retry_after\":1}");
+            snprintf(body, sizeof(body),
+                     "{\"ready\":false,\"missing\":[\"listener\"],\"retry_after\":1,"
+                     "\"amnesia\":%s}",
+                     g_svc.amnesia ? "true" : "false");
+        respond_json(a, g_svc.ready ? 200 : 503, body);
     } else if (path_is(r, "/metrics")) {
         struct buf out = {0};
         if (metrics_render(&out) != 0) {

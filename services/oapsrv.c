@@ -6,11 +6,15 @@
  * frame writes (small ones batched per loop turn) and the typed error frame
  * sent before closing on a protocol error. What is left here is the
  * service: a request (struct sreq, one endpoint stream) is refused, or
- * executed by proto_handle() once its DATA payload is whole, then answered
+ * parsed and executed (proto_op_parse, proto_exec) once its DATA payload is
+ * whole, then answered
  * — at once, after the latency fault, or never (stall fault).
  *
  * Requests are executed on receipt (the engines are synchronous); fault
- * latency delays the answer with a uv timer, never the loop. Answers whose
+ * latency delays the answer with a uv timer, never the loop. A service that
+ * keeps its state on disk logs the change a request made as it is executed
+ * (services/durable/journal.h) and holds the answer until the log says the
+ * record is durable: a 201 means the message is on disk. Answers whose
  * payload exceeds one stream chunk leave as START / data / END frames paced
  * by the client's credit; their body is a view into the engine's
  * ref-counted blob or buffer, borrowed until the endpoint has written it.
@@ -30,12 +34,14 @@
 #include "oap/comp.h"
 #include "oap/stream.h"
 #include "oapnet/oapnet.h"
+#include "services/durable/journal.h"
 #include "services/substrate.h"
 
 struct sconn;
 
 enum sreq_state {
     SR_RECEIVING, /* the request (a stream) is arriving */
+    SR_LOGGING,   /* executed; answer waits for its log record to be durable */
     SR_DELAYED,   /* answer waits for the latency timer */
     SR_ANSWERING, /* answer being sent as credit allows */
     SR_STALLED,   /* fault: never answered */
@@ -49,7 +55,9 @@ struct sreq {
     enum svc_op op;
     struct proto_resp rs;
     bool timer_on;
+    bool logging; /* queued on the log (ww): not freed until called back */
     uv_timer_t timer;
+    struct wal_waiter ww;
 };
 
 struct sconn {
@@ -116,6 +124,8 @@ static void req_on_timer_closed(uv_handle_t *h)
  * still live. */
 static void req_free(struct sreq *r)
 {
+    if (r->logging)
+        return;
     if (r->state != SR_DONE && r->c)
         return;
     if (r->st.writes)
@@ -170,28 +180,11 @@ static void req_on_timer(uv_timer_t *t)
         req_answer(r);
 }
 
-/* Run r with its request payload split in m and answer it (or delay the
- * answer, or never answer it). */
-static void req_execute(struct sreq *r, const struct oapnet_msg *m)
+/* Answer r now, or after the latency fault. */
+static void req_reply(struct sreq *r)
 {
-    uint32_t delay;
+    uint32_t delay = fault_delay_ms();
 
-    if (fault_stall()) {
-        r->state = SR_STALLED; /* stays inflight until the connection closes */
-        return;
-    }
-    if (!fault_error(&r->rs)) {
-        struct proto_req rq = {.app = r->st.app,
-                               .hdr = m->hdr,
-                               .hdr_len = m->hdr_len,
-                               .body = m->body,
-                               .body_len = m->body_len,
-                               .now_ms = proto_now_ms()};
-        proto_handle(&g_svc.eng, &rq, &r->rs);
-        r->op = svc_op_of(r->rs.op);
-        fault_corrupt(r->st.app, &r->rs);
-    }
-    delay = fault_delay_ms();
     if (delay == 0) {
         req_answer(r);
         return;
@@ -201,6 +194,55 @@ static void req_execute(struct sreq *r, const struct oapnet_msg *m)
     r->timer.data = r;
     r->timer_on = true;
     uv_timer_start(&r->timer, req_on_timer, delay, 0);
+}
+
+/* r's log record is durable: answer it, unless its connection is gone. */
+static void req_on_logged(struct wal_waiter *ww)
+{
+    struct sreq *r = (struct sreq *)((char *)ww - offsetof(struct sreq, ww));
+
+    r->logging = false;
+    if (r->c == NULL) {
+        req_free(r);
+        return;
+    }
+    req_reply(r);
+}
+
+/* Run r with its request payload split in m and answer it (or delay the
+ * answer, or never answer it). */
+static void req_execute(struct sreq *r, const struct oapnet_msg *m)
+{
+    if (fault_stall()) {
+        r->state = SR_STALLED; /* stays inflight until the connection closes */
+        return;
+    }
+    if (!fault_error(&r->rs)) {
+        /* proto_handle(), with the parsed op kept for the log. */
+        struct proto_parsed ps;
+        uint64_t now = proto_now_ms();
+        int64_t pos = 0;
+        if (proto_op_parse(&ps, r->st.app, m->hdr, m->hdr_len, &r->rs) == 0)
+            proto_exec(&g_svc.eng, &ps.op, m->body, m->body_len, now, &r->rs);
+        r->op = svc_op_of(r->rs.op);
+        fault_corrupt(r->st.app, &r->rs);
+        if (g_svc.wal != NULL)
+            pos = journal_log(g_svc.wal, &ps.op, m->body, m->body_len, now, &r->rs);
+        proto_parsed_release(&ps);
+        if (pos < 0) {
+            proto_resp_release(&r->rs);
+            r->rs.code = 500;
+            r->rs.hdr_len = (size_t)snprintf(
+                r->rs.hdr, sizeof(r->rs.hdr), "%s",
+                "{\"error\":\"internal\",\"reason\":\"the change could not be logged\"}");
+        } else if (pos > 0) {
+            r->state = SR_LOGGING;
+            r->logging = true;
+            wal_wait(g_svc.wal, &r->ww, (uint64_t)pos, req_on_logged);
+            return;
+        }
+    }
+    req_reply(r);
 }
 
 /* ------------------------------------------------- endpoint callbacks */

@@ -8,8 +8,13 @@
  *       --listen HOST:PORT|unix:/path   (repeatable, up to 4)
  *       --admin HOST:PORT
  *       [--mem-cap SIZE] [--data-dir DIR --no-amnesia]
+ *       [--fsync always|batch|none] [--compact-bytes SIZE]
  *       [--latency-ms N] [--jitter-ms N] [--error-rate F] [--stall-rate F]
  *       [--drop-rate F] [--corrupt-rate F]
+ *
+ * With --data-dir DIR --no-amnesia, storage keeps one file per object
+ * (engines/storage); index and mailbox keep a log and snapshots
+ * (services/durable/), replayed here before the service listens.
  */
 #include "services/substrate.h"
 
@@ -24,6 +29,7 @@
 
 #include "cas/cas.h"
 #include "oap/oap-t.h"
+#include "services/durable/journal.h"
 #include "oapnet/addr.h"
 #include "ops/metrics.h"
 
@@ -170,6 +176,47 @@ static const struct metric_def MAILBOX_METRICS[] = {
      .read = read_mailbox_channels},
 };
 
+static double read_amnesia(const struct metric_def *d, const int *ix)
+{
+    return g_svc.amnesia ? 1 : 0;
+}
+
+static const struct metric_def AMNESIA_METRICS[] = {
+    {"substrate_amnesia", METRIC_GAUGE, "1 when the service keeps nothing on disk (RAM only).",
+     .labels = {&L_ROLE}, .read = read_amnesia},
+};
+
+/* The log of a durable index or mailbox: struct wal_stats is the one
+ * shard, written by the loop thread, which also serves /metrics. */
+#define IN_LOG(field) offsetof(struct wal_stats, field)
+static const struct metric_def LOG_METRICS[] = {
+    {"substrate_log_bytes", METRIC_GAUGE, "Bytes in the current log file.", .labels = {&L_ROLE},
+     .off = IN_LOG(log_bytes)},
+    {"substrate_log_snapshot_bytes", METRIC_GAUGE, "Bytes in the newest snapshot (0: none).",
+     .labels = {&L_ROLE}, .off = IN_LOG(snapshot_bytes)},
+    {"substrate_log_records_total", METRIC_COUNTER, "Records appended to the log since start.",
+     .labels = {&L_ROLE}, .off = IN_LOG(appended)},
+    {"substrate_log_replayed_records_total", METRIC_COUNTER,
+     "Records applied from the snapshot and the logs at start.", .labels = {&L_ROLE},
+     .off = IN_LOG(replayed)},
+    {"substrate_log_truncated_bytes", METRIC_GAUGE,
+     "Bytes of a torn last record cut off the log at start.", .labels = {&L_ROLE},
+     .off = IN_LOG(truncated)},
+    {"substrate_log_fsyncs_total", METRIC_COUNTER, "fsyncs of the log.", .labels = {&L_ROLE},
+     .off = IN_LOG(fsyncs)},
+    {"substrate_log_fsync_seconds", METRIC_HISTOGRAM, "Time one fsync of the log took.",
+     .labels = {&L_ROLE}, .off = IN_LOG(fsync_bucket), .sum_off = IN_LOG(fsync_sum_us),
+     .le = wal_fsync_le, .nle = WAL_FSYNC_BUCKETS},
+    {"substrate_log_compactions_total", METRIC_COUNTER,
+     "Snapshots written, after which older log files were deleted.", .labels = {&L_ROLE},
+     .off = IN_LOG(compactions)},
+    {"substrate_log_compaction_failures_total", METRIC_COUNTER,
+     "Compactions abandoned (the log goes on; tried again later).", .labels = {&L_ROLE},
+     .off = IN_LOG(compaction_failures)},
+    {"substrate_log_waiting", METRIC_GAUGE, "Answers waiting for their records to be durable.",
+     .labels = {&L_ROLE}, .off = IN_LOG(waiting)},
+};
+
 /* Start-up, once the role's engine exists. */
 static void register_metrics(void)
 {
@@ -181,6 +228,10 @@ static void register_metrics(void)
         metrics_register(METRIC_TABLE(INDEX_METRICS));
     if (g_svc.eng.mailbox)
         metrics_register(METRIC_TABLE(MAILBOX_METRICS));
+    metrics_register(METRIC_TABLE(AMNESIA_METRICS));
+    if (g_svc.wal)
+        metrics_register(METRIC_TABLE(LOG_METRICS, .shards = wal_stats(g_svc.wal),
+                                      .shard_bytes = sizeof(struct wal_stats), .nshards = 1));
 }
 
 /* ------------------------------------------------------------- listening */
@@ -250,6 +301,8 @@ static void on_signal(uv_signal_t *s, int signum)
     nlisteners = 0;
     oapsrv_close_all();
     admin_close_all();
+    if (g_svc.wal)
+        wal_stop(g_svc.wal);
     uv_close((uv_handle_t *)&sig_term, NULL);
     uv_close((uv_handle_t *)&sig_int, NULL);
 }
@@ -299,16 +352,89 @@ static void usage(void)
     fprintf(stderr,
             "usage: omnigate-substrate --role index|storage|mailbox --listen HOST:PORT|unix:/path\n"
             "         [--listen ...] --admin HOST:PORT [--mem-cap SIZE]\n"
-            "         [--data-dir DIR --no-amnesia] [--latency-ms N] [--jitter-ms N]\n"
+            "         [--data-dir DIR --no-amnesia] [--fsync always|batch|none]\n"
+            "         [--compact-bytes SIZE] [--latency-ms N] [--jitter-ms N]\n"
             "         [--error-rate F] [--stall-rate F] [--drop-rate F] [--corrupt-rate F]\n");
+}
+
+/* ------------------------------------------------------------ durability */
+
+static const char *const FSYNC_NAMES[] = {"always", "batch", "none"}; /* enum wal_fsync */
+
+static int parse_fsync(const char *s, enum wal_fsync *out)
+{
+    for (int i = 0; i < 3; i++)
+        if (strcmp(s, FSYNC_NAMES[i]) == 0) {
+            *out = (enum wal_fsync)i;
+            return 0;
+        }
+    return -1;
+}
+
+/* The log cannot make its records durable any more: answering the writes
+ * that wait for them would be a lie, and serving on would let the memory
+ * drift from the disk. A restart replays what is on disk (wal.c says why
+ * a failed fsync is not retried). */
+static void on_wal_fail(void *arg, const char *what, int err)
+{
+    svc_log("\"msg\":\"log write failed, exiting\",\"op\":\"%s\",\"error\":\"%s\"", what,
+            strerror(err));
+    exit(1);
+}
+
+static void on_wal_note(void *arg, const char *text)
+{
+    svc_log("\"msg\":\"log\",\"detail\":\"%s\"", text);
+}
+
+/* Open the data directory of an index or mailbox before its engine exists:
+ * the engine needs the seed kept there. 0, or 1 after logging why not. */
+static int durable_open(const char *dir, enum wal_fsync policy, uint64_t compact_bytes,
+                        uint8_t seed[WALREC_SEED_BYTES])
+{
+    struct wal_opts o = {.dir = dir,
+                         .role = (uint8_t)g_svc.app,
+                         .fsync = policy,
+                         .compact_bytes = compact_bytes,
+                         .dump = journal_dump,
+                         .fail = on_wal_fail,
+                         .note = on_wal_note,
+                         .arg = &g_svc.eng};
+    char err[512];
+
+    if ((g_svc.wal = wal_open(&o, seed, err, sizeof(err))) == NULL) {
+        svc_log("\"msg\":\"data dir refused\",\"error\":\"%s\"", err);
+        return 1;
+    }
+    return 0;
+}
+
+/* Put the saved state back into the engine. 0, or 1 after logging why. */
+static int durable_replay(enum wal_fsync policy)
+{
+    char err[512];
+    const struct wal_stats *st;
+
+    if (wal_replay(g_svc.wal, journal_apply, &g_svc.eng, err, sizeof(err)) != 0) {
+        svc_log("\"msg\":\"replay failed\",\"error\":\"%s\"", err);
+        return 1;
+    }
+    st = wal_stats(g_svc.wal);
+    svc_log("\"msg\":\"replayed\",\"records\":%llu,\"snapshot_bytes\":%llu,\"log_bytes\":%llu,"
+            "\"fsync\":\"%s\"",
+            (unsigned long long)st->replayed, (unsigned long long)st->snapshot_bytes,
+            (unsigned long long)st->log_bytes, FSYNC_NAMES[policy]);
+    return 0;
 }
 
 int main(int argc, char **argv)
 {
     const char *listen_addrs[SVC_LISTEN_MAX], *admin_addr = NULL, *data_dir = NULL;
     int nlisten = 0, st = ENG_OK, rc = 1;
-    uint64_t mem_cap = 0;
-    bool amnesia = true;
+    uint64_t mem_cap = 0, compact_bytes = 0;
+    bool amnesia = true, log_flags = false;
+    enum wal_fsync policy = WAL_FSYNC_ALWAYS;
+    uint8_t seed[WALREC_SEED_BYTES];
     uv_handle_t *h;
 
     memset(&g_svc, 0, sizeof(g_svc));
@@ -343,6 +469,18 @@ int main(int argc, char **argv)
             }
         } else if (strcmp(a, "--data-dir") == 0) {
             data_dir = v;
+        } else if (strcmp(a, "--fsync") == 0) {
+            if (parse_fsync(v, &policy) != 0) {
+                fprintf(stderr, "omnigate-substrate: bad --fsync %s (always, batch or none)\n", v);
+                return 2;
+            }
+            log_flags = true;
+        } else if (strcmp(a, "--compact-bytes") == 0) {
+            if (parse_size(v, &compact_bytes) != 0 || compact_bytes == 0) {
+                fprintf(stderr, "omnigate-substrate: bad --compact-bytes %s\n", v);
+                return 2;
+            }
+            log_flags = true;
         } else if (strncmp(a, "--", 2) == 0 && strlen(a) < 40) {
             /* --latency-ms → latency_ms */
             char name[40];
@@ -367,6 +505,23 @@ int main(int argc, char **argv)
         usage();
         return 2;
     }
+    /* Persistence takes both flags, so that neither alone surprises: a
+     * directory given with amnesia on would silently stay empty. */
+    if (data_dir && amnesia) {
+        fprintf(stderr, "omnigate-substrate: --data-dir needs --no-amnesia (amnesia is on by "
+                        "default: nothing is written)\n");
+        return 2;
+    }
+    if (!amnesia && (!data_dir || !data_dir[0])) {
+        fprintf(stderr, "omnigate-substrate: --no-amnesia needs --data-dir DIR\n");
+        return 2;
+    }
+    if (log_flags && (amnesia || strcmp(g_svc.role, "storage") == 0)) {
+        fprintf(stderr, "omnigate-substrate: --fsync and --compact-bytes are for --role "
+                        "index|mailbox with --data-dir DIR --no-amnesia\n");
+        return 2;
+    }
+    g_svc.amnesia = amnesia;
 
     cas_init();
     if (strcmp(g_svc.role, "storage") == 0) {
@@ -378,18 +533,26 @@ int main(int argc, char **argv)
         g_svc.eng.storage = storage_new(&o, &st);
     } else if (strcmp(g_svc.role, "index") == 0) {
         g_svc.app = OAP_APP_INDEX;
+        if (!amnesia && durable_open(data_dir, policy, compact_bytes, seed) != 0)
+            return 1;
         g_svc.eng.index = index_new(NULL, &st);
     } else if (strcmp(g_svc.role, "mailbox") == 0) {
+        struct mailbox_opts o = {0};
         g_svc.app = OAP_APP_MAILBOX;
-        g_svc.eng.mailbox = mailbox_new(NULL, &st);
+        if (!amnesia && durable_open(data_dir, policy, compact_bytes, seed) != 0)
+            return 1;
+        o.seed = g_svc.wal ? seed : NULL;
+        g_svc.eng.mailbox = mailbox_new(&o, &st);
     } else {
         fprintf(stderr, "omnigate-substrate: unknown role %s\n", g_svc.role);
         return 2;
     }
     if (st != ENG_OK) {
         svc_log("\"msg\":\"engine failed\",\"error\":\"%s\"", eng_status_code(st));
-        return 1;
+        goto done;
     }
+    if (g_svc.wal && durable_replay(policy) != 0)
+        goto done;
 
     register_metrics();
     g_svc.loop = uv_default_loop();
@@ -408,9 +571,11 @@ int main(int argc, char **argv)
     uv_signal_init(g_svc.loop, &sig_int);
     uv_signal_start(&sig_term, on_signal, SIGTERM);
     uv_signal_start(&sig_int, on_signal, SIGINT);
+    if (g_svc.wal)
+        wal_start(g_svc.wal, g_svc.loop);
     g_svc.ready = true;
-    svc_log("\"msg\":\"ready\",\"max_frame\":%u,\"max_inflight\":%u", SVC_MAX_FRAME_BYTES,
-            SVC_MAX_INFLIGHT);
+    svc_log("\"msg\":\"ready\",\"max_frame\":%u,\"max_inflight\":%u,\"amnesia\":%s",
+            SVC_MAX_FRAME_BYTES, SVC_MAX_INFLIGHT, amnesia ? "true" : "false");
     uv_run(g_svc.loop, UV_RUN_DEFAULT);
     rc = 0;
 out:
@@ -425,6 +590,8 @@ out:
         unlink(unix_paths[i]);
         free(unix_paths[i]);
     }
+done:
+    wal_free(g_svc.wal);
     storage_free(g_svc.eng.storage);
     index_free(g_svc.eng.index);
     mailbox_free(g_svc.eng.mailbox);

@@ -15,6 +15,7 @@
 #include <uv.h>
 
 #include "engines/proto/proto.h"
+#include "services/durable/wal.h"
 #include "services/fault.h"
 
 #define SVC_MAX_FRAME_BYTES 1048576 /* announced in HELLO and enforced */
@@ -55,6 +56,11 @@ struct svc {
     const char *role;
     uint16_t app; /* OAP_APP_* of the role */
     struct engines eng;
+    /* The log of a mailbox or index that keeps its state on disk
+     * (--data-dir DIR --no-amnesia); NULL: RAM only (storage keeps its own
+     * files). */
+    struct wal *wal;
+    bool amnesia; /* nothing is written to disk */
     struct fault_cfg fault;
     uint64_t rng;
     bool ready;

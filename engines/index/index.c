@@ -127,6 +127,22 @@ static bool locate(const struct node *top, const char *k, size_t kn, size_t *pi,
     return l < leaf->n && cmp(leaf->p[l], k, kn) == 0;
 }
 
+/* The entry at page *pi, leaf *li, slot *ej of top (non-NULL), moving the
+ * position past the end of a leaf or page to the next one; NULL past the
+ * last entry. The next entry in order is at (*pi, *li, *ej + 1). */
+static const struct entry *entry_at(const struct node *top, size_t *pi, size_t *li, size_t *ej)
+{
+    for (; *pi < top->n; (*pi)++, *li = 0) {
+        const struct node *page = top->p[*pi];
+        for (; *li < page->n; (*li)++, *ej = 0) {
+            const struct node *leaf = page->p[*li];
+            if (*ej < leaf->n)
+                return leaf->p[*ej];
+        }
+    }
+    return NULL;
+}
+
 /* ---------------------------------------------------------------- copies
  * A write builds new nodes from the published ones along one path; nothing
  * reachable from a published top is written. */
@@ -394,27 +410,20 @@ int index_search(struct index *idx, const char *prefix, size_t prefix_len, size_
     const struct node *top = atomic_load_explicit(&idx->top, memory_order_seq_cst);
     size_t pi, li, ej;
     if (top != NULL) {
+        const struct entry *e;
         locate(top, prefix, prefix_len, &pi, &li, &ej);
-        for (; pi < top->n; pi++, li = 0) {
-            const struct node *page = top->p[pi];
-            for (; li < page->n; li++, ej = 0) {
-                const struct node *leaf = page->p[li];
-                for (; ej < leaf->n; ej++) {
-                    const struct entry *e = leaf->p[ej];
-                    if (e->len < prefix_len || memcmp(e->name, prefix, prefix_len) != 0)
-                        goto done;
-                    if (out->count == limit) {
-                        out->more = true;
-                        goto done;
-                    }
-                    out->len[out->count] = e->len;
-                    memcpy(out->name[out->count], e->name, (size_t)e->len + 1);
-                    out->count++;
-                }
+        for (; (e = entry_at(top, &pi, &li, &ej)) != NULL; ej++) {
+            if (e->len < prefix_len || memcmp(e->name, prefix, prefix_len) != 0)
+                break;
+            if (out->count == limit) {
+                out->more = true;
+                break;
             }
+            out->len[out->count] = e->len;
+            memcpy(out->name[out->count], e->name, (size_t)e->len + 1);
+            out->count++;
         }
     }
-done:
     eng_rcu_exit();
     return ENG_OK;
 }
@@ -422,4 +431,48 @@ done:
 size_t index_count(struct index *idx)
 {
     return atomic_load_explicit(&idx->count, memory_order_relaxed);
+}
+
+/* Entries copied per RCU section by index_dump(): the section stays short
+ * (writers' retired nodes wait for it), and the callback runs outside it. */
+#define DUMP_PAGE 64
+
+int index_dump(struct index *idx, index_dump_fn fn, void *arg)
+{
+    struct {
+        uint8_t len;
+        char name[INDEX_NAME_MAX_BYTES];
+        struct eng_buf *manifest;
+    } *page = malloc(DUMP_PAGE * sizeof(*page));
+    size_t n = DUMP_PAGE;
+    int rc = ENG_OK;
+
+    if (page == NULL)
+        return ENG_E_NOMEM;
+    /* Each page starts after the last name of the one before. */
+    for (bool first = true; rc == ENG_OK && n == DUMP_PAGE; first = false) {
+        if ((rc = eng_rcu_enter()) != ENG_OK)
+            break;
+        const struct node *top = atomic_load_explicit(&idx->top, memory_order_seq_cst);
+        const struct entry *e;
+        size_t pi = 0, li = 0, ej = 0;
+        n = 0;
+        if (top != NULL && !first &&
+            locate(top, page[DUMP_PAGE - 1].name, page[DUMP_PAGE - 1].len, &pi, &li, &ej))
+            ej++;
+        for (; top != NULL && n < DUMP_PAGE && (e = entry_at(top, &pi, &li, &ej)) != NULL; ej++) {
+            page[n].len = e->len;
+            memcpy(page[n].name, e->name, e->len);
+            page[n].manifest = eng_buf_ref(e->manifest);
+            n++;
+        }
+        eng_rcu_exit();
+        for (size_t i = 0; i < n; i++) {
+            if (rc == ENG_OK)
+                rc = fn(arg, page[i].name, page[i].len, page[i].manifest);
+            eng_buf_unref(page[i].manifest);
+        }
+    }
+    free(page);
+    return rc;
 }

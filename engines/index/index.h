@@ -99,4 +99,15 @@ size_t index_count(struct index *idx);
  * ENG_E_INVALID. max_bytes 0 → INDEX_DEFAULT_MAX_MANIFEST_BYTES. */
 int index_manifest_check(const void *p, size_t n, size_t max_bytes);
 
+/* Called once per name by index_dump(), with no lock held; name and
+ * manifest are valid during the call only. A nonzero return stops the walk. */
+typedef int (*index_dump_fn)(void *arg, const char *name, size_t len,
+                             const struct eng_buf *manifest);
+
+/* Every name and its manifest, in ascending order, for saving the index.
+ * The walk goes a page of names at a time, each page from one snapshot: a
+ * name put or replaced meanwhile may be seen in its old or its new state.
+ * Returns ENG_OK, ENG_E_NOMEM, or the first nonzero return of fn. */
+int index_dump(struct index *idx, index_dump_fn fn, void *arg);
+
 #endif

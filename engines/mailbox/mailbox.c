@@ -34,6 +34,11 @@
  *
  * Channels are never removed while the mailbox lives, so a channel pointer
  * found in a section stays valid after the section ends.
+ *
+ * A service that keeps the mailbox on disk (services/durable/) reads its
+ * state out with mailbox_dump() and puts it back with the mailbox_restore_*
+ * functions: they are writers like SEND, under the same mutexes, and a
+ * restored message goes into the live array at its id's place.
  */
 #include "engines/mailbox/mailbox.h"
 
@@ -102,7 +107,7 @@ struct mailbox {
     pthread_mutex_t lock;        /* creating channels */
     struct eng_rcu_list retired; /* old tables, under lock */
     atomic_size_t nchannels;
-    uint8_t seed[16];
+    uint8_t seed[MAILBOX_SEED_BYTES];
     size_t max_channels;
     size_t max_depth;
     uint64_t idem_window;
@@ -128,11 +133,8 @@ static bool idem_eq(const struct eng_hnode *node, const void *arg)
 
 /* A view of n messages with room to grow (doubling, as a realloc would, up
  * to max_depth), so that SENDs append without copying. */
-static struct mview *view_new(const struct mailbox *mb, size_t n)
+static struct mview *view_new_cap(size_t n, size_t cap)
 {
-    size_t cap = n < 8 ? 16 : 2 * n;
-    if (cap > mb->max_depth)
-        cap = mb->max_depth > n ? mb->max_depth : n;
     struct mview *v = malloc(sizeof(*v) + cap * (sizeof(v->m[0]) + sizeof(struct eng_buf *)));
     if (v == NULL)
         return NULL;
@@ -141,6 +143,14 @@ static struct mview *view_new(const struct mailbox *mb, size_t n)
     v->cap = cap;
     atomic_init(&v->len, n);
     return v;
+}
+
+static struct mview *view_new(const struct mailbox *mb, size_t n)
+{
+    size_t cap = n < 8 ? 16 : 2 * n;
+    if (cap > mb->max_depth)
+        cap = mb->max_depth > n ? mb->max_depth : n;
+    return view_new_cap(n, cap);
 }
 
 /* Messages in v (NULL: none). */
@@ -182,6 +192,34 @@ static void view_publish(struct mailbox *mb, struct channel *c, struct mview *ol
 static struct mview *view_of(struct channel *c)
 {
     return atomic_load_explicit(&c->view, memory_order_relaxed);
+}
+
+/* Put m (its body reference moves in) at position `at` (≤ the length) of
+ * c's live messages: in place when it goes last and the view has room
+ * (readers see it once the release store of the new length makes it part
+ * of the view), else in a new view. Past max_depth (only a restore goes
+ * there) the room still doubles. Caller holds c->mu. ENG_OK or ENG_E_NOMEM
+ * (nothing changed). */
+static int view_put(struct mailbox *mb, struct channel *c, size_t at, const struct mailbox_msg *m)
+{
+    struct mview *v = view_of(c), *nv;
+    size_t n = view_len(v);
+
+    if (v != NULL && at == n && n < v->cap) {
+        v->m[n] = *m;
+        atomic_store_explicit(&v->len, n + 1, memory_order_release);
+        return ENG_OK;
+    }
+    nv = n + 1 > mb->max_depth ? view_new_cap(n + 1, 2 * (n + 1)) : view_new(mb, n + 1);
+    if (nv == NULL)
+        return ENG_E_NOMEM;
+    if (at > 0)
+        memcpy(nv->m, v->m, at * sizeof(nv->m[0]));
+    nv->m[at] = *m;
+    if (n > at)
+        memcpy(nv->m + at + 1, v->m + at, (n - at) * sizeof(nv->m[0]));
+    view_publish(mb, c, v, nv);
+    return ENG_OK;
 }
 
 /* The newest `max` messages of v, newest first, into out with a body
@@ -271,7 +309,10 @@ struct mailbox *mailbox_new(const struct mailbox_opts *opts, int *status)
     mb->max_deliveries = o.max_deliveries ? o.max_deliveries : MAILBOX_DEFAULT_MAX_DELIVERIES;
     mb->max_msg = o.max_msg_bytes ? o.max_msg_bytes : MAILBOX_DEFAULT_MAX_MSG_BYTES;
     mb->max_idem = o.max_idem_keys ? o.max_idem_keys : 4 * mb->max_depth;
-    eng_random_key(mb->seed, sizeof(mb->seed));
+    if (o.seed != NULL)
+        memcpy(mb->seed, o.seed, sizeof(mb->seed));
+    else
+        eng_random_key(mb->seed, sizeof(mb->seed));
     pthread_mutex_init(&mb->lock, NULL);
     if (status)
         *status = ENG_OK;
@@ -386,6 +427,43 @@ static int channel_get(struct mailbox *mb, const char *name, size_t n, bool crea
 /* ---------------------------------------------------------------- channel
  * Everything below until the API section runs under the channel mutex. */
 
+/* A key record, not linked yet (id 0); NULL when memory is short. */
+static struct idem *idem_new(const struct mailbox *mb, const char *key, size_t key_len,
+                             uint64_t body_hash, uint64_t expires)
+{
+    struct idem *k = malloc(sizeof(*k) + key_len);
+    if (k == NULL)
+        return NULL;
+    k->len = (uint8_t)key_len;
+    memcpy(k->key, key, key_len);
+    k->node.hash = eng_siphash(mb->seed, key, key_len);
+    k->expires = expires;
+    k->fifo_next = NULL;
+    k->id = 0;
+    k->body_hash = body_hash;
+    return k;
+}
+
+/* The live key of c with k's bytes, or NULL. */
+static struct idem *idem_find(struct channel *c, const struct idem *k)
+{
+    struct probe pr = {k->key, k->len};
+    struct eng_hnode *x = eng_hmap_find(&c->idem, k->node.hash, idem_eq, &pr);
+    return x != NULL ? eng_container_of(x, struct idem, node) : NULL;
+}
+
+/* Link k as c's newest key: the FIFO is in send order, which is expiry
+ * order since every key gets the same window. */
+static void idem_link(struct channel *c, struct idem *k)
+{
+    eng_hmap_insert(&c->idem, &k->node);
+    if (c->fifo_tail)
+        c->fifo_tail->fifo_next = k;
+    else
+        c->fifo_head = k;
+    c->fifo_tail = k;
+}
+
 static void idem_purge(struct channel *c, uint64_t now)
 {
     while (c->fifo_head != NULL && c->fifo_head->expires <= now) {
@@ -450,9 +528,10 @@ static int sweep(struct mailbox *mb, struct channel *c, uint64_t now)
     return ENG_OK;
 }
 
-static size_t find_id(const struct mview *v, uint64_t id)
+/* Position of the first live message with an id ≥ id (the length if none). */
+static size_t lower_bound(const struct mview *v, uint64_t id)
 {
-    size_t n = view_len(v), lo = 0, hi = n;
+    size_t lo = 0, hi = view_len(v);
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         if (v->m[mid].id < id)
@@ -460,7 +539,14 @@ static size_t find_id(const struct mview *v, uint64_t id)
         else
             hi = mid;
     }
-    return lo < n && v->m[lo].id == id ? lo : SIZE_MAX;
+    return lo;
+}
+
+/* Position of message id, or SIZE_MAX. */
+static size_t find_id(const struct mview *v, uint64_t id)
+{
+    size_t at = lower_bound(v, id);
+    return at < view_len(v) && v->m[at].id == id ? at : SIZE_MAX;
 }
 
 /* ---------------------------------------------------------------- API */
@@ -502,66 +588,37 @@ int mailbox_send_typed(struct mailbox *mb, const char *ch, size_t ch_len, const 
     struct idem *k = NULL;
     if (b == NULL)
         return ENG_E_NOMEM;
-    if (key_len > 0) {
-        k = malloc(sizeof(*k) + key_len);
-        if (k == NULL) {
-            eng_buf_unref(b);
-            return ENG_E_NOMEM;
-        }
-        k->len = (uint8_t)key_len;
-        memcpy(k->key, key, key_len);
-        k->node.hash = eng_siphash(mb->seed, key, key_len);
-        k->expires = now_ms + mb->idem_window;
-        k->fifo_next = NULL;
-        k->body_hash = eng_siphash(mb->seed, body, n);
+    if (key_len > 0 && (k = idem_new(mb, key, key_len, eng_siphash(mb->seed, body, n),
+                                     now_ms + mb->idem_window)) == NULL) {
+        eng_buf_unref(b);
+        return ENG_E_NOMEM;
     }
 
     bool dup = false;
     pthread_mutex_lock(&c->mu);
     idem_purge(c, now_ms);
-    struct mview *v = view_of(c), *nv = NULL;
-    size_t depth = view_len(v);
-    struct eng_hnode *x = NULL;
-    if (k != NULL) {
-        struct probe pr = {key, key_len};
-        x = eng_hmap_find(&c->idem, k->node.hash, idem_eq, &pr);
-    }
-    if (x != NULL && eng_container_of(x, struct idem, node)->body_hash != k->body_hash) {
+    size_t depth = view_len(view_of(c));
+    struct idem *x = k != NULL ? idem_find(c, k) : NULL;
+    if (x != NULL && x->body_hash != k->body_hash) {
         rc = ENG_E_CONFLICT;
     } else if (x != NULL) {
-        *id_out = eng_container_of(x, struct idem, node)->id;
+        *id_out = x->id;
         dup = true;
     } else if (depth >= mb->max_depth || (k != NULL && c->idem.n >= mb->max_idem)) {
         rc = ENG_E_BUSY;
-    } else if ((v == NULL || depth == v->cap) && (nv = view_new(mb, depth + 1)) == NULL) {
-        rc = ENG_E_NOMEM;
     } else {
-        uint64_t id = c->next_id++;
         struct mailbox_msg m = {
-            .id = id, .sent_ms = now_ms, .body = b, .type_len = (uint8_t)type_len};
-        b = NULL;
-        if (nv == NULL) {
-            /* Room in the published view: readers see m[0..depth) until the
-             * release store makes m[depth] part of it. */
-            v->m[depth] = m;
-            atomic_store_explicit(&v->len, depth + 1, memory_order_release);
-        } else {
-            if (depth > 0)
-                memcpy(nv->m, v->m, depth * sizeof(nv->m[0]));
-            nv->m[depth] = m;
-            view_publish(mb, c, v, nv);
+            .id = c->next_id, .sent_ms = now_ms, .body = b, .type_len = (uint8_t)type_len};
+        if ((rc = view_put(mb, c, depth, &m)) == ENG_OK) {
+            b = NULL;
+            c->next_id++;
+            if (k != NULL) {
+                k->id = m.id;
+                idem_link(c, k);
+                k = NULL;
+            }
+            *id_out = m.id;
         }
-        if (k != NULL) {
-            k->id = id;
-            eng_hmap_insert(&c->idem, &k->node);
-            if (c->fifo_tail)
-                c->fifo_tail->fifo_next = k;
-            else
-                c->fifo_head = k;
-            c->fifo_tail = k;
-            k = NULL;
-        }
-        *id_out = id;
     }
     pthread_mutex_unlock(&c->mu);
     eng_buf_unref(b);
@@ -899,5 +956,188 @@ int mailbox_redrive(struct mailbox *mb, const char *ch, size_t ch_len, size_t ma
         *moved_out = k;
     }
     pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- restore
+ * A saved state put back (a service's log replayed at start) and the state
+ * read out for saving. Nothing here checks max_depth or max_idem_keys:
+ * what was accepted once is never refused when it is put back. */
+
+int mailbox_restore_msg(struct mailbox *mb, const char *ch, size_t ch_len,
+                        const struct mailbox_saved_msg *s, uint64_t now_ms)
+{
+    int rc = eng_name_check(ch, ch_len);
+    if (rc != ENG_OK)
+        return rc;
+    if (s->id == 0 || s->id == UINT64_MAX || s->key_len > MAILBOX_KEY_MAX_BYTES ||
+        (s->key == NULL && s->key_len > 0) || (s->body == NULL && s->n > 0) ||
+        s->type_len > MAILBOX_TYPE_MAX || (s->type == NULL && s->type_len > 0))
+        return ENG_E_INVALID;
+    struct channel *c;
+    if ((rc = channel_get(mb, ch, ch_len, true, &c)) != ENG_OK)
+        return rc;
+    struct eng_buf *b = eng_buf_with_tail(s->body, s->n, s->type, s->type_len);
+    struct idem *k = NULL;
+    uint64_t expires = s->sent_ms + mb->idem_window;
+    if (b == NULL)
+        return ENG_E_NOMEM;
+    if (s->key_len > 0 && expires > now_ms &&
+        (k = idem_new(mb, s->key, s->key_len, eng_siphash(mb->seed, s->body, s->n), expires)) ==
+            NULL) {
+        eng_buf_unref(b);
+        return ENG_E_NOMEM;
+    }
+
+    pthread_mutex_lock(&c->mu);
+    idem_purge(c, now_ms);
+    const struct mview *v = view_of(c);
+    size_t at = lower_bound(v, s->id);
+    if (at == view_len(v) || v->m[at].id != s->id) {
+        struct mailbox_msg m = {
+            .id = s->id, .sent_ms = s->sent_ms, .body = b, .type_len = (uint8_t)s->type_len};
+        if ((rc = view_put(mb, c, at, &m)) == ENG_OK)
+            b = NULL;
+    }
+    if (rc == ENG_OK && c->next_id <= s->id)
+        c->next_id = s->id + 1;
+    if (rc == ENG_OK && k != NULL && idem_find(c, k) == NULL) {
+        k->id = s->id;
+        idem_link(c, k);
+        k = NULL;
+    }
+    pthread_mutex_unlock(&c->mu);
+    eng_buf_unref(b);
+    free(k);
+    return rc;
+}
+
+int mailbox_restore_key(struct mailbox *mb, const char *ch, size_t ch_len, const char *key,
+                        size_t key_len, uint64_t id, uint64_t body_hash, uint64_t expires_ms,
+                        uint64_t now_ms)
+{
+    int rc = eng_name_check(ch, ch_len);
+    if (rc != ENG_OK)
+        return rc;
+    if (key == NULL || key_len == 0 || key_len > MAILBOX_KEY_MAX_BYTES || id == 0)
+        return ENG_E_INVALID;
+    if (expires_ms <= now_ms)
+        return ENG_OK; /* its window has passed */
+    struct channel *c;
+    if ((rc = channel_get(mb, ch, ch_len, true, &c)) != ENG_OK)
+        return rc;
+    struct idem *k = idem_new(mb, key, key_len, body_hash, expires_ms);
+    if (k == NULL)
+        return ENG_E_NOMEM;
+    k->id = id;
+    pthread_mutex_lock(&c->mu);
+    idem_purge(c, now_ms);
+    if (idem_find(c, k) == NULL) {
+        /* Keys come back in the order they were saved, which is send
+         * order; one out of order would only be purged a little late. */
+        idem_link(c, k);
+        k = NULL;
+    }
+    pthread_mutex_unlock(&c->mu);
+    free(k);
+    return ENG_OK;
+}
+
+int mailbox_restore_next_id(struct mailbox *mb, const char *ch, size_t ch_len, uint64_t next_id)
+{
+    int rc = eng_name_check(ch, ch_len);
+    if (rc != ENG_OK)
+        return rc;
+    if (next_id == 0)
+        return ENG_E_INVALID;
+    struct channel *c;
+    if ((rc = channel_get(mb, ch, ch_len, true, &c)) != ENG_OK)
+        return rc;
+    pthread_mutex_lock(&c->mu);
+    if (c->next_id < next_id)
+        c->next_id = next_id;
+    pthread_mutex_unlock(&c->mu);
+    return ENG_OK;
+}
+
+static int by_id(const void *a, const void *b)
+{
+    uint64_t x = ((const struct mailbox_msg *)a)->id, y = ((const struct mailbox_msg *)b)->id;
+    return (x > y) - (x < y);
+}
+
+/* Copy channel c's saved state into d (references to the bodies), under
+ * its mutex. ENG_OK or ENG_E_NOMEM (d left empty). */
+static int channel_dump(struct mailbox *mb, struct channel *c, uint64_t now, struct mailbox_dump *d)
+{
+    int rc = ENG_OK;
+
+    pthread_mutex_lock(&c->mu);
+    idem_purge(c, now);
+    const struct mview *v = view_of(c);
+    size_t vn = view_len(v), n = vn + c->dlq_n;
+    d->next_id = c->next_id;
+    d->msgs = n ? malloc(n * sizeof(d->msgs[0])) : NULL;
+    d->keys = c->idem.n ? malloc(c->idem.n * sizeof(d->keys[0])) : NULL;
+    if ((n && d->msgs == NULL) || (c->idem.n && d->keys == NULL)) {
+        rc = ENG_E_NOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < vn; i++)
+        d->msgs[d->nmsgs++] = v->m[i];
+    for (size_t i = 0; i < c->dlq_n; i++)
+        d->msgs[d->nmsgs++] = c->dlq[(c->dlq_head + i) % c->dlq_cap];
+    for (size_t i = 0; i < d->nmsgs; i++)
+        eng_buf_ref(d->msgs[i].body);
+    for (const struct idem *k = c->fifo_head; k != NULL; k = k->fifo_next) {
+        struct mailbox_key_state *o = &d->keys[d->nkeys++];
+        o->id = k->id;
+        o->expires_ms = k->expires;
+        o->body_hash = k->body_hash;
+        o->len = k->len;
+        memcpy(o->key, k->key, k->len);
+    }
+out:
+    pthread_mutex_unlock(&c->mu);
+    if (rc != ENG_OK) {
+        free(d->msgs);
+        free(d->keys);
+        d->msgs = NULL;
+        d->keys = NULL;
+    } else if (c->dlq_n > 0) {
+        /* Dead letters left the live array in lease order: one id order. */
+        qsort(d->msgs, d->nmsgs, sizeof(d->msgs[0]), by_id);
+    }
+    return rc;
+}
+
+int mailbox_dump(struct mailbox *mb, uint64_t now_ms, mailbox_dump_fn fn, void *arg)
+{
+    /* The channels as they are now (the table changes only under mb->lock,
+     * and channels are never freed while the mailbox lives). */
+    pthread_mutex_lock(&mb->lock);
+    struct ctab *t = atomic_load_explicit(&mb->tab, memory_order_relaxed);
+    size_t nch = 0;
+    struct channel **chans = malloc(t->cap * sizeof(chans[0]));
+    for (size_t i = 0; chans != NULL && i < t->cap; i++) {
+        struct channel *c = atomic_load_explicit(&t->slot[i], memory_order_relaxed);
+        if (c != NULL)
+            chans[nch++] = c;
+    }
+    pthread_mutex_unlock(&mb->lock);
+    if (chans == NULL)
+        return ENG_E_NOMEM;
+
+    int rc = ENG_OK;
+    for (size_t i = 0; rc == ENG_OK && i < nch; i++) {
+        struct mailbox_dump d = {.ch = chans[i]->name, .ch_len = chans[i]->len};
+        if ((rc = channel_dump(mb, chans[i], now_ms, &d)) != ENG_OK)
+            break;
+        rc = fn(arg, &d);
+        mailbox_msgs_release(d.msgs, d.nmsgs);
+        free(d.msgs);
+        free(d.keys);
+    }
+    free(chans);
     return rc;
 }

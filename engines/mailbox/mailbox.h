@@ -54,6 +54,7 @@
 #define MAILBOX_BATCH_MAX     100
 #define MAILBOX_LEASE_MAX_MS  (12ull * 3600 * 1000)
 #define MAILBOX_KEY_MAX_BYTES 255
+#define MAILBOX_SEED_BYTES    16
 
 struct mailbox_opts {
     size_t max_channels;     /* 0 → default */
@@ -63,6 +64,11 @@ struct mailbox_opts {
     uint32_t max_deliveries; /* K: deliveries before dead-lettering; 0 → default */
     size_t max_msg_bytes;    /* 0 → default */
     size_t max_idem_keys;    /* live keys per channel; 0 → 4 × max_depth */
+    /* MAILBOX_SEED_BYTES: the key of the mailbox's SipHashes (channel and
+     * idempotency tables, the body hash kept with each idempotency key).
+     * A mailbox restored from a saved state must get the seed of the one
+     * that saved it, or the saved body hashes mean nothing. NULL → random. */
+    const uint8_t *seed;
 };
 
 /* One message as returned by RECV / PEEK / DLQ peek. `body` is a reference
@@ -214,5 +220,87 @@ int mailbox_settle(struct mailbox *mb, const char *ch, size_t ch_len, enum mailb
  * ENG_E_NOMEM (nothing moved). */
 int mailbox_redrive(struct mailbox *mb, const char *ch, size_t ch_len, size_t max, uint64_t now_ms,
                     size_t *moved_out);
+
+/* ---- restoring a saved state ----------------------------------------------
+ * A service that keeps its mailbox on disk saves what a restart must keep —
+ * each channel's next id, its messages (id, send time, body, media type)
+ * and its live idempotency keys — and puts it back at start with these
+ * functions, before anyone else calls. Leases, delivery counts and
+ * dead-lettering are not saved: a message comes back visible, as never
+ * delivered, whether it was leased or dead (at-least-once allows the
+ * redelivery). Restoring is idempotent: what is already there is left as it
+ * is. max_depth and max_idem_keys are not checked (what was accepted is
+ * never refused when it is put back); names, key and type lengths are. */
+
+/* A message as saved: id (≥ 1), send time, body[0..n), media type
+ * (type_len ≤ MAILBOX_TYPE_MAX; 0: none) and the send's idempotency key
+ * (key_len 0: none). */
+struct mailbox_saved_msg {
+    uint64_t id;
+    uint64_t sent_ms;
+    const void *body;
+    size_t n;
+    const char *type;
+    size_t type_len;
+    const char *key;
+    size_t key_len;
+};
+
+/* Message s of channel ch (created if new), copied: put back in id order
+ * unless that id is live already. The channel's next id becomes at least
+ * s->id + 1. With a key, the send's idempotency key comes back too,
+ * expiring idem_window_ms after s->sent_ms (not at all when that is ≤
+ * now_ms). Returns ENG_OK, ENG_E_INVALID, ENG_E_FULL (max_channels),
+ * ENG_E_NOMEM (nothing changed). */
+__attribute__((warn_unused_result)) int mailbox_restore_msg(struct mailbox *mb, const char *ch,
+                                                            size_t ch_len,
+                                                            const struct mailbox_saved_msg *s,
+                                                            uint64_t now_ms);
+
+/* An idempotency key of channel ch for message id, as saved by
+ * mailbox_dump() (body_hash under the same seed). Skipped when expires_ms
+ * ≤ now_ms or the key is there. ENG_OK, ENG_E_INVALID, ENG_E_FULL,
+ * ENG_E_NOMEM. */
+__attribute__((warn_unused_result)) int mailbox_restore_key(struct mailbox *mb, const char *ch,
+                                                            size_t ch_len, const char *key,
+                                                            size_t key_len, uint64_t id,
+                                                            uint64_t body_hash, uint64_t expires_ms,
+                                                            uint64_t now_ms);
+
+/* Channel ch's next id becomes at least next_id (≥ 1): ids of acked
+ * messages are never issued again. ENG_OK, ENG_E_INVALID, ENG_E_FULL,
+ * ENG_E_NOMEM. */
+__attribute__((warn_unused_result)) int mailbox_restore_next_id(struct mailbox *mb, const char *ch,
+                                                                size_t ch_len, uint64_t next_id);
+
+/* One live idempotency key, as mailbox_dump() saw it. */
+struct mailbox_key_state {
+    uint64_t id;
+    uint64_t expires_ms;
+    uint64_t body_hash;
+    uint8_t len;
+    char key[MAILBOX_KEY_MAX_BYTES];
+};
+
+/* What a restart must keep of one channel. */
+struct mailbox_dump {
+    const char *ch;
+    size_t ch_len;
+    uint64_t next_id;
+    struct mailbox_msg *msgs; /* live and dead messages, ascending id */
+    size_t nmsgs;
+    struct mailbox_key_state *keys; /* live keys, oldest first */
+    size_t nkeys;
+};
+
+/* Called once per channel with no lock held; d and its arrays are valid
+ * during the call only. A nonzero return stops the walk. */
+typedef int (*mailbox_dump_fn)(void *arg, const struct mailbox_dump *d);
+
+/* Read out every channel's state for saving, one channel at a time (each
+ * copied under its mutex, so a channel is seen whole; channels are not seen
+ * at one instant together). Keys expired at now_ms are left out. Returns
+ * ENG_OK, ENG_E_NOMEM, or the first nonzero return of fn. */
+int mailbox_dump(struct mailbox *mb, uint64_t now_ms, mailbox_dump_fn fn, void *arg);
 
 #endif

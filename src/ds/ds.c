@@ -66,6 +66,7 @@ int ds_start(const struct og_config *cfg, int nworkers)
     ds__remote_pool_size = (int)cfg->ds_pool_size;
     if (any_local && ds__local_start(cfg) != 0)
         return -1;
+    health_set_amnesia(ds_is_micronode()); /* in-process engines keep RAM only */
     nstates = nworkers;
     workers = calloc((size_t)nworkers, sizeof(*workers));
     if (workers == NULL || stats_start(nworkers) != 0)

@@ -19,6 +19,12 @@ static struct {
     ready_fn fn;
 } keys[READY_KEYS_MAX]; /* read-only after start-up */
 static int nkeys;
+static bool amnesia; /* set at start-up, read-only after */
+
+void health_set_amnesia(bool on)
+{
+    amnesia = on;
+}
 
 void ready_register(const char *key, ready_fn fn)
 {
@@ -51,8 +57,12 @@ void health_on_healthz(struct http_req *req)
 void health_on_readyz(struct http_req *req)
 {
     if (ready_all()) {
-        static const char OK[] = "{\"ready\":true}";
-        http_respond(req, 200, "application/json", OK, sizeof(OK) - 1);
+        static const char OK[] = "{\"ready\":true,\"amnesia\":false}";
+        static const char OK_AMNESIA[] = "{\"ready\":true,\"amnesia\":true}";
+        if (amnesia)
+            http_respond(req, 200, "application/json", OK_AMNESIA, sizeof(OK_AMNESIA) - 1);
+        else
+            http_respond(req, 200, "application/json", OK, sizeof(OK) - 1);
         return;
     }
     int64_t ra = req->ctx->cfg->retry_after_s;
@@ -72,6 +82,8 @@ void health_on_readyz(struct http_req *req)
     jw_arr_close(&j);
     jw_key(&j, "retry_after");
     jw_int(&j, ra);
+    jw_key(&j, "amnesia");
+    jw_bool(&j, amnesia);
     jw_obj_close(&j);
     char ra_s[24];
     int n = snprintf(ra_s, sizeof(ra_s), "%lld", (long long)ra);

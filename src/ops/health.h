@@ -27,4 +27,9 @@ void health_on_healthz(struct http_req *req);
 void health_on_readyz(struct http_req *req);
 void health_on_metrics(struct http_req *req);
 
+/* Start-up only: whether this node keeps its data in RAM only (micronode:
+ * every service in process, nothing written to disk), said by /readyz as
+ * "amnesia". */
+void health_set_amnesia(bool on);
+
 #endif

@@ -99,8 +99,10 @@ def start_omnigate(*extra, env=None, workers=2, wait=True, nofile=None):
     return _start(args, port, admin, env, wait, nofile)
 
 
-def start_substrate(role, *extra, env=None, wait=True):
-    port, admin = free_port(), free_port()
+def start_substrate(role, *extra, env=None, wait=True, port=None, admin=None):
+    """port, admin: the ports to listen on (a restart reuses its ports);
+    free ones by default."""
+    port, admin = port or free_port(), admin or free_port()
     args = [SUBSTRATE, "--role", role, "--listen", "127.0.0.1:%d" % port,
             "--admin", "127.0.0.1:%d" % admin] + list(extra)
     return _start(args, port, admin, env, wait)

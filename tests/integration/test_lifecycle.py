@@ -131,7 +131,7 @@ def test_sighup_reload():
     write(path, "[limits]\nheader_max = 8KiB\n")
     srv.signal(signal.SIGHUP)
     wait_log(srv, "reload", count=2)
-    check(readyz(srv) == (200, {"ready": True}), readyz(srv))
+    check(readyz(srv) == (200, {"ready": True, "amnesia": True}), readyz(srv))
     check(status_with_header(srv.port, 4000) == 200)
     check(srv.proc.poll() is None)
 

@@ -103,7 +103,7 @@ def test_healthz_and_readyz():
         st, _, body = http("GET", base + "/healthz")
         check(st == 200 and json.loads(body) == {"status": "ok"})
         st, _, body = http("GET", base + "/readyz")
-        check(st == 200 and json.loads(body) == {"ready": True}, body)
+        check(st == 200 and json.loads(body) == {"ready": True, "amnesia": True}, body)
     st, h, body = http("HEAD", srv.url + "/healthz")
     check(st == 200 and body == b"" and h["content-length"] == "15", h)
 

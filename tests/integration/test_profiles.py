@@ -1,5 +1,7 @@
-"""Profiles: micronode writes nothing to disk; a storage service with
-amnesia off keeps its objects across a restart and refuses corrupt files."""
+"""Profiles: micronode writes nothing to disk and says so in /readyz; a
+storage service with amnesia off keeps its objects across a restart and
+refuses corrupt files."""
+import json
 import os
 import signal
 import subprocess
@@ -104,6 +106,22 @@ def test_storage_persists_across_restart_and_verifies_on_read():
     code, h, got = c.call(APP_STORAGE, {"op": "get", "obj": other})
     check(code >= 500 and not got, "a corrupt file must not be served: %r" % ((code, h),))
     c.close()
+
+
+def test_readyz_says_whether_data_is_kept_in_ram_only():
+    # Micronode: every service in process, RAM only. Macronode: the data
+    # lives in the services, each of which says so on its own /readyz.
+    from profiles import start_profile
+    for name, amnesia in (("micronode", True), ("macronode", False)):
+        p = start_profile(name)
+        st, body = p.readyz()
+        check(st == 200 and body == {"ready": True, "amnesia": amnesia}, (name, st, body))
+        for role, sub in p.subs.items():
+            st, _, b = http("GET", sub.admin_url + "/readyz")
+            check(json.loads(b)["amnesia"] is True, "%s runs RAM-only here: %r" % (role, b))
+        p.og.stop()
+        for sub in p.subs.values():
+            sub.stop()
 
 
 def wait_path(p, timeout=10):

@@ -482,3 +482,57 @@ Test(index, readers_while_a_writer_changes)
     cr_assert_eq(index_count(idx), live);
     index_free(idx);
 }
+
+struct dumped {
+    size_t n, stop_at;
+    char last[INDEX_NAME_MAX_BYTES + 1];
+    size_t last_len;
+    struct index *into;
+};
+
+static int dump_one(void *arg, const char *name, size_t len, const struct eng_buf *m)
+{
+    struct dumped *d = arg;
+    if (d->n > 0) {
+        size_t k = len < d->last_len ? len : d->last_len;
+        int c = memcmp(d->last, name, k);
+        cr_assert(c < 0 || (c == 0 && d->last_len < len), "ascending, no repeats");
+    }
+    memcpy(d->last, name, len);
+    d->last_len = len;
+    d->n++;
+    if (d->into)
+        cr_assert_eq(index_put(d->into, name, len, m->bytes, m->size, NULL), ENG_OK);
+    return d->stop_at && d->n == d->stop_at ? 5 : 0;
+}
+
+Test(index, dump_walks_every_name_in_order)
+{
+    struct index *idx = mk(0, 0), *copy = mk(0, 0);
+    struct dumped d = {0};
+    char name[32], m[64];
+
+    cr_assert_eq(index_dump(idx, dump_one, &d), ENG_OK);
+    cr_assert_eq(d.n, 0);
+    /* Enough names for several dump pages and several leaves. */
+    for (int i = 999; i >= 0; i--) {
+        snprintf(name, sizeof(name), "n%d", i);
+        snprintf(m, sizeof(m), "{\"i\":%d}", i);
+        cr_assert_eq(put(idx, name, m), ENG_OK);
+    }
+    d.into = copy;
+    cr_assert_eq(index_dump(idx, dump_one, &d), ENG_OK);
+    cr_assert_eq(d.n, 1000);
+    cr_assert_eq(index_count(copy), 1000);
+    struct eng_buf *b = NULL;
+    cr_assert_eq(index_resolve(copy, "n640", 4, &b), ENG_OK);
+    cr_assert_eq(b->size, 9);
+    cr_assert_eq(memcmp(b->bytes, "{\"i\":640}", 9), 0);
+    eng_buf_unref(b);
+
+    struct dumped s = {.stop_at = 70};
+    cr_assert_eq(index_dump(idx, dump_one, &s), 5);
+    cr_assert_eq(s.n, 70);
+    index_free(idx);
+    index_free(copy);
+}

@@ -709,3 +709,226 @@ Test(mailbox, redrive_returns_dead_letters_in_id_order)
     cr_assert_eq(moved, 0);
     mailbox_free(mb);
 }
+
+/* ---- restoring a saved state -------------------------------------------- */
+
+static const uint8_t SEED[MAILBOX_SEED_BYTES] = "0123456789abcdef";
+
+static struct mailbox *mk_seeded(size_t depth, uint64_t window)
+{
+    struct mailbox_opts o = {.max_channels = 4,
+                             .max_depth = depth,
+                             .idem_window_ms = window,
+                             .max_msg_bytes = 64,
+                             .seed = SEED};
+    struct mailbox *mb = mailbox_new(&o, NULL);
+    cr_assert_not_null(mb);
+    return mb;
+}
+
+/* mailbox_restore_msg of a message on CH (or ch) with no media type. */
+static int restore_on(struct mailbox *mb, const char *ch, uint64_t id, uint64_t sent,
+                      const char *body, const char *key, uint64_t now)
+{
+    struct mailbox_saved_msg m = {.id = id,
+                                  .sent_ms = sent,
+                                  .body = body,
+                                  .n = strlen(body),
+                                  .key = key,
+                                  .key_len = key ? strlen(key) : 0};
+    return mailbox_restore_msg(mb, ch, strlen(ch), &m, now);
+}
+
+static int restore(struct mailbox *mb, uint64_t id, uint64_t sent, const char *body,
+                   const char *key, uint64_t now)
+{
+    return restore_on(mb, CH, id, sent, body, key, now);
+}
+
+/* Ids of the channel's live messages, oldest first, by PEEK. */
+static size_t live_ids(struct mailbox *mb, uint64_t now, uint64_t *ids)
+{
+    struct mailbox_msg out[MAILBOX_BATCH_MAX];
+    size_t n = 0;
+    cr_assert_eq(mailbox_peek(mb, CH, CHN, MAILBOX_BATCH_MAX, now, out, &n), ENG_OK);
+    for (size_t i = 0; i < n; i++)
+        ids[i] = out[n - 1 - i].id;
+    mailbox_msgs_release(out, n);
+    return n;
+}
+
+Test(mailbox, restore_puts_messages_back_in_id_order)
+{
+    struct mailbox *mb = mk_seeded(3, 1000);
+    uint64_t ids[8];
+    /* Out of order, one twice: kept once, sorted; max_depth does not apply. */
+    cr_assert_eq(restore(mb, 7, 70, "m7", NULL, 0), ENG_OK);
+    cr_assert_eq(restore(mb, 2, 20, "m2", NULL, 0), ENG_OK);
+    cr_assert_eq(restore(mb, 9, 90, "m9", NULL, 0), ENG_OK);
+    cr_assert_eq(restore(mb, 2, 20, "xx", NULL, 0), ENG_OK);
+    cr_assert_eq(restore(mb, 5, 50, "m5", NULL, 0), ENG_OK);
+    cr_assert_eq(live_ids(mb, 100, ids), 4);
+    cr_assert(ids[0] == 2 && ids[1] == 5 && ids[2] == 7 && ids[3] == 9);
+
+    struct mailbox_msg out[4];
+    size_t n = recv(mb, 4, 0, 100, out);
+    cr_assert_eq(n, 4);
+    cr_assert_eq(out[0].id, 2);
+    cr_assert_eq(out[0].sent_ms, 20);
+    cr_assert_eq(out[0].deliveries, 1, "restored as never delivered");
+    cr_assert_eq(memcmp(out[0].body->bytes, "m2", 2), 0, "the first restore of an id stays");
+    mailbox_msgs_release(out, n);
+
+    /* Full (4 live over a depth of 3): sends wait for acks; ids go on from
+     * the highest restored. */
+    uint64_t id;
+    cr_assert_eq(mailbox_send(mb, CH, CHN, "n", 1, NULL, 0, 100, &id, NULL), ENG_E_BUSY);
+    uint64_t ack[] = {2, 5};
+    cr_assert_eq(mailbox_ack(mb, CH, CHN, ack, 2, NULL), ENG_OK);
+    cr_assert_eq(send(mb, "n", NULL, 100), 10);
+    mailbox_free(mb);
+}
+
+Test(mailbox, restore_next_id_outlives_acked_messages)
+{
+    struct mailbox *mb = mk_seeded(0, 0);
+    cr_assert_eq(mailbox_restore_next_id(mb, CH, CHN, 42), ENG_OK);
+    cr_assert_eq(mailbox_restore_next_id(mb, CH, CHN, 7), ENG_OK, "never lowered");
+    cr_assert_eq(restore(mb, 3, 0, "old", NULL, 0), ENG_OK);
+    cr_assert_eq(send(mb, "a", NULL, 0), 42);
+    cr_assert_eq(mailbox_restore_next_id(mb, CH, CHN, 0), ENG_E_INVALID);
+    cr_assert_eq(restore(mb, 0, 0, "x", NULL, 0), ENG_E_INVALID);
+    cr_assert_eq(restore_on(mb, "", 1, 0, "x", NULL, 0), ENG_E_INVALID);
+    cr_assert_eq(mailbox_restore_key(mb, CH, CHN, "k", 0, 1, 0, 10, 0), ENG_E_INVALID);
+    mailbox_free(mb);
+}
+
+Test(mailbox, restore_brings_idempotency_keys_back)
+{
+    struct mailbox *mb = mk_seeded(0, 1000);
+    uint64_t id;
+    bool dup = false;
+    /* Sent at 100 with key k1: deduplicated until 1100, even once acked. */
+    cr_assert_eq(restore(mb, 4, 100, "a", "k1", 500), ENG_OK);
+    cr_assert_eq(mailbox_ack(mb, CH, CHN, &(uint64_t){4}, 1, NULL), ENG_OK);
+    cr_assert_eq(mailbox_send(mb, CH, CHN, "a", 1, "k1", 2, 600, &id, &dup), ENG_OK);
+    cr_assert(dup);
+    cr_assert_eq(id, 4);
+    cr_assert_eq(mailbox_send(mb, CH, CHN, "b", 1, "k1", 2, 600, &id, &dup), ENG_E_CONFLICT);
+    /* A key whose window has passed is not restored. */
+    cr_assert_eq(restore(mb, 5, 100, "c", "k2", 1100), ENG_OK);
+    cr_assert_eq(mailbox_send(mb, CH, CHN, "c", 1, "k2", 2, 1100, &id, &dup), ENG_OK);
+    cr_assert_not(dup);
+    cr_assert_eq(id, 6);
+    mailbox_free(mb);
+}
+
+struct saved {
+    struct mailbox_dump d[4];
+    struct mailbox_msg msgs[4][16];
+    struct mailbox_key_state keys[4][16];
+    char names[4][16];
+    size_t n;
+    int stop_after;
+};
+
+static int save_channel(void *arg, const struct mailbox_dump *d)
+{
+    struct saved *s = arg;
+    cr_assert_lt(s->n, 4);
+    cr_assert_leq(d->nmsgs, 16);
+    cr_assert_leq(d->nkeys, 16);
+    struct mailbox_dump *o = &s->d[s->n];
+    *o = *d;
+    memcpy(s->names[s->n], d->ch, d->ch_len);
+    o->ch = s->names[s->n];
+    for (size_t i = 0; i < d->nmsgs; i++) {
+        s->msgs[s->n][i] = d->msgs[i];
+        eng_buf_ref(d->msgs[i].body);
+    }
+    if (d->nkeys > 0)
+        memcpy(s->keys[s->n], d->keys, d->nkeys * sizeof(d->keys[0]));
+    o->msgs = s->msgs[s->n];
+    o->keys = s->keys[s->n];
+    s->n++;
+    return s->stop_after && (int)s->n == s->stop_after ? 7 : 0;
+}
+
+Test(mailbox, dump_and_restore_round_trip)
+{
+    struct mailbox_opts o = {
+        .max_depth = 8, .idem_window_ms = 1000, .lease_ms = 10, .max_deliveries = 1, .seed = SEED};
+    struct mailbox *a = mailbox_new(&o, NULL);
+    struct mailbox_msg out[8];
+    uint64_t id;
+    send(a, "m1", "k1", 0);
+    cr_assert_eq(mailbox_send_typed(a, CH, CHN, "m2", 2, "text/plain", 10, NULL, 0, 0, &id, NULL),
+                 ENG_OK);
+    send(a, "m3", "k3", 0);
+    send(a, "m4", NULL, 0);
+    cr_assert_eq(mailbox_send(a, "empty", 5, "e", 1, NULL, 0, 0, &id, NULL), ENG_OK);
+    cr_assert_eq(mailbox_ack(a, "empty", 5, &id, 1, NULL), ENG_OK);
+    cr_assert_eq(mailbox_ack(a, CH, CHN, &(uint64_t){3}, 1, NULL), ENG_OK);
+    /* m1 leased once with K = 1: a dead letter once its lease ends. */
+    cr_assert_eq(recv(a, 1, 0, 0, out), 1);
+    mailbox_msgs_release(out, 1);
+    struct mailbox_channel_stats st;
+    cr_assert_eq(mailbox_channel_stats(a, CH, CHN, 20, &st), ENG_OK);
+    cr_assert_eq(st.dlq, 1);
+
+    struct saved s = {0};
+    cr_assert_eq(mailbox_dump(a, 20, save_channel, &s), ENG_OK);
+    cr_assert_eq(s.n, 2);
+    struct mailbox *b = mailbox_new(&o, NULL);
+    for (size_t c = 0; c < s.n; c++) {
+        const struct mailbox_dump *d = &s.d[c];
+        cr_assert_eq(mailbox_restore_next_id(b, d->ch, d->ch_len, d->next_id), ENG_OK);
+        for (size_t i = 0; i < d->nmsgs; i++) {
+            const struct mailbox_msg *m = &d->msgs[i];
+            if (i > 0)
+                cr_assert_lt(d->msgs[i - 1].id, m->id, "ascending ids");
+            struct mailbox_saved_msg sm = {.id = m->id,
+                                           .sent_ms = m->sent_ms,
+                                           .body = m->body->bytes,
+                                           .n = m->body->size,
+                                           .type = mailbox_msg_type(m),
+                                           .type_len = m->type_len};
+            cr_assert_eq(mailbox_restore_msg(b, d->ch, d->ch_len, &sm, 20), ENG_OK);
+        }
+        for (size_t i = 0; i < d->nkeys; i++) {
+            const struct mailbox_key_state *k = &d->keys[i];
+            cr_assert_eq(mailbox_restore_key(b, d->ch, d->ch_len, k->key, k->len, k->id,
+                                             k->body_hash, k->expires_ms, 20),
+                         ENG_OK);
+        }
+        mailbox_msgs_release(s.msgs[c], d->nmsgs);
+    }
+    /* The dead letter m1 is live again; m3 (acked) is not; ids go on. */
+    uint64_t ids[8];
+    cr_assert_eq(live_ids(b, 20, ids), 3);
+    cr_assert(ids[0] == 1 && ids[1] == 2 && ids[2] == 4);
+    size_t n = 0;
+    cr_assert_eq(mailbox_peek(b, CH, CHN, 3, 20, out, &n), ENG_OK);
+    cr_assert_eq(out[1].id, 2);
+    cr_assert_eq(out[1].type_len, 10, "the media type came back");
+    cr_assert_eq(memcmp(mailbox_msg_type(&out[1]), "text/plain", 10), 0);
+    cr_assert_eq(out[1].body->size, 2);
+    mailbox_msgs_release(out, n);
+    bool dup = false;
+    cr_assert_eq(mailbox_send(b, CH, CHN, "m3", 2, "k3", 2, 30, &id, &dup), ENG_OK);
+    cr_assert(dup, "the key of an acked message came back");
+    cr_assert_eq(id, 3);
+    cr_assert_eq(mailbox_send(b, CH, CHN, "zz", 2, "k1", 2, 30, &id, &dup), ENG_E_CONFLICT,
+                 "body hashes kept under the same seed");
+    cr_assert_eq(send(b, "m5", NULL, 30), 5);
+    cr_assert_eq(mailbox_send(b, "empty", 5, "e", 1, NULL, 0, 30, &id, NULL), ENG_OK);
+    cr_assert_eq(id, 2, "an empty channel keeps its next id");
+
+    /* A nonzero return stops the walk and is returned. */
+    struct saved t = {.stop_after = 1};
+    cr_assert_eq(mailbox_dump(b, 30, save_channel, &t), 7);
+    cr_assert_eq(t.n, 1);
+    mailbox_msgs_release(t.msgs[0], t.d[0].nmsgs);
+    mailbox_free(a);
+    mailbox_free(b);
+}
