@@ -42,6 +42,11 @@
     X(RECV, "recv")                                                                                \
     X(PEEK, "peek")                                                                                \
     X(ACK, "ack")                                                                                  \
+    X(NACK, "nack")                                                                                \
+    X(LEASE, "lease")                                                                              \
+    X(DEAD, "dead")                                                                                \
+    X(REDRIVE, "redrive")                                                                          \
+    X(STATS, "stats")                                                                              \
     X(INVALID, "invalid")
 enum svc_op {
 #define SVC_OP_ENUM(e, s) SVC_OP_##e,

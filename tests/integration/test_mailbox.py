@@ -13,7 +13,7 @@ import threading
 import time
 
 from harness import *
-from profiles import mint, start_profile
+from profiles import metrics_text, mint, start_profile
 
 MAILBOX = "mailbox.read,mailbox.write,feed.read,view.read"
 
@@ -74,6 +74,11 @@ def round_trip(prof):
     check(recv(p, "jobs", mint(scope="feed.read"))[0] == 403)
     st, _, d = send(p, "jobs", b"not json", a)
     check(st == 400, "a body that says JSON must be JSON: %d" % st)
+    if p.macro:  # the service counts the new ops under their own names
+        post(p, "/v1/mailbox/jobs/nack", {"ids": [1]}, a)
+        text = metrics_text(p.subs["mailbox"].admin_url)
+        check((metric_value(text, "substrate_requests_total", {"op": "nack"}) or 0) >= 1,
+              "nack not counted by name")
 
 
 def test_round_trip__micronode():
