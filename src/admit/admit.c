@@ -24,7 +24,7 @@
 #define NCLASS       DRR_CLASSES
 #define WAIT_LE      10
 #define EVAL_MS      25 /* degraded-mode evaluation period */
-#define POLL_MS      1   /* a worker with waiters looks for slots freed elsewhere */
+#define POLL_MS      1  /* a worker with waiters looks for slots freed elsewhere */
 #define RETRY_MAX_S  60
 #define SCOPE_INST   0
 #define SCOPE_TENANT 1

@@ -30,7 +30,7 @@ struct http_ctx {
     /* Downstream handle (ds_worker_init): ds_call() runs the call on this
      * worker's loop, with this context's cfg. NULL on the admin loop. */
     struct ds_worker *ds;
-    struct buf *logbuf; /* access log lines; the loop's owner flushes it once per turn */
+    struct buf *logbuf;         /* access log lines; the loop's owner flushes it once per turn */
     struct admit_worker *admit; /* this worker's admission queues (admit/), NULL on admin */
 
     /* Cached "Date: ...\r\n" header line, rebuilt when the second changes. */
