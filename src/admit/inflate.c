@@ -47,7 +47,8 @@ struct admit_inflate {
     bool frame_start; /* zstd: the next byte starts a frame */
     enum og_err err;
     const char *reason;
-    uint8_t hdr[2]; /* deflate: the first bytes, until they tell zlib from raw */
+    uint8_t hdr[4]; /* deflate: the first bytes, until they tell zlib from raw;
+                     * zstd: a frame's magic number, until it is whole */
     uint8_t nhdr;
     union {
         z_stream zs;
@@ -295,38 +296,79 @@ static int zstd_fail(struct admit_inflate *z, size_t rc)
     }
 }
 
-/* libzstd decodes a frame in one pass, straight into the output, when the
- * whole frame is in one call's input and its declared content size fits the
- * room; that path skips the ZSTD_d_windowLogMax check, so whether a frame
- * with a large declared window is accepted would depend on how the body
- * was cut into reads. The first byte of each frame therefore goes alone:
- * the one-pass path needs the frame to start in the call that completes its
- * header, so it is never taken, and every frame meets the window cap. */
+/* Each frame's magic number is checked here, four bytes gathered across
+ * reads, before libzstd sees the frame: a body is RFC 8878 frames
+ * (zstd or skippable) and nothing else. libzstd as packaged also decodes
+ * the pre-1.0 "legacy" formats, and it looks for their magic in the bytes
+ * of the current call rather than from the frame's start, so without this
+ * check whether a body was accepted would depend on how it was cut.
+ *
+ * The magic then goes to libzstd in a call of its own. libzstd decodes a
+ * frame in one pass, straight into the output, when the whole frame is in
+ * one call's input and its declared content size fits the room; that path
+ * skips the ZSTD_d_windowLogMax check. It needs the frame to start in the
+ * call that completes its header, so it is never taken, and every frame
+ * meets the window cap. */
+static int zstd_magic(struct admit_inflate *z, const uint8_t **p, size_t *n)
+{
+    while (z->nhdr < 4 && *n > 0) {
+        z->in_frame = true; /* a body that ends here is cut */
+        z->hdr[z->nhdr++] = **p;
+        (*p)++;
+        (*n)--;
+    }
+    if (z->nhdr < 4)
+        return 0;
+    uint32_t m = (uint32_t)z->hdr[0] | (uint32_t)z->hdr[1] << 8 | (uint32_t)z->hdr[2] << 16 |
+                 (uint32_t)z->hdr[3] << 24;
+    if (m != ZSTD_MAGICNUMBER && (m & ZSTD_MAGIC_SKIPPABLE_MASK) != ZSTD_MAGIC_SKIPPABLE_START)
+        return fail(z, OG_E_BAD_REQUEST, "not a zstd frame (RFC 8878 frames only)");
+    z->nhdr = 0;
+    return 1;
+}
+
 static int zstd_feed(struct admit_inflate *z, const uint8_t *p, size_t n, struct buf *out)
 {
     for (;;) {
+        const uint8_t *src = p;
+        size_t len = n;
+        bool magic = z->frame_start;
+        if (magic) {
+            int rc = zstd_magic(z, &p, &n);
+            if (rc <= 0)
+                return rc; /* refused, or more bytes needed */
+            src = z->hdr;
+            len = 4;
+        }
         uint8_t probe, *dst;
         size_t room;
         if (next_room(z, out, &probe, &dst, &room) != 0)
             return -1;
-        ZSTD_inBuffer in = {p, z->frame_start && n > 1 ? 1 : n, 0};
+        ZSTD_inBuffer in = {src, len, 0};
         ZSTD_outBuffer o = {dst, room, 0};
         size_t rc = ZSTD_decompressStream(z->u.zd, &o, &in);
         if (ZSTD_isError(rc))
             return zstd_fail(z, rc);
-        p += in.pos;
-        n -= in.pos;
         if (step_done(z, out, dst, &probe, o.pos) != 0)
             return -1;
-        if (in.pos > 0)
+        if (magic) {
+            /* Four bytes are less than any frame header: all are kept. */
+            if (in.pos != 4)
+                return fail(z, OG_E_INTERNAL, "body decoder made no progress");
             z->frame_start = false;
+            continue;
+        }
+        p += in.pos;
+        n -= in.pos;
         /* 0: a frame is complete and flushed, and the call stopped there
-         * (another may follow). A call that moved nothing says only that a
-         * next frame would need input. */
+         * (another may follow, magic first). A call that moved nothing says
+         * only that a next frame would need input. */
         if (in.pos > 0 || o.pos > 0) {
             z->in_frame = rc != 0;
             z->frame_start = rc == 0;
         }
+        if (z->frame_start)
+            continue;
         /* Room left over with all input taken: everything is flushed. */
         if (n == 0 && o.pos < room)
             return 0;

@@ -317,15 +317,19 @@ int server_run(struct og_config *cfg, const struct config_args *args, char *cons
         return 1;
     if (hooks && hooks->on_worker)
         hooks->on_worker(adm);
-    int rc = worker_listen(adm, cfg->admin);
+    int rc = worker_listen(adm, cfg->admin, false);
     if (rc != 0) {
         fprintf(stderr, "omnigate: cannot listen on admin %s: %s\n", cfg->admin, uv_strerror(rc));
+        return 1;
+    }
+    if ((rc = worker_listen_exclusive_check(cfg->bind)) != 0) {
+        fprintf(stderr, "omnigate: cannot listen on %s: %s\n", cfg->bind, uv_strerror(rc));
         return 1;
     }
     for (int i = 0; i < n; i++) {
         struct worker *w = &srv.workers[i];
         if (worker_init(w, &srv, i, false, &srv.router) != 0 ||
-            (rc = worker_listen(w, cfg->bind)) != 0) {
+            (rc = worker_listen(w, cfg->bind, true)) != 0) {
             fprintf(stderr, "omnigate: cannot listen on %s: %s\n", cfg->bind, uv_strerror(rc));
             return 1;
         }

@@ -114,7 +114,10 @@ void worker_set_config(struct worker *w, const struct og_config *cfg);
 
 /* Create the listener for w on cfg's bind (or admin) address. Returns 0 or a
  * negative errno with a message logged. */
-int worker_listen(struct worker *w, const char *addr);
+/* shared: every worker listens on addr (SO_REUSEPORT). */
+int worker_listen(struct worker *w, const char *addr, bool shared);
+/* 0 when nothing else listens on addr; -EADDRINUSE when something does. */
+int worker_listen_exclusive_check(const char *addr);
 /* Thread body of a service worker. */
 void *worker_main(void *arg);
 /* Initialise the loop side of a worker of srv (loop, async, check handles),

@@ -24,7 +24,9 @@ void worker_set_config(struct worker *w, const struct og_config *cfg)
         http_ctx_set_config(w->ctx, cfg);
 }
 
-int worker_listen(struct worker *w, const char *addr)
+/* A socket bound to addr, listening unless probe. shared: SO_REUSEPORT, so
+ * that every worker has its own listener on the same port. */
+static int listen_fd(const char *addr, bool shared, bool probe, int *out)
 {
     char host[64];
     int port;
@@ -41,18 +43,43 @@ int worker_listen(struct worker *w, const char *addr)
         return -errno;
     int one = 1;
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == -1) {
+        (shared && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == -1)) {
         rc = -errno;
         close(fd);
         return rc;
     }
     socklen_t sl =
         ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-    if (bind(fd, (struct sockaddr *)&ss, sl) == -1 || listen(fd, LISTEN_BACKLOG) == -1) {
+    if (bind(fd, (struct sockaddr *)&ss, sl) == -1 ||
+        (!probe && listen(fd, LISTEN_BACKLOG) == -1)) {
         rc = -errno;
         close(fd);
         return rc;
     }
+    *out = fd;
+    return 0;
+}
+
+int worker_listen_exclusive_check(const char *addr)
+{
+    /* Without SO_REUSEPORT, bind fails while any other socket listens on
+     * the port, SO_REUSEPORT or not: a second omnigate (or anything else)
+     * refuses to start instead of silently taking a share of the
+     * connections. Bound only, never listening: no client can be
+     * accepted by it and then reset. */
+    int fd = -1;
+    int rc = listen_fd(addr, false, true, &fd);
+    if (fd != -1)
+        close(fd);
+    return rc;
+}
+
+int worker_listen(struct worker *w, const char *addr, bool shared)
+{
+    int fd = -1;
+    int rc = listen_fd(addr, shared, false, &fd);
+    if (rc != 0)
+        return rc;
     uv_tcp_init(&w->loop, &w->listener);
     w->listener.data = w;
     if ((rc = uv_tcp_open(&w->listener, fd)) != 0 ||

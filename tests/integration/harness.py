@@ -22,12 +22,21 @@ OMNIGATE = os.path.join(BUILD, "omnigate")
 SUBSTRATE = os.path.join(BUILD, "omnigate-substrate")
 
 
+_ports_given = set()
+
+
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A port nothing listens on, never one this run handed out before: the
+    kernel may give a just-closed ephemeral port twice in a row, and a
+    service and its admin listener must not be told the same one."""
+    while True:
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        if port not in _ports_given:
+            _ports_given.add(port)
+            return port
 
 
 def wait_port(port, timeout=10.0, proc=None):

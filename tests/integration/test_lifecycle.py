@@ -5,6 +5,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import tempfile
 import time
 
@@ -134,6 +135,31 @@ def test_sighup_reload():
     check(readyz(srv) == (200, {"ready": True, "amnesia": True}), readyz(srv))
     check(status_with_header(srv.port, 4000) == 200)
     check(srv.proc.poll() is None)
+
+
+def test_a_second_instance_on_a_taken_port_refuses_to_start():
+    # Every worker listens with SO_REUSEPORT, which would let a second
+    # omnigate (a stale one, or a typo in a unit file) bind the same port
+    # and silently take a share of the connections. It must refuse instead,
+    # for the service port and for the admin port alike.
+    first = start_omnigate()
+    for args in (["--bind", "127.0.0.1:%d" % first.port, "--admin", "127.0.0.1:%d" % free_port()],
+                 ["--bind", "127.0.0.1:%d" % free_port(), "--admin", "127.0.0.1:%d" % first.admin],
+                 ["--bind", "127.0.0.1:%d" % first.port, "--admin", "127.0.0.1:%d" % first.port]):
+        p = subprocess.run([OMNIGATE, "--rate", "0"] + args, capture_output=True, timeout=10)
+        check(p.returncode != 0, "a second instance started on %s" % args)
+        check(b"cannot listen" in p.stderr and b"in use" in p.stderr, p.stderr)
+    # The same address for service and admin, nothing else running: refused.
+    port = free_port()
+    p = subprocess.run([OMNIGATE, "--rate", "0", "--bind", "127.0.0.1:%d" % port,
+                        "--admin", "127.0.0.1:%d" % port], capture_output=True, timeout=10)
+    check(p.returncode != 0 and b"cannot listen" in p.stderr, p.stderr)
+    # The first instance still answers every connection.
+    for _ in range(20):
+        c = Conn(first.port)
+        c.send(GET)
+        check(c.response()[0] == 200)
+        c.close()
 
 
 if __name__ == "__main__":

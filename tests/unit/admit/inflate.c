@@ -476,6 +476,38 @@ Test(admit_inflate, garbage_and_dictionaries_are_400)
     buf_release(&r.out);
 }
 
+Test(admit_inflate, only_rfc8878_frames_however_cut)
+{
+    /* A byte before a pre-1.0 ("legacy", v0.7) zstd magic number: libzstd
+     * would decode the legacy frame when the first byte came alone. Every
+     * cut refuses it, and a legacy frame after a good one too. */
+    static const uint8_t legacy[] = {0x28, 0x27, 0xb5, 0x2f, 0xfd, 0, 0, 0, 0, 0};
+    struct bytes l = {(uint8_t *)legacy, sizeof(legacy)};
+    for (size_t i = 0; i < NSTEPS; i++)
+        expect_refused(ADMIT_CODING_ZSTD, &l, STEPS[i], &BIG, OG_E_BAD_REQUEST);
+    struct bytes v07 = {(uint8_t *)legacy + 1, sizeof(legacy) - 1};
+    struct bytes plain = text(1000, 7);
+    struct bytes good = zst(&plain);
+    struct bytes both = cat(&good, &v07);
+    for (size_t i = 0; i < NSTEPS; i++) {
+        expect_refused(ADMIT_CODING_ZSTD, &v07, STEPS[i], &BIG, OG_E_BAD_REQUEST);
+        struct result r = decode(ADMIT_CODING_ZSTD, &both, STEPS[i], &BIG);
+        cr_assert_eq(r.rc, -1, "step %zu", STEPS[i]);
+        cr_assert_str_eq(r.reason, "not a zstd frame (RFC 8878 frames only)");
+        buf_release(&r.out);
+    }
+    /* Part of a next frame's magic number is a cut body, not trailing
+     * bytes to ignore. */
+    struct bytes part = {(uint8_t *)"\x28\xb5", 2};
+    struct bytes cut = cat(&good, &part);
+    for (size_t i = 0; i < NSTEPS; i++)
+        expect_refused(ADMIT_CODING_ZSTD, &cut, STEPS[i], &BIG, OG_E_BAD_REQUEST);
+    free(plain.p);
+    free(good.p);
+    free(both.p);
+    free(cut.p);
+}
+
 /* ---- caps ----------------------------------------------------------------- */
 
 Test(admit_inflate, body_cap_exactly_at_the_boundary)
