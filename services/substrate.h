@@ -35,6 +35,8 @@
     X(HELLO, "hello")                                                                              \
     X(GET, "get")                                                                                  \
     X(HAS, "has")                                                                                  \
+    X(PROOF, "proof")                                                                              \
+    X(OUTBOARD, "outboard")                                                                        \
     X(PUT, "put")                                                                                  \
     X(RESOLVE, "resolve")                                                                          \
     X(SEARCH, "search")                                                                            \

@@ -29,6 +29,8 @@ enum proto_kind {
     PROTO_NONE = 0,
     PROTO_GET,     /* storage */
     PROTO_HAS,     /* storage */
+    PROTO_PROOF,   /* storage: the slice proof of a range's groups */
+    PROTO_OUTBOARD, /* storage: every group's chaining value */
     PROTO_PUT,     /* storage, index */
     PROTO_RESOLVE, /* index */
     PROTO_SEARCH,  /* index */
@@ -58,9 +60,9 @@ struct proto_op {
     int64_t deadline_ms;
 
     /* storage */
-    struct cas_addr obj;    /* get, has */
-    bool has_off, has_len;  /* get: a request naming either asks for a range (206) */
-    uint64_t off, len;      /* get: 0 ≤ each ≤ INT64_MAX */
+    struct cas_addr obj;    /* get, has, proof, outboard */
+    bool has_off, has_len;  /* get, proof: a request naming either asks for a range */
+    uint64_t off, len;      /* get, proof: 0 ≤ each ≤ INT64_MAX */
     bool has_expect;        /* put: the address the body must hash to */
     struct cas_addr expect; /* put */
     /* index */

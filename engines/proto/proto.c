@@ -25,6 +25,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cas/outboard.h"
 #include "core/dec.h"
 #include "engines/common/status.h"
 
@@ -194,6 +195,7 @@ _Static_assert(INDEX_SEARCH_MAX == 100 && MAILBOX_BATCH_MAX == 100 &&
 
 static const char *const KIND_NAMES[PROTO__KINDS] = {
     [PROTO_NONE] = "invalid", [PROTO_GET] = "get",         [PROTO_HAS] = "has",
+    [PROTO_PROOF] = "proof",  [PROTO_OUTBOARD] = "outboard",
     [PROTO_PUT] = "put",      [PROTO_RESOLVE] = "resolve", [PROTO_SEARCH] = "search",
     [PROTO_SEND] = "send",    [PROTO_RECV] = "recv",       [PROTO_PEEK] = "peek",
     [PROTO_ACK] = "ack",      [PROTO_NACK] = "nack",       [PROTO_LEASE] = "lease",
@@ -216,7 +218,7 @@ static enum proto_kind kind_of(const char *name)
 static bool app_has(uint16_t app, enum proto_kind k)
 {
     switch (app) {
-    case 1: return k == PROTO_GET || k == PROTO_HAS || k == PROTO_PUT;
+    case 1: return k >= PROTO_GET && k <= PROTO_PUT;
     case 2: return k == PROTO_RESOLVE || k == PROTO_PUT || k == PROTO_SEARCH;
     case 3: return k >= PROTO_SEND && k <= PROTO_STATS;
     default: return false;
@@ -247,6 +249,7 @@ static const char *check(const struct proto_op *op)
 {
     switch (op->kind) {
     case PROTO_GET:
+    case PROTO_PROOF:
         if (op->has_off && op->off > INT64_MAX)
             return R_OFF;
         if (op->has_len && op->len > INT64_MAX)
@@ -352,9 +355,11 @@ static void parse_fields(struct proto_parsed *ps, json_t *h)
     switch (op->kind) {
     case PROTO_GET:
     case PROTO_HAS:
+    case PROTO_PROOF:
+    case PROTO_OUTBOARD:
         if (get_addr(h, "obj", &op->obj) != 1)
             REFUSE(R_OBJ);
-        if (op->kind == PROTO_HAS)
+        if (op->kind == PROTO_HAS || op->kind == PROTO_OUTBOARD)
             return;
         if ((r = get_u64(h, "off", INT64_MAX, &op->off)) < 0)
             REFUSE(R_OFF);
@@ -524,6 +529,66 @@ static int storage_op_has(struct engines *e, const struct proto_op *op, struct p
         return fail_eng(rs, st, "has failed");
     rs->code = 200;
     hdr_obj_size(rs, &op->obj, size);
+    HDR_LIT(rs, "}");
+    return 200;
+}
+
+/* The groups a range touches, and the proof that ties them to the address:
+ * hdr {"obj","size","groups":G,"first":A,"last":B}, body the proof (group
+ * values A..B, then siblings; include/cas/outboard.h). An object of one
+ * group or none, or an empty range, has no proof: "groups" only, no body. */
+static int storage_op_proof(struct engines *e, const struct proto_op *op, struct proto_resp *rs)
+{
+    struct storage_view v;
+    uint64_t off = op->has_off ? op->off : 0, len = op->has_len ? op->len : STORAGE_LEN_ALL;
+    int st = storage_get(e->storage, &op->obj, off, len, &v);
+    if (st != ENG_OK)
+        return fail_eng(rs, st, st == ENG_E_RANGE ? "off past the end" : "proof failed");
+    const struct storage_blob *b = v.blob;
+    uint64_t a = off / CAS_GROUP_BYTES, z = v.n ? (off + v.n - 1) / CAS_GROUP_BYTES : 0;
+    uint64_t k = v.n ? cas_proof_cvs(b->groups, a, z) : 0;
+    if (k) {
+        struct eng_buf *pb = eng_buf_new(k * CAS_CV_BYTES);
+        if (pb == NULL) {
+            storage_view_release(&v);
+            return fail(rs, 500, "internal", "out of memory");
+        }
+        cas_proof_build(b->tree, b->groups, a, z, pb->bytes);
+        rs->buf = pb;
+        rs->body = pb->bytes;
+        rs->body_len = k * CAS_CV_BYTES;
+    }
+    rs->code = 200;
+    hdr_obj_size(rs, &op->obj, b->size);
+    HDR_LIT(rs, ",\"groups\":");
+    hdr_u64(rs, b->groups);
+    if (k) {
+        HDR_LIT(rs, ",\"first\":");
+        hdr_u64(rs, a);
+        HDR_LIT(rs, ",\"last\":");
+        hdr_u64(rs, z);
+    }
+    HDR_LIT(rs, "}");
+    storage_view_release(&v);
+    return 200;
+}
+
+/* Every group's value, in order: hdr {"obj","size","groups":G}, body
+ * 32 × G bytes (empty for an object of one group or none). */
+static int storage_op_outboard(struct engines *e, const struct proto_op *op,
+                               struct proto_resp *rs)
+{
+    struct storage_view v;
+    int st = storage_get(e->storage, &op->obj, 0, 0, &v);
+    if (st != ENG_OK)
+        return fail_eng(rs, st, "outboard failed");
+    rs->blob = v.blob;
+    rs->body = v.blob->tree;
+    rs->body_len = v.blob->tree ? (size_t)v.blob->groups * CAS_CV_BYTES : 0;
+    rs->code = 200;
+    hdr_obj_size(rs, &op->obj, v.blob->size);
+    HDR_LIT(rs, ",\"groups\":");
+    hdr_u64(rs, v.blob->groups);
     HDR_LIT(rs, "}");
     return 200;
 }
@@ -879,6 +944,8 @@ int proto_exec(struct engines *e, const struct proto_op *op, const uint8_t *body
     switch (op->kind) {
     case PROTO_GET: return storage_op_get(e, op, rs);
     case PROTO_HAS: return storage_op_has(e, op, rs);
+    case PROTO_PROOF: return storage_op_proof(e, op, rs);
+    case PROTO_OUTBOARD: return storage_op_outboard(e, op, rs);
     case PROTO_PUT:
         return op->app == 1 ? storage_op_put(e, op, body, body_len, rs)
                             : index_op_put(e, op, body, body_len, rs);

@@ -40,6 +40,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cas/outboard.h"
 #include "engines/common/hash.h"
 
 #define SHARDS     16
@@ -99,16 +100,34 @@ void storage_view_release(struct storage_view *v)
     v->n = 0;
 }
 
+/* Bytes of a blob's tree (0.1 % of its size; like the rest of a blob's
+ * bookkeeping, not counted against the byte budget). */
+static uint64_t tree_bytes(uint64_t size)
+{
+    return cas_tree_cvs(cas_groups(size)) * CAS_CV_BYTES;
+}
+
+/* A blob with room for size bytes and their tree (filled by the caller). */
 static struct storage_blob *blob_alloc(size_t size)
 {
-    if (size > SIZE_MAX - sizeof(struct storage_blob))
+    uint64_t tb = tree_bytes(size);
+    size_t at = (sizeof(struct storage_blob) + size + 7) & ~(size_t)7;
+    if (size > SIZE_MAX / 2 - sizeof(struct storage_blob))
         return NULL;
-    struct storage_blob *b = malloc(sizeof(*b) + size);
+    struct storage_blob *b = malloc(at + tb);
     if (b == NULL)
         return NULL;
     atomic_init(&b->refs, 1);
     b->size = size;
+    b->groups = cas_groups(size);
+    b->tree = tb ? (const uint8_t *)b + at : NULL;
     return b;
+}
+
+/* The blob's tree, writable until the blob is published. */
+static uint8_t *tree_of(struct storage_blob *b)
+{
+    return (uint8_t *)b->tree;
 }
 
 /* ---------------------------------------------------------------- budget */
@@ -339,7 +358,10 @@ static int load_file(struct storage *st, const struct cas_addr *a, struct storag
             goto out; /* truncated under us */
         got += (size_t)r;
     }
-    cas_hash(b->bytes, b->size, &b->addr);
+    /* The file is never trusted: its bytes are hashed again, and that pass
+     * yields the tree, so no tree is kept on disk to go stale or be
+     * tampered with beside them. */
+    cas_hash_tree(b->bytes, b->size, tree_of(b), &b->addr);
     if (!cas_addr_equal(&b->addr, a))
         goto out;
     atomic_fetch_add_explicit(&st->disk_loads, 1, memory_order_relaxed);
@@ -462,30 +484,45 @@ int storage_put(struct storage *st, const void *p, size_t n, const struct cas_ad
         return ENG_E_INVALID;
     if (n > st->max_object)
         return ENG_E_TOO_LARGE;
-    cas_hash(p, n, &a);
-    if (expect != NULL && !cas_addr_equal(expect, &a))
+    /* One pass hashes the bytes and builds their tree (64 bytes per
+     * 64 KiB, held aside until the object is known to be new). */
+    uint64_t tb = tree_bytes(n);
+    uint8_t *tree = tb ? malloc(tb) : NULL;
+    if (tb && tree == NULL)
+        return ENG_E_NOMEM;
+    cas_hash_tree(p, n, tree, &a);
+    if (expect != NULL && !cas_addr_equal(expect, &a)) {
+        free(tree);
         return ENG_E_MISMATCH;
+    }
     if (addr_out)
         *addr_out = a;
 
     uint64_t h = addr_hash(st, &a);
     struct storage_blob *b = lookup(st, h, &a);
     if (b != NULL) {
+        free(tree);
         storage_blob_unref(b);
         if (created_out)
             *created_out = false;
         return ENG_OK;
     }
-    if (!budget_reserve(st, n))
+    if (!budget_reserve(st, n)) {
+        free(tree);
         return ENG_E_FULL;
+    }
     b = blob_alloc(n);
     if (b == NULL) {
+        free(tree);
         budget_release(st, n);
         return ENG_E_NOMEM;
     }
     b->addr = a;
     if (n > 0)
         memcpy(b->bytes, p, n);
+    if (tb)
+        memcpy(tree_of(b), tree, tb);
+    free(tree);
     if (st->dirfd != -1) {
         int rc = persist(st, b);
         if (rc != ENG_OK) {

@@ -37,7 +37,8 @@
 
 struct storage_opts {
     /* Bytes of object payload held in RAM at most (per-object bookkeeping of
-     * about 80 bytes is not counted). 0 → STORAGE_DEFAULT_MEM_CAP_BYTES. */
+     * about 80 bytes, and the slice-proof tree of 64 bytes per 64 KiB, are
+     * not counted). 0 → STORAGE_DEFAULT_MEM_CAP_BYTES. */
     uint64_t mem_cap_bytes;
     /* Largest object accepted by storage_put() or loaded from disk.
      * 0 → STORAGE_DEFAULT_MAX_OBJECT_BYTES; must be ≤ the memory cap. */
@@ -52,11 +53,20 @@ struct storage_opts {
 };
 
 /* An immutable object. `bytes` is never written after the blob is published.
- * Hold a reference while reading it; drop it with storage_blob_unref(). */
+ * Hold a reference while reading it; drop it with storage_blob_unref().
+ *
+ * Slice proofs (include/cas/outboard.h): `tree` holds every level of the
+ * BLAKE3 tree above the object's 64 KiB groups that has two nodes or more,
+ * level 0 (the outboard, 32 bytes a group) first: 64 bytes per 64 KiB,
+ * computed in the same pass that hashes the bytes (at put, and when a file
+ * is loaded and verified), kept in the blob's own allocation. NULL for an
+ * object of one group or none, whose hash is its own proof. */
 struct storage_blob {
     atomic_size_t refs;
     struct cas_addr addr;
     size_t size;
+    uint64_t groups;     /* cas_groups(size) */
+    const uint8_t *tree; /* cas_tree_cvs(groups) values, or NULL */
     uint8_t bytes[];
 };
 

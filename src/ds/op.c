@@ -146,6 +146,23 @@ int ds_op_has(struct ds_req *r, const struct cas_addr *obj)
     return 0;
 }
 
+int ds_op_proof(struct ds_req *r, const struct cas_addr *obj, uint64_t off, uint64_t len)
+{
+    start(r, DS_STORAGE, PROTO_PROOF, true);
+    r->op.obj = *obj;
+    r->op.has_off = r->op.has_len = true;
+    r->op.off = off;
+    r->op.len = len;
+    return 0;
+}
+
+int ds_op_outboard(struct ds_req *r, const struct cas_addr *obj)
+{
+    start(r, DS_STORAGE, PROTO_OUTBOARD, true);
+    r->op.obj = *obj;
+    return 0;
+}
+
 int ds_op_get(struct ds_req *r, const struct cas_addr *obj, bool ranged, uint64_t off, uint64_t len)
 {
     start(r, DS_STORAGE, PROTO_GET, true);
@@ -268,7 +285,13 @@ int ds_op_write(const struct proto_op *op, const char *corr_id, char out[DS_OP_H
         if (op->has_len)
             num(&w, "len", op->len);
         break;
-    case PROTO_HAS: addr(&w, "obj", &op->obj); break;
+    case PROTO_PROOF:
+        addr(&w, "obj", &op->obj);
+        num(&w, "off", op->off);
+        num(&w, "len", op->len);
+        break;
+    case PROTO_HAS:
+    case PROTO_OUTBOARD: addr(&w, "obj", &op->obj); break;
     case PROTO_PUT:
         if (op->app == OAP_APP_INDEX)
             string(&w, "name", op->name);

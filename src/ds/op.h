@@ -74,6 +74,11 @@ int ds_op_dead(struct ds_req *r, enum proto_kind kind, const char *channel, size
 int ds_op_stats(struct ds_req *r, const char *channel, size_t n);
 /* storage {"op":"has","obj":OBJ}; a read. */
 int ds_op_has(struct ds_req *r, const struct cas_addr *obj);
+/* storage {"op":"proof","obj":OBJ,"off":OFF,"len":LEN}: the proof of the
+ * groups bytes [OFF, OFF+LEN) touch; a read. */
+int ds_op_proof(struct ds_req *r, const struct cas_addr *obj, uint64_t off, uint64_t len);
+/* storage {"op":"outboard","obj":OBJ}: every group's value; a read. */
+int ds_op_outboard(struct ds_req *r, const struct cas_addr *obj);
 /* storage {"op":"get","obj":OBJ}, or with ranged {..,"off":OFF,"len":LEN};
  * a read, coalesced with identical reads (same address and range). */
 int ds_op_get(struct ds_req *r, const struct cas_addr *obj, bool ranged, uint64_t off,

@@ -11,7 +11,7 @@
 
 #include "ds/ds.h"
 
-#define STATS_OPS     15
+#define STATS_OPS     17
 #define STATS_CODES   17
 #define STATS_BUCKETS 10 /* latency buckets, +Inf included */
 
