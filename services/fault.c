@@ -53,6 +53,13 @@ int fault_set(struct fault_cfg *f, const char *name, const char *value)
         return parse_rate(value, &f->drop_rate);
     if (strcmp(name, "corrupt_rate") == 0)
         return parse_rate(value, &f->corrupt_rate);
+    if (strcmp(name, "corrupt_op") == 0) {
+        if (strcmp(value, "any") != 0 && strcmp(value, "get") != 0 && strcmp(value, "proof") != 0 &&
+            strcmp(value, "outboard") != 0)
+            return -1;
+        snprintf(f->corrupt_op, sizeof(f->corrupt_op), "%s", value);
+        return 0;
+    }
     return -1;
 }
 
@@ -62,12 +69,14 @@ int fault_json(const struct fault_cfg *f, char *out, size_t cap)
 
     return snprintf(out, cap,
                     "{\"latency_ms\":%u,\"jitter_ms\":%u,\"error_rate\":%g,\"stall_rate\":%g,"
-                    "\"drop_rate\":%g,\"corrupt_rate\":%g,\"injected\":{\"latency\":%llu,"
+                    "\"drop_rate\":%g,\"corrupt_rate\":%g,\"corrupt_op\":\"%s\","
+                    "\"injected\":{\"latency\":%llu,"
                     "\"error\":%llu,\"stall\":%llu,\"drop\":%llu,\"corrupt\":%llu}}",
                     f->latency_ms, f->jitter_ms, f->error_rate, f->stall_rate, f->drop_rate,
-                    f->corrupt_rate, (unsigned long long)n[FAULT_LATENCY],
-                    (unsigned long long)n[FAULT_ERROR], (unsigned long long)n[FAULT_STALL],
-                    (unsigned long long)n[FAULT_DROP], (unsigned long long)n[FAULT_CORRUPT]);
+                    f->corrupt_rate, f->corrupt_op[0] ? f->corrupt_op : "any",
+                    (unsigned long long)n[FAULT_LATENCY], (unsigned long long)n[FAULT_ERROR],
+                    (unsigned long long)n[FAULT_STALL], (unsigned long long)n[FAULT_DROP],
+                    (unsigned long long)n[FAULT_CORRUPT]);
 }
 
 /* ------------------------------------------------------------------- rolls */
@@ -106,7 +115,9 @@ void fault_corrupt(uint16_t app, struct proto_resp *rs)
 {
     struct eng_buf *copy;
 
+    const char *only = g_svc.fault.corrupt_op;
     if (app != OAP_APP_STORAGE || rs->body_len == 0 || (rs->code != 200 && rs->code != 206) ||
+        (only[0] && strcmp(only, "any") != 0 && strcmp(only, rs->op) != 0) ||
         !(g_svc.fault.corrupt_rate > 0 && svc_rand01() < g_svc.fault.corrupt_rate))
         return;
     if ((copy = eng_buf_from(rs->body, rs->body_len)) == NULL)

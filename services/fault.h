@@ -26,6 +26,9 @@ struct fault_cfg {
     double stall_rate;   /* never answer the request */
     double drop_rate;    /* close the connection on receipt */
     double corrupt_rate; /* flip a byte in a copy of served storage bytes */
+    /* which storage answers corrupt_rate applies to: "any", or one op
+     * ("get", "proof", "outboard"); "" is "any" */
+    char corrupt_op[12];
 };
 
 enum fault_kind { FAULT_LATENCY, FAULT_ERROR, FAULT_STALL, FAULT_DROP, FAULT_CORRUPT, FAULT__N };

@@ -383,7 +383,7 @@ void oapsrv_on_conn(uv_stream_t *server, int status)
     if (!c)
         return;
     oap_hello_defaults(&mine);
-    mine.max_frame = SVC_MAX_FRAME_BYTES;
+    mine.max_frame = g_svc.max_frame;
     mine.max_inflight = SVC_MAX_INFLIGHT;
     oapnet_init(&c->ep, OAPNET_SERVER, &conn_ops, &batches, &mine);
     c->ep.in_max = SVC_UPLOAD_MAX_BYTES;

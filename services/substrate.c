@@ -7,10 +7,10 @@
  *   omnigate-substrate --role index|storage|mailbox
  *       --listen HOST:PORT|unix:/path   (repeatable, up to 4)
  *       --admin HOST:PORT
- *       [--mem-cap SIZE] [--data-dir DIR --no-amnesia]
+ *       [--mem-cap SIZE] [--max-frame SIZE] [--data-dir DIR --no-amnesia]
  *       [--fsync always|batch|none] [--compact-bytes SIZE]
  *       [--latency-ms N] [--jitter-ms N] [--error-rate F] [--stall-rate F]
- *       [--drop-rate F] [--corrupt-rate F]
+ *       [--drop-rate F] [--corrupt-rate F] [--corrupt-op OP]
  *
  * With --data-dir DIR --no-amnesia, storage keeps one file per object
  * (engines/storage); index and mailbox keep a log and snapshots
@@ -351,10 +351,11 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: omnigate-substrate --role index|storage|mailbox --listen HOST:PORT|unix:/path\n"
-            "         [--listen ...] --admin HOST:PORT [--mem-cap SIZE]\n"
+            "         [--listen ...] --admin HOST:PORT [--mem-cap SIZE] [--max-frame SIZE]\n"
             "         [--data-dir DIR --no-amnesia] [--fsync always|batch|none]\n"
             "         [--compact-bytes SIZE] [--latency-ms N] [--jitter-ms N]\n"
-            "         [--error-rate F] [--stall-rate F] [--drop-rate F] [--corrupt-rate F]\n");
+            "         [--error-rate F] [--stall-rate F] [--drop-rate F] [--corrupt-rate F]\n"
+            "         [--corrupt-op any|get|proof|outboard]\n");
 }
 
 /* ------------------------------------------------------------ durability */
@@ -439,6 +440,7 @@ int main(int argc, char **argv)
 
     memset(&g_svc, 0, sizeof(g_svc));
     g_svc.rng = (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ull ^ (uint64_t)getpid() << 17 ^ 1;
+    g_svc.max_frame = SVC_MAX_FRAME_BYTES;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         bool takes = true;
@@ -462,6 +464,13 @@ int main(int argc, char **argv)
             listen_addrs[nlisten++] = v;
         } else if (strcmp(a, "--admin") == 0) {
             admin_addr = v;
+        } else if (strcmp(a, "--max-frame") == 0) {
+            uint64_t mf;
+            if (parse_size(v, &mf) != 0 || mf < SVC_MIN_FRAME_BYTES || mf > SVC_MAX_FRAME_BYTES) {
+                fprintf(stderr, "omnigate-substrate: bad --max-frame %s (16KiB to 1MiB)\n", v);
+                return 2;
+            }
+            g_svc.max_frame = (uint32_t)mf;
         } else if (strcmp(a, "--mem-cap") == 0) {
             if (parse_size(v, &mem_cap) != 0) {
                 fprintf(stderr, "omnigate-substrate: bad --mem-cap %s\n", v);
@@ -575,7 +584,7 @@ int main(int argc, char **argv)
         wal_start(g_svc.wal, g_svc.loop);
     g_svc.ready = true;
     svc_log("\"msg\":\"ready\",\"max_frame\":%u,\"max_inflight\":%u,\"amnesia\":%s",
-            SVC_MAX_FRAME_BYTES, SVC_MAX_INFLIGHT, amnesia ? "true" : "false");
+            g_svc.max_frame, SVC_MAX_INFLIGHT, amnesia ? "true" : "false");
     uv_run(g_svc.loop, UV_RUN_DEFAULT);
     rc = 0;
 out:

@@ -18,7 +18,8 @@
 #include "services/durable/wal.h"
 #include "services/fault.h"
 
-#define SVC_MAX_FRAME_BYTES 1048576 /* announced in HELLO and enforced */
+#define SVC_MAX_FRAME_BYTES 1048576 /* default: announced in HELLO and enforced */
+#define SVC_MIN_FRAME_BYTES 16384   /* smallest --max-frame */
 #define SVC_MAX_INFLIGHT    64      /* requests in flight per connection */
 #define SVC_LISTEN_MAX      4
 /* Bytes queued for writing on a connection before we stop reading it: a
@@ -67,7 +68,8 @@ struct svc {
      * (--data-dir DIR --no-amnesia); NULL: RAM only (storage keeps its own
      * files). */
     struct wal *wal;
-    bool amnesia; /* nothing is written to disk */
+    bool amnesia;       /* nothing is written to disk */
+    uint32_t max_frame; /* announced in HELLO and enforced (--max-frame) */
     struct fault_cfg fault;
     uint64_t rng;
     bool ready;

@@ -41,6 +41,8 @@ static const struct route ROUTES[] = {
     {"/v1/search", M_GET | M_HEAD, view_on_search, ROUTE_NEEDS(CAP_SCOPE_SEARCH_READ)},
     {"/v1/feed/{channel}", M_GET | M_HEAD, view_on_feed, ROUTE_NEEDS(CAP_SCOPE_FEED_READ)},
     {"/v1/o/{addr}", M_GET | M_HEAD, media_on_object, ROUTE_NEEDS(CAP_SCOPE_OBJECT_READ)},
+    {"/v1/o/{addr}/outboard", M_GET | M_HEAD, media_on_outboard,
+     ROUTE_NEEDS(CAP_SCOPE_OBJECT_READ)},
     {"/v1/o", M_PUT, media_on_put, ROUTE_NEEDS(CAP_SCOPE_OBJECT_WRITE)},
     {"/v1/media/{name}", M_GET | M_HEAD, media_on_media, ROUTE_NEEDS(CAP_SCOPE_MEDIA_READ)},
     {"/v1/mailbox/{channel}", M_POST, mailbox_on_send, ROUTE_NEEDS(CAP_SCOPE_MAILBOX_WRITE)},
@@ -160,6 +162,8 @@ struct subcommand {
 static const struct subcommand SUBCOMMANDS[] = {
     {"hash", tool_hash_main, "print the b3: address of each FILE (- for stdin)"},
     {"oap-dump", tool_oap_dump_main, "decode OAP/1 frames from stdin as JSON lines"},
+    {"verify-range", tool_verify_range_main,
+     "check a downloaded byte range against an address with its outboard"},
     {"mint", tool_mint_main, "issue a capability token from a root key file"},
     {"verify", tool_verify_main, "verify a capability token and print its caveats"},
     {"seed", tool_seed_main, "load the demo data set into remote services"},

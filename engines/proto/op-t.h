@@ -27,22 +27,22 @@
  * index's by the app id. PROTO_NONE: a header that named no op. */
 enum proto_kind {
     PROTO_NONE = 0,
-    PROTO_GET,     /* storage */
-    PROTO_HAS,     /* storage */
-    PROTO_PROOF,   /* storage: the slice proof of a range's groups */
+    PROTO_GET,      /* storage */
+    PROTO_HAS,      /* storage */
+    PROTO_PROOF,    /* storage: the slice proof of a range's groups */
     PROTO_OUTBOARD, /* storage: every group's chaining value */
-    PROTO_PUT,     /* storage, index */
-    PROTO_RESOLVE, /* index */
-    PROTO_SEARCH,  /* index */
-    PROTO_SEND,    /* mailbox */
-    PROTO_RECV,    /* mailbox */
-    PROTO_PEEK,    /* mailbox */
-    PROTO_ACK,     /* mailbox */
-    PROTO_NACK,    /* mailbox */
-    PROTO_LEASE,   /* mailbox: extend leases */
-    PROTO_DEAD,    /* mailbox: read the dead letters */
-    PROTO_REDRIVE, /* mailbox: dead letters back to the live messages */
-    PROTO_STATS,   /* mailbox: one channel's counts */
+    PROTO_PUT,      /* storage, index */
+    PROTO_RESOLVE,  /* index */
+    PROTO_SEARCH,   /* index */
+    PROTO_SEND,     /* mailbox */
+    PROTO_RECV,     /* mailbox */
+    PROTO_PEEK,     /* mailbox */
+    PROTO_ACK,      /* mailbox */
+    PROTO_NACK,     /* mailbox */
+    PROTO_LEASE,    /* mailbox: extend leases */
+    PROTO_DEAD,     /* mailbox: read the dead letters */
+    PROTO_REDRIVE,  /* mailbox: dead letters back to the live messages */
+    PROTO_STATS,    /* mailbox: one channel's counts */
     PROTO__KINDS
 };
 

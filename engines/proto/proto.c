@@ -194,12 +194,12 @@ _Static_assert(INDEX_SEARCH_MAX == 100 && MAILBOX_BATCH_MAX == 100 &&
                "the reasons name the limits");
 
 static const char *const KIND_NAMES[PROTO__KINDS] = {
-    [PROTO_NONE] = "invalid", [PROTO_GET] = "get",         [PROTO_HAS] = "has",
-    [PROTO_PROOF] = "proof",  [PROTO_OUTBOARD] = "outboard",
-    [PROTO_PUT] = "put",      [PROTO_RESOLVE] = "resolve", [PROTO_SEARCH] = "search",
-    [PROTO_SEND] = "send",    [PROTO_RECV] = "recv",       [PROTO_PEEK] = "peek",
-    [PROTO_ACK] = "ack",      [PROTO_NACK] = "nack",       [PROTO_LEASE] = "lease",
-    [PROTO_DEAD] = "dead",    [PROTO_REDRIVE] = "redrive", [PROTO_STATS] = "stats"};
+    [PROTO_NONE] = "invalid",    [PROTO_GET] = "get",           [PROTO_HAS] = "has",
+    [PROTO_PROOF] = "proof",     [PROTO_OUTBOARD] = "outboard", [PROTO_PUT] = "put",
+    [PROTO_RESOLVE] = "resolve", [PROTO_SEARCH] = "search",     [PROTO_SEND] = "send",
+    [PROTO_RECV] = "recv",       [PROTO_PEEK] = "peek",         [PROTO_ACK] = "ack",
+    [PROTO_NACK] = "nack",       [PROTO_LEASE] = "lease",       [PROTO_DEAD] = "dead",
+    [PROTO_REDRIVE] = "redrive", [PROTO_STATS] = "stats"};
 
 const char *proto_kind_name(enum proto_kind k)
 {
@@ -575,8 +575,7 @@ static int storage_op_proof(struct engines *e, const struct proto_op *op, struct
 
 /* Every group's value, in order: hdr {"obj","size","groups":G}, body
  * 32 × G bytes (empty for an object of one group or none). */
-static int storage_op_outboard(struct engines *e, const struct proto_op *op,
-                               struct proto_resp *rs)
+static int storage_op_outboard(struct engines *e, const struct proto_op *op, struct proto_resp *rs)
 {
     struct storage_view v;
     int st = storage_get(e->storage, &op->obj, 0, 0, &v);

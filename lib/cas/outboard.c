@@ -143,7 +143,8 @@ void cas_proof_build(const uint8_t *tree, uint64_t groups, uint64_t a, uint64_t 
     memcpy(out, tree + a * CAS_CV_BYTES, (b - a + 1) * CAS_CV_BYTES);
     out += (b - a + 1) * CAS_CV_BYTES;
     const uint8_t *level = tree;
-    for (uint64_t c = groups; c >= 2; level += c * CAS_CV_BYTES, c = (c + 1) / 2, a >>= 1, b >>= 1) {
+    for (uint64_t c = groups; c >= 2;
+         level += c * CAS_CV_BYTES, c = (c + 1) / 2, a >>= 1, b >>= 1) {
         if (a & 1) {
             memcpy(out, level + (a - 1) * CAS_CV_BYTES, CAS_CV_BYTES);
             out += CAS_CV_BYTES;

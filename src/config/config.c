@@ -136,6 +136,8 @@ const struct config_row config_rows[] = {
      "objects up to this size are inlined in a view; larger ones become links"},
     {"media", "stream_window", CFG_INT, F(media_stream_window), 1, 16, "4", true,
      "64 KiB storage chunks an object stream may hold while its client reads (remote: at least 4)"},
+    {"media", "verify_ranges", CFG_BOOL, F(media_verify_ranges), 0, 1, "true", true,
+     "check every range against the object's address, 64 KiB group by group, before sending it"},
     {"auth", "root_keys_file", CFG_STR, F(root_keys_file), 0, 0, "", true,
      "capability root keys, lines `id = <hex secret>`, file mode 0600 (reloaded on SIGHUP)"},
     {"auth", "auth_header", CFG_STR, F(auth_header), 0, 0, "authorization", false,
@@ -278,6 +280,7 @@ static const char *type_hint(enum config_type t)
     case CFG_LEVEL: return "one of debug, info, warn, error";
     case CFG_DSADDR: return "empty, oap://HOST:PORT or unix:/path";
     case CFG_RATE: return "a rate like 500/s, 30/m, 100/h (0 = off)";
+    case CFG_BOOL: return "true or false";
     default: return "a string";
     }
 }
@@ -311,9 +314,17 @@ int config_set(struct og_config *cfg, const struct config_row *row, const char *
     case CFG_SIZE: rc = config_parse_size(value, &v); break;
     case CFG_DURATION: rc = config_parse_duration_ms(value, &v); break;
     case CFG_RATE: rc = config_parse_rate_milli(value, &v); break;
+    case CFG_BOOL:
+        if (strcmp(value, "true") == 0 || strcmp(value, "on") == 0)
+            v = 1;
+        else if (strcmp(value, "false") == 0 || strcmp(value, "off") == 0)
+            v = 0;
+        else
+            rc = -1;
+        break;
     }
     if (row->type == CFG_INT || row->type == CFG_SIZE || row->type == CFG_DURATION ||
-        row->type == CFG_RATE) {
+        row->type == CFG_RATE || row->type == CFG_BOOL) {
         if (rc == 0 && (v < row->min || v > row->max)) {
             snprintf(err, errlen,
                      "config: %s = \"%s\" (from %s) is out of range: allowed %" PRId64

@@ -71,6 +71,7 @@ struct og_config {
 
     /* Media. */
     int64_t media_stream_window; /* storage chunks held per object stream */
+    int64_t media_verify_ranges; /* 1: every range checked group by group */
 
     /* Capabilities and policy. */
     char root_keys_file[CONFIG_STR_MAX];
@@ -92,6 +93,7 @@ enum config_type {
     CFG_LEVEL,
     CFG_DSADDR,
     CFG_RATE,
+    CFG_BOOL, /* true/on or false/off, stored as an int64_t 1 or 0 */
 };
 
 struct config_row {

@@ -12,8 +12,8 @@
 
 /* The op label: each kind's name in enum proto_kind's order, then "other". */
 static const char *const OPS[STATS_OPS] = {
-    "get",  "has",  "proof", "outboard", "put",  "resolve", "search", "send", "recv",
-    "peek", "ack",  "nack",  "lease",    "dead", "redrive", "stats",  "other"};
+    "get",  "has", "proof", "outboard", "put",  "resolve", "search", "send", "recv",
+    "peek", "ack", "nack",  "lease",    "dead", "redrive", "stats",  "other"};
 _Static_assert(STATS_OPS == PROTO__KINDS, "one label per kind, and other");
 /* Status labels: app codes, then transport outcomes. */
 static const int CODES[STATS_CODES] = {200, 201, 206, 400, 404, 413, 416, 429, 500,

@@ -12,9 +12,17 @@
  * Integrity (DESIGN §4): a whole object is hashed chunk by chunk as it is
  * sent, and the last chunk is written only after the final hash matched the
  * address; on a mismatch the connection is closed short of Content-Length,
- * so no client can take the bytes for the object. A range cannot be checked
- * against the address of the whole object: it is served as the storage
- * service read it for that address (docs/API.md says exactly this).
+ * so no client can take the bytes for the object.
+ *
+ * A range is verified group by group (include/cas/outboard.h): HAS → PROOF
+ * (the values of the 64 KiB groups the range touches and the siblings that
+ * climb to the root; checked against the address before anything else) →
+ * GET of exactly those groups. Each group's bytes are hashed when the whole
+ * group is in, compared with its proven value, and only then is the part
+ * of it the client asked for written. The head waits for the first group,
+ * so a bad first group (or a bad proof) is a clean 502; a bad later group
+ * cuts the response before its bytes. An object of one group is its own
+ * proof: the range is read whole and hashed against the address.
  * Storage sending more or fewer bytes than asked, or failing mid-body, also
  * ends the response short of its length.
  */
@@ -26,6 +34,7 @@
 #include <string.h>
 
 #include "cas/cas.h"
+#include "cas/outboard.h"
 #include "config/config.h"
 #include "core/log.h"
 #include "ds/ds.h"
@@ -37,7 +46,7 @@
 #include "http/router.h"
 #include "media/integrity.h"
 
-enum obj_phase { PH_RESOLVE, PH_HAS, PH_GET, PH_STREAM };
+enum obj_phase { PH_RESOLVE, PH_HAS, PH_PROOF, PH_GET, PH_STREAM };
 
 struct obj_ctx;
 
@@ -46,6 +55,7 @@ struct obj_write {
     struct obj_ctx *o;
     void *chunk;          /* ds chunk owner: released when the write is done */
     struct ds_resp *kept; /* or a whole (small) answer */
+    void *own;            /* or a verified group gathered here: freed */
 };
 
 struct obj_ctx {
@@ -64,10 +74,22 @@ struct obj_ctx {
     uint32_t free_writes; /* bit i set: writes[i] is free */
     struct obj_write writes[DS_STREAM_WINDOW_MAX];
     struct cas_hasher h;
+    /* verified ranges */
+    bool verify;                   /* a range, checked group by group */
+    bool head_sent;                /* verify: the head waits for the first good group */
+    uint64_t groups;               /* cas_groups(size) */
+    uint64_t ga, gb;               /* the groups the range touches */
+    uint64_t fetch_off, fetch_len; /* whole groups, as read from storage */
+    uint64_t pos;                  /* offset of storage's next byte */
+    uint8_t *cvs;                  /* proven values of groups ga..gb (2 groups or more) */
+    uint8_t *gbuf;                 /* a group gathered across pieces */
+    size_t gfill;
 };
 
 static void ctx_free(struct obj_ctx *o)
 {
+    free(o->cvs);
+    free(o->gbuf);
     free(o);
 }
 
@@ -189,11 +211,46 @@ static void on_chunk_sent(void *arg, int status)
     o->inflight--;
     ds_chunk_done(wr->chunk); /* storage may send one more */
     ds_resp_free(wr->kept);
+    free(wr->own);
     if (status < 0 && o->req) {
         stream_stop(o, false); /* the connection is closing */
         return;
     }
     maybe_free(o);
+}
+
+/* Write n bytes to the client, owned by chunk, kept or own (released once
+ * the socket took them; writes complete in order, so of several pieces of
+ * one owner only the last names it). The response ends after its last
+ * byte, or is cut when the write cannot be queued. Needs a free write
+ * slot. Returns 0, or -1 when the response was stopped. */
+static int write_piece(struct obj_ctx *o, const uint8_t *p, size_t n, void *chunk,
+                       struct ds_resp *kept, void *own)
+{
+    o->got += n;
+    bool last = o->got == o->len;
+    int i = __builtin_ctz(o->free_writes);
+    struct obj_write *wr = &o->writes[i];
+    wr->o = o;
+    wr->chunk = chunk;
+    wr->kept = kept;
+    wr->own = own;
+    o->free_writes &= ~(1u << i);
+    o->inflight++;
+    /* The bytes are written in place: they stay valid until on_chunk_sent
+     * releases them. */
+    if (http_stream_send(o->req, p, n, on_chunk_sent, wr) != 0) {
+        o->inflight--;
+        o->free_writes |= 1u << i;
+        ds_chunk_done(chunk);
+        ds_resp_free(kept);
+        free(own);
+        stream_stop(o, false);
+        return -1;
+    }
+    if (last)
+        stream_stop(o, true);
+    return 0;
 }
 
 /* Send n bytes from storage, owned by chunk or kept (released once the
@@ -222,37 +279,176 @@ static void take_bytes(struct obj_ctx *o, const uint8_t *p, size_t n, void *chun
             if (!cas_addr_equal(&got, &o->addr)) {
                 ds_chunk_done(chunk);
                 ds_resp_free(kept);
-                integrity_report(&o->addr, "object", req->corr_id);
+                integrity_report(&o->addr, INTEGRITY_OBJECT, INTEGRITY_NO_GROUP, req->corr_id);
                 stream_stop(o, false);
                 return;
             }
         }
     }
-    o->got += n;
-    int i = __builtin_ctz(o->free_writes);
-    struct obj_write *wr = &o->writes[i];
-    wr->o = o;
-    wr->chunk = chunk;
-    wr->kept = kept;
-    o->free_writes &= ~(1u << i);
-    o->inflight++;
-    /* The bytes are written in place: they stay valid until on_chunk_sent
-     * releases them. */
-    if (http_stream_send(req, p, n, on_chunk_sent, wr) != 0) {
-        o->inflight--;
-        o->free_writes |= 1u << i;
+    write_piece(o, p, n, chunk, kept, NULL);
+}
+
+/* ---- verified ranges ----------------------------------------------------- */
+
+static int send_head(struct obj_ctx *o);
+
+/* Whether group g's bytes p[0..n) are the object's: its proven value, or
+ * for an object of one group the address itself. */
+static bool group_ok(const struct obj_ctx *o, uint64_t g, const uint8_t *p, size_t n)
+{
+    if (o->groups < 2) {
+        struct cas_addr got;
+        cas_hash(p, n, &got);
+        return cas_addr_equal(&got, &o->addr);
+    }
+    uint8_t cv[CAS_CV_BYTES];
+    cas_group_cv(p, n, g, cv);
+    return memcmp(cv, o->cvs + (g - o->ga) * CAS_CV_BYTES, CAS_CV_BYTES) == 0;
+}
+
+/* Nothing was sent yet: answer 502 instead (o is freed). */
+static void fail_before_head(struct obj_ctx *o, const char *why)
+{
+    struct http_req *req = o->req;
+    if (o->call) {
+        ds_cancel(o->call);
+        o->call = NULL;
+    }
+    done_with_req(o);
+    ctx_free(o);
+    http_respond_error(req, OG_E_BAD_GATEWAY, why);
+}
+
+#define R_MISMATCH "storage returned bytes that do not match the object's address"
+
+/* Group g did not match: reported, and no byte of it leaves. */
+static void group_failed(struct obj_ctx *o, uint64_t g)
+{
+    integrity_report(&o->addr, INTEGRITY_RANGE, (int64_t)g, o->req ? o->req->corr_id : NULL);
+    if (!o->head_sent)
+        fail_before_head(o, R_MISMATCH);
+    else
+        stream_stop(o, false);
+}
+
+/* Write what the client asked for of a verified group (bytes p[0..n) at
+ * offset start), the head first if it has not gone. Returns 0 or -1 (the
+ * response was stopped; the owner was released). */
+static int send_group(struct obj_ctx *o, uint64_t start, const uint8_t *p, size_t n, void *chunk,
+                      struct ds_resp *kept, void *own)
+{
+    uint64_t lo = start > o->first ? start : o->first;
+    uint64_t hi = start + n < o->last + 1 ? start + n : o->last + 1;
+    if (!o->head_sent && send_head(o) != 0) {
         ds_chunk_done(chunk);
         ds_resp_free(kept);
+        free(own);
         stream_stop(o, false);
+        return -1;
+    }
+    return write_piece(o, p + (lo - start), (size_t)(hi - lo), chunk, kept, own);
+}
+
+/* A streamed piece of the groups: a whole group in place is checked and
+ * written from the chunk itself; anything else is gathered a group at a
+ * time, checked, and written from the gathered copy. */
+static void range_piece(struct obj_ctx *o, const uint8_t *p, size_t n, void *chunk)
+{
+    if (n > o->fetch_off + o->fetch_len - o->pos || o->free_writes == 0) {
+        ds_chunk_done(chunk);
+        log_event(LOG_WARN, "media_stream_aborted", "%s: storage sent more than %llu bytes",
+                  o->addr_s, (unsigned long long)o->fetch_len);
+        if (o->head_sent)
+            stream_stop(o, false);
+        else
+            fail_before_head(o, "storage sent more than asked");
         return;
     }
-    if (last)
-        stream_stop(o, true);
+    uint64_t g = o->pos / CAS_GROUP_BYTES;
+    size_t gsz = cas_group_size(o->size, g);
+    if (o->gfill == 0 && o->pos % CAS_GROUP_BYTES == 0 && n == gsz) {
+        o->pos += n;
+        if (!group_ok(o, g, p, n)) {
+            ds_chunk_done(chunk);
+            group_failed(o, g);
+            return;
+        }
+        send_group(o, g * CAS_GROUP_BYTES, p, n, chunk, NULL, NULL);
+        return;
+    }
+    while (n > 0 && o->req) {
+        g = o->pos / CAS_GROUP_BYTES;
+        gsz = cas_group_size(o->size, g);
+        if (o->gbuf == NULL && (o->gbuf = malloc(CAS_GROUP_BYTES)) == NULL) {
+            ds_chunk_done(chunk);
+            stream_stop(o, false);
+            return;
+        }
+        size_t take = n < gsz - o->gfill ? n : gsz - o->gfill;
+        memcpy(o->gbuf + o->gfill, p, take);
+        o->gfill += take;
+        o->pos += take;
+        p += take;
+        n -= take;
+        if (o->gfill < gsz)
+            continue;
+        uint8_t *full = o->gbuf;
+        o->gbuf = NULL;
+        o->gfill = 0;
+        if (!group_ok(o, g, full, gsz)) {
+            free(full);
+            ds_chunk_done(chunk);
+            group_failed(o, g);
+            return;
+        }
+        if (o->free_writes == 0 ||
+            send_group(o, g * CAS_GROUP_BYTES, full, gsz, NULL, NULL, full) != 0) {
+            if (o->free_writes == 0) {
+                free(full);
+                stream_stop(o, false);
+            }
+            break;
+        }
+    }
+    ds_chunk_done(chunk);
+}
+
+/* The groups answered whole: each is checked in order, and the client gets
+ * the asked bytes of the groups before the first bad one, if any. */
+static void range_whole(struct obj_ctx *o, struct ds_resp *kept)
+{
+    const uint8_t *body = kept->body;
+    uint64_t good = o->fetch_off;
+    int64_t bad = -1;
+    for (uint64_t g = o->ga; g <= o->gb; g++) {
+        size_t gsz = cas_group_size(o->size, g);
+        if (!group_ok(o, g, body + (g * CAS_GROUP_BYTES - o->fetch_off), gsz)) {
+            bad = (int64_t)g;
+            break;
+        }
+        good += gsz;
+    }
+    o->pos = o->fetch_off + o->fetch_len;
+    if (bad >= 0 && good <= o->first) {
+        ds_resp_free(kept);
+        group_failed(o, (uint64_t)bad);
+        return;
+    }
+    uint64_t end = good < o->last + 1 ? good : o->last + 1;
+    if (send_group(o, o->first, body + (o->first - o->fetch_off), (size_t)(end - o->first), NULL,
+                   kept, NULL) != 0 ||
+        bad < 0)
+        return;
+    group_failed(o, (uint64_t)bad); /* after the good part: cut there */
 }
 
 static void on_stream_chunk(void *arg, const uint8_t *p, size_t n, void *chunk)
 {
-    take_bytes(arg, p, n, chunk, NULL);
+    struct obj_ctx *o = arg;
+    if (o->verify)
+        range_piece(o, p, n, chunk);
+    else
+        take_bytes(o, p, n, chunk, NULL);
 }
 
 static void on_stream_end(void *arg, int status)
@@ -281,7 +477,7 @@ static void on_stream_head(void *arg, struct ds_resp *r)
         fail_call(o, r, "storage read failed");
         return;
     }
-    uint64_t want = o->last - o->first + 1;
+    uint64_t want = o->verify ? o->fetch_len : o->last - o->first + 1;
     bool len_ok = true;
     if (r->code == 200 || r->code == 206) {
         json_error_t e;
@@ -307,17 +503,24 @@ static void on_stream_head(void *arg, struct ds_resp *r)
     /* else: the chunks follow */
 }
 
-/* Send the head of a 200/206 with the bytes to follow. Returns 0 or -1. */
+static int send_head(struct obj_ctx *o)
+{
+    o->head_sent = true;
+    int status = ok_headers(o);
+    return http_stream_begin(o->req, status, o->ctype, (int64_t)o->len) != 0 ? -1 : 0;
+}
+
+/* Ready for the bytes, and send the head of a 200/206 — except for a
+ * verified range, whose head waits for its first good group. Returns 0 or
+ * -1. */
 static int begin_response(struct obj_ctx *o)
 {
-    struct http_req *req = o->req;
     o->len = o->last - o->first + 1;
     o->got = 0;
     o->free_writes = (1u << DS_STREAM_WINDOW_MAX) - 1;
     o->phase = PH_STREAM;
     cas_hasher_init(&o->h);
-    int status = ok_headers(o);
-    return http_stream_begin(req, status, o->ctype, (int64_t)o->len) != 0 ? -1 : 0;
+    return o->verify ? 0 : send_head(o);
 }
 
 /* A read small enough to be answered whole (see start_get). */
@@ -332,7 +535,8 @@ static void on_get(void *arg, struct ds_resp *r)
         return;
     }
     struct ds_resp *kept = NULL;
-    if (r->body_len != o->last - o->first + 1 || (kept = ds_resp_keep(r)) == NULL) {
+    uint64_t want = o->verify ? o->fetch_len : o->last - o->first + 1;
+    if (r->body_len != want || (kept = ds_resp_keep(r)) == NULL) {
         struct ds_resp bad = {.code = 502};
         fail_call(o, &bad, "storage returned a different length than asked");
         return;
@@ -342,7 +546,10 @@ static void on_get(void *arg, struct ds_resp *r)
         stream_stop(o, false);
         return;
     }
-    take_bytes(o, kept->body, kept->body_len, NULL, kept);
+    if (o->verify)
+        range_whole(o, kept);
+    else
+        take_bytes(o, kept->body, kept->body_len, NULL, kept);
 }
 
 static const struct ds_stream_cbs GET_CBS = {
@@ -356,28 +563,82 @@ static void start_get(struct obj_ctx *o)
     struct http_req *req = o->req;
     struct ds_req op;
     unsigned window = (unsigned)hctx_cfg(req)->media_stream_window;
+    uint64_t off = o->verify ? o->fetch_off : o->first;
+    uint64_t len = o->verify ? o->fetch_len : o->last - o->first + 1;
     /* cannot fail: no string of the caller's */
-    (void)ds_op_get(&op, &o->addr, true, o->first, o->last - o->first + 1);
+    (void)ds_op_get(&op, &o->addr, true, off, len);
     op.stream_window = window;
     o->phase = PH_GET;
+    o->pos = off;
     /* A read that fits in the stream window costs no more memory answered
      * whole than streamed, and keeps retries, hedges and coalescing of
      * identical reads (many clients on one hot range); larger ones stream. */
-    bool whole = o->last - o->first + 1 <= (uint64_t)window * DS_STREAM_CHUNK_BYTES;
+    bool whole = len <= (uint64_t)window * DS_STREAM_CHUNK_BYTES;
     obj_call(o, &op, on_get, whole ? NULL : &GET_CBS);
 }
 
-/* The object size in a HAS answer's header. Returns 0, or -1 without one. */
-static int has_size(const struct ds_resp *r, uint64_t *size)
+/* An integer field of a storage answer's header. Returns 0, or -1. */
+static int hdr_u64(const struct ds_resp *r, const char *key, uint64_t *v)
 {
     json_error_t e;
     json_t *h = json_loadb(r->hdr, r->hdr_len, 0, &e);
-    json_t *sz = h ? json_object_get(h, "size") : NULL;
-    int rc = json_is_integer(sz) && json_integer_value(sz) >= 0 ? 0 : -1;
+    json_t *x = h ? json_object_get(h, key) : NULL;
+    int rc = json_is_integer(x) && json_integer_value(x) >= 0 ? 0 : -1;
     if (rc == 0)
-        *size = (uint64_t)json_integer_value(sz);
+        *v = (uint64_t)json_integer_value(x);
     json_decref(h);
     return rc;
+}
+
+static void on_proof(void *arg, struct ds_resp *r)
+{
+    struct obj_ctx *o = arg;
+    if (!answered(o, r, "storage", "storage proof failed"))
+        return;
+    uint64_t groups = 0, a = 0, b = 0;
+    uint64_t k = cas_proof_cvs(o->groups, o->ga, o->gb);
+    if (hdr_u64(r, "groups", &groups) != 0 || hdr_u64(r, "first", &a) != 0 ||
+        hdr_u64(r, "last", &b) != 0 || groups != o->groups || a != o->ga || b != o->gb ||
+        r->body_len != k * CAS_CV_BYTES) {
+        fail_before_head(o, "storage answered a proof for other groups");
+        return;
+    }
+    if (!cas_proof_verify(&o->addr, o->groups, o->ga, o->gb, r->body, r->body_len)) {
+        integrity_report(&o->addr, INTEGRITY_RANGE, INTEGRITY_NO_GROUP, o->req->corr_id);
+        fail_before_head(o, "storage's slice proof does not match the object's address");
+        return;
+    }
+    size_t n = (size_t)(o->gb - o->ga + 1) * CAS_CV_BYTES;
+    if ((o->cvs = malloc(n)) == NULL) {
+        struct http_req *req = o->req;
+        done_with_req(o);
+        ctx_free(o);
+        http_respond_error(req, OG_E_INTERNAL, NULL);
+        return;
+    }
+    memcpy(o->cvs, r->body, n);
+    start_get(o);
+}
+
+/* A range to verify: the whole groups it touches, and their proof first
+ * (an object of one group is read whole and hashed). */
+static void start_verified(struct obj_ctx *o)
+{
+    o->verify = true;
+    o->groups = cas_groups(o->size);
+    o->ga = o->first / CAS_GROUP_BYTES;
+    o->gb = o->last / CAS_GROUP_BYTES;
+    o->fetch_off = o->ga * CAS_GROUP_BYTES;
+    uint64_t end = (o->gb + 1) * CAS_GROUP_BYTES;
+    o->fetch_len = (end < o->size ? end : o->size) - o->fetch_off;
+    if (o->groups < 2) {
+        start_get(o);
+        return;
+    }
+    struct ds_req op;
+    (void)ds_op_proof(&op, &o->addr, o->fetch_off, o->fetch_len); /* cannot fail */
+    o->phase = PH_PROOF;
+    obj_call(o, &op, on_proof, NULL);
 }
 
 static void on_has(void *arg, struct ds_resp *r)
@@ -385,7 +646,7 @@ static void on_has(void *arg, struct ds_resp *r)
     struct obj_ctx *o = arg;
     if (!answered(o, r, "storage", "storage lookup failed"))
         return;
-    if (has_size(r, &o->size) != 0) {
+    if (hdr_u64(r, "size", &o->size) != 0) {
         struct ds_resp bad = {.code = 502};
         fail_call(o, &bad, "storage answered HAS without a size");
         return;
@@ -429,7 +690,8 @@ static void on_has(void *arg, struct ds_resp *r)
     bool head = router_method_bit(req->method) == M_HEAD;
     /* An empty body is still a claim about the object: the address must be
      * the hash of zero bytes, or storage is answering for something else. */
-    if (!head && o->size == 0 && !integrity_check(&o->addr, "", 0, "object", req->corr_id)) {
+    if (!head && o->size == 0 &&
+        !integrity_check(&o->addr, "", 0, INTEGRITY_OBJECT, req->corr_id)) {
         done_with_req(o);
         ctx_free(o);
         http_respond_error(req, OG_E_BAD_GATEWAY, "storage reports an empty body for this address");
@@ -445,7 +707,10 @@ static void on_has(void *arg, struct ds_resp *r)
         http_stream_end(req, rc == 0);
         return;
     }
-    start_get(o);
+    if (o->ranged && hctx_cfg(req)->media_verify_ranges)
+        start_verified(o);
+    else
+        start_get(o);
 }
 
 static void start_has(struct obj_ctx *o)
@@ -475,13 +740,20 @@ static void set_addr(struct obj_ctx *o)
     snprintf(o->etag, sizeof(o->etag), "\"%s\"", o->addr_s);
 }
 
+/* The {addr} of the route into *a; false once answered 400. */
+static bool param_addr(struct http_req *req, struct cas_addr *a)
+{
+    if (cas_addr_parse(a, req->param.p, req->param.n) == 0)
+        return true;
+    http_respond_error(req, OG_E_BAD_REQUEST, "object address must be b3:<64 lowercase hex>");
+    return false;
+}
+
 void media_on_object(struct http_req *req)
 {
     struct cas_addr a;
-    if (cas_addr_parse(&a, req->param.p, req->param.n) != 0) {
-        http_respond_error(req, OG_E_BAD_REQUEST, "object address must be b3:<64 lowercase hex>");
+    if (!param_addr(req, &a))
         return;
-    }
     struct obj_ctx *o = ctx_new(req);
     if (o == NULL)
         return;
@@ -546,6 +818,66 @@ void media_on_media(struct http_req *req)
     (void)ds_op_resolve(&op, req->param.p, req->param.n); /* the name was checked */
     o->phase = PH_RESOLVE;
     obj_call(o, &op, on_resolve, NULL);
+}
+
+/* ---- GET /v1/o/{addr}/outboard ------------------------------------------ */
+
+struct outboard_ctx {
+    struct hctx h;
+    struct hctx_call call;
+    struct cas_addr addr;
+};
+
+static void on_outboard(struct hctx_call *c, struct ds_resp *r)
+{
+    struct outboard_ctx *x = (struct outboard_ctx *)c->h;
+    struct cas_addr addr = x->addr;
+    struct http_req *req = hctx_end(c->h);
+    if (r->code != 200) {
+        enum og_err e = hctx_call_err(r->code, r->err);
+        http_respond_error(req, e, e == OG_E_NOT_FOUND ? "no such object" : "storage read failed");
+        return;
+    }
+    uint64_t size = 0, groups = 0;
+    if (hdr_u64(r, "size", &size) != 0 || hdr_u64(r, "groups", &groups) != 0 ||
+        groups != cas_groups(size) || r->body_len != (groups < 2 ? 0 : groups * CAS_CV_BYTES)) {
+        http_respond_error(req, OG_E_BAD_GATEWAY, "storage answered an outboard of another size");
+        return;
+    }
+    /* Served only when it climbs to the address: a client may trust it as
+     * far as it trusts omnigate, and check it against the address itself. */
+    if (groups >= 2 && !cas_outboard_verify(&addr, groups, r->body)) {
+        integrity_report(&addr, INTEGRITY_OUTBOARD, INTEGRITY_NO_GROUP, req->corr_id);
+        http_respond_error(req, OG_E_BAD_GATEWAY,
+                           "storage's outboard does not match the object's address");
+        return;
+    }
+    char size_s[24];
+    int n = snprintf(size_s, sizeof(size_s), "%llu", (unsigned long long)size);
+    int rc = http_add_header(req, "X-Object-Size", size_s, (size_t)n);
+    rc |= http_add_header(req, "Cache-Control", "public, max-age=31536000, immutable", 35);
+    if (rc)
+        req->close_after = true;
+    http_respond(req, 200, "application/octet-stream", (const char *)r->body, r->body_len);
+}
+
+void media_on_outboard(struct http_req *req)
+{
+    struct cas_addr a;
+    if (!param_addr(req, &a))
+        return;
+    struct outboard_ctx *x = calloc(1, sizeof(*x));
+    if (x == NULL) {
+        http_respond_error(req, OG_E_INTERNAL, NULL);
+        return;
+    }
+    x->addr = a;
+    hctx_init(&x->h, req, NULL);
+    struct ds_req op;
+    (void)ds_op_outboard(&op, &a); /* cannot fail: no string */
+    op.deadline_ms = req->deadline_ms;
+    if (hctx_call(&x->h, &x->call, &op, "storage", on_outboard) != 0)
+        hctx_fail(&x->h, OG_E_INTERNAL, NULL);
 }
 
 /* ---- PUT /v1/o ---------------------------------------------------------- */

@@ -17,4 +17,11 @@ int tool_hash_main(int argc, char **argv);
  * returns 1. Returns 2 on a read error, else 0. */
 int tool_oap_dump_main(int argc, char **argv);
 
+/* `omnigate verify-range ADDR FIRST-LAST[/SIZE] FILE (--outboard FILE |
+ * --storage ADDR)`: checks a downloaded range against the address with the
+ * object's outboard. Returns 0 (every byte checked), 1 (a mismatch), 2
+ * (usage or I/O), 3 (good as far as checked; some bytes were in groups the
+ * range covers only in part). */
+int tool_verify_range_main(int argc, char **argv);
+
 #endif

@@ -126,7 +126,7 @@ void view_object_part(struct jw *w, const struct view_part *p, struct part_resul
         render_object(w, p, r, false, inline_max);
         return;
     }
-    if (!integrity_check(&p->addr, r->body, r->body_len, "view", corr_id)) {
+    if (!integrity_check(&p->addr, r->body, r->body_len, INTEGRITY_VIEW, corr_id)) {
         r->integrity_failed = true;
         jw_obj_open(w);
         jw_key(w, "error");

@@ -25,10 +25,9 @@ static uint8_t *random_bytes(size_t n, uint64_t seed)
 }
 
 static const size_t SIZES[] = {
-    0,         1,         1023,      1024,          1025,      2048,     G - 1,
-    G,         G + 1,     G + 1023,  G + 1024,      G + 1025,  2 * G - 1, 2 * G,
-    2 * G + 1, 3 * G,     3 * G + 5, 4 * G,         5 * G - 1, 7 * G + 333,
-    9 * G,     17 * G + 1, 33 * G,   100 * G + 999, 129 * G,
+    0,         1,           1023,     1024,       1025,   2048,          G - 1,   G,         G + 1,
+    G + 1023,  G + 1024,    G + 1025, 2 * G - 1,  2 * G,  2 * G + 1,     3 * G,   3 * G + 5, 4 * G,
+    5 * G - 1, 7 * G + 333, 9 * G,    17 * G + 1, 33 * G, 100 * G + 999, 129 * G,
 };
 
 Test(cas_outboard, groups_and_sizes)
@@ -114,9 +113,9 @@ Test(cas_outboard, every_proof_of_every_run)
                 uint8_t *proof = malloc(k * CAS_CV_BYTES);
                 cas_proof_build(tree, groups, a, b, proof);
                 size_t len = k * CAS_CV_BYTES;
-                cr_assert(cas_proof_verify(&root, groups, a, b, proof, len), "%llu groups [%llu,%llu]",
-                          (unsigned long long)groups, (unsigned long long)a,
-                          (unsigned long long)b);
+                cr_assert(cas_proof_verify(&root, groups, a, b, proof, len),
+                          "%llu groups [%llu,%llu]", (unsigned long long)groups,
+                          (unsigned long long)a, (unsigned long long)b);
                 cr_assert(memcmp(proof, tree + a * CAS_CV_BYTES, (b - a + 1) * CAS_CV_BYTES) == 0);
                 cr_assert(!cas_proof_verify(&root, groups, a, b, proof, len - CAS_CV_BYTES));
                 for (uint64_t v = 0; v < k; v++) {
