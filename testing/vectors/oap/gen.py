@@ -4,12 +4,19 @@
 An encoder independent of liboap: the C unit tests decode these files to the
 fields listed in docs/OAP.md and re-encode them to the same bytes. Also
 writes the seed corpora for tests/fuzz/oap_decode and tests/fuzz/oap_data_hdr.
-The COMP vector needs the `zstd` command. Run from anywhere:
+The COMP vector needs the `zstd` command. The slice-proof vectors need the
+`b3sum` command (the object's address) and a built omnigate-substrate (the
+proof's values, read back from a running storage service: the unit test
+checks them against b3sum's address). Run from anywhere:
     /usr/bin/python3 testing/vectors/oap/gen.py
 """
 import os
+import socket
 import struct
 import subprocess
+import sys
+import tempfile
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
@@ -55,6 +62,54 @@ credit = frame(EVENT | ACK_REQ, 0, 1, TENANT, 10, struct.pack(">I", 16))
 comp_plain = data('{"obj":"%s","size":4096}' % HELLO_ADDR, b"a" * 4096)
 comp = frame(RESP | COMP, 200, 1, TENANT, 11, zstd(comp_plain))
 
+# Slice proofs: an object of three 64 KiB groups (the last 1000 bytes),
+# byte i = i % 251; the proof of bytes 65536-131071 (group 1 alone).
+PROOF_OBJ = bytes(i % 251 for i in range(2 * 65536 + 1000))
+
+
+def b3sum(raw):
+    out = subprocess.run(["b3sum", "--no-names"], input=raw, stdout=subprocess.PIPE, check=True)
+    return "b3:" + out.stdout.decode().strip()
+
+
+def proof_from_storage(addr):
+    """The proof body of group 1, as the reference storage service answers."""
+    sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+    from oap_client import OapClient
+    sub = os.path.join(ROOT, "build", "omnigate-substrate")
+    socks = [socket.socket() for _ in range(2)]
+    for k in socks:
+        k.bind(("127.0.0.1", 0))
+    port, admin = (k.getsockname()[1] for k in socks)
+    for k in socks:
+        k.close()
+    proc = subprocess.Popen([sub, "--role", "storage", "--listen", "127.0.0.1:%d" % port,
+                             "--admin", "127.0.0.1:%d" % admin], stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                c = OapClient.tcp(port)
+                break
+            except OSError:
+                time.sleep(0.05)
+        c.hello()
+        code, _, _ = c.call(1, {"op": "put"}, PROOF_OBJ)
+        assert code == 201, code
+        code, hdr, body = c.call(1, {"op": "proof", "obj": addr, "off": 65536, "len": 65536})
+        assert code == 200 and hdr["first"] == 1 and hdr["last"] == 1, (code, hdr)
+        return body
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+PROOF_ADDR = b3sum(PROOF_OBJ)
+proof_req = frame(REQ, 0, 1, TENANT, 12,
+                  data('{"op":"proof","obj":"%s","off":65536,"len":65536}' % PROOF_ADDR))
+proof_resp = frame(RESP, 200, 1, TENANT, 12,
+                   data('{"obj":"%s","size":%d,"groups":3,"first":1,"last":1}'
+                        % (PROOF_ADDR, len(PROOF_OBJ)), proof_from_storage(PROOF_ADDR)))
+
 valid = {
     "hello_req": hello_req,
     "hello_resp": hello_resp,
@@ -65,6 +120,8 @@ valid = {
     "end": stream_end,
     "credit": credit,
     "comp": comp,
+    "proof_req": proof_req,
+    "proof_resp": proof_resp,
 }
 invalid = {
     "bad_truncated": hello_req[:-5],

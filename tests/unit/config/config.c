@@ -128,6 +128,8 @@ Test(config, each_type_names_key_value_source)
         {"bind", "127.0.0.1:70000", "HOST:PORT"},
         {"bind", "127.0.0.1", "HOST:PORT"},
         {"log-level", "loud", "debug, info, warn, error"},
+        {"verify-ranges", "yes please", "true or false"},
+        {"verify-ranges", "1", "true or false"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct config_args a = args_with(NULL);
@@ -349,4 +351,23 @@ Test(config, reload_check_compares_strings_not_buffers)
     cr_assert(config_set(&b, bind, "1.2.3.4:2", "test", err, sizeof(err)) == 0);
     cr_assert(config_reload_check(&a, &b, err, sizeof(err)) != 0);
     cr_assert(strstr(err, "bind") != NULL, "%s", err);
+}
+
+Test(config, booleans)
+{
+    static const struct {
+        const char *value;
+        int64_t want;
+    } ok[] = {{"true", 1}, {"on", 1}, {"false", 0}, {"off", 0}};
+    struct og_config c;
+    char err[CONFIG_ERR_MAX] = "";
+    struct config_args a = args_with(NULL);
+    cr_assert_eq(config_build(&c, &a, NULL, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(c.media_verify_ranges, 1, "on by default");
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        a = args_with(NULL);
+        flag(&a, "verify-ranges", ok[i].value);
+        cr_assert_eq(config_build(&c, &a, NULL, err, sizeof(err)), 0, "%s", err);
+        cr_assert_eq(c.media_verify_ranges, ok[i].want, "%s", ok[i].value);
+    }
 }

@@ -3,6 +3,7 @@
  * decode → expected fields, encode → identical bytes, invalid → typed error
  * at the documented offset.
  */
+#include "cas/outboard.h"
 #include "oap/comp.h"
 #include "oap/data.h"
 #include "oap/hello.h"
@@ -39,6 +40,8 @@ static const struct want VALID[] = {
     {"end", OAP_FLAG_RESP | OAP_FLAG_END, 200, 1, TENANT, 10, "", "ijkl", 0},
     {"credit", OAP_FLAG_EVENT | OAP_FLAG_ACK_REQ, 0, 1, TENANT, 10, "", "\x00\x00\x00\x10", 4},
     {"comp", OAP_FLAG_RESP | OAP_FLAG_COMP, 200, 1, TENANT, 11, "", NULL, 0},
+    {"proof_req", OAP_FLAG_REQ, 0, 1, TENANT, 12, "", NULL, 0},
+    {"proof_resp", OAP_FLAG_RESP, 200, 1, TENANT, 12, "", NULL, 0},
 };
 
 static void check_frame(const struct want *w, const struct oap_frame *f, size_t n)
@@ -326,5 +329,40 @@ Test(oap_vectors, smaller_peer_max_frame)
     oap_decoder_init(&d, (uint32_t)n);
     cr_assert_eq(oap_decoder_feed(&d, raw, n, &used, &f), 0);
     oap_decoder_release(&d);
+    free(raw);
+}
+
+/* proof_resp.hex: the slice proof of group 1 of a three-group object (byte
+ * i = i % 251, 132072 bytes). Its header names the object and the groups;
+ * its body is group 1's value and the siblings (group 0, then group 2),
+ * and it climbs to the object's BLAKE3 hash (b3sum's, in the header). */
+Test(oap_vectors, slice_proof)
+{
+    size_t n, size = 2 * 65536 + 1000;
+    uint8_t *raw = vec_load("proof_resp", &n), *obj = malloc(size);
+    struct oap_data d;
+    struct cas_addr a, want;
+    json_t *hdr;
+    for (size_t i = 0; i < size; i++)
+        obj[i] = (uint8_t)(i % 251);
+    cr_assert_eq(oap_data_parse(&d, raw + 38, n - 38, &hdr), 0);
+    cr_assert_eq(oap_data_obj(hdr, &a), 1);
+    cas_hash(obj, size, &want);
+    cr_assert(cas_addr_equal(&a, &want));
+    cr_assert_eq(json_integer_value(json_object_get(hdr, "size")), (json_int_t)size);
+    cr_assert_eq(json_integer_value(json_object_get(hdr, "groups")), 3);
+    cr_assert_eq(json_integer_value(json_object_get(hdr, "first")), 1);
+    cr_assert_eq(json_integer_value(json_object_get(hdr, "last")), 1);
+    cr_assert_eq(d.body_len, 3 * CAS_CV_BYTES);
+    cr_assert(cas_proof_verify(&a, 3, 1, 1, d.body, d.body_len));
+    uint8_t cv[CAS_CV_BYTES];
+    cas_group_cv(obj + 65536, 65536, 1, cv);
+    cr_assert(memcmp(cv, d.body, CAS_CV_BYTES) == 0);
+    cas_group_cv(obj, 65536, 0, cv);
+    cr_assert(memcmp(cv, d.body + CAS_CV_BYTES, CAS_CV_BYTES) == 0, "left sibling: group 0");
+    cas_group_cv(obj + 2 * 65536, 1000, 2, cv);
+    cr_assert(memcmp(cv, d.body + 2 * CAS_CV_BYTES, CAS_CV_BYTES) == 0, "right: group 2");
+    json_decref(hdr);
+    free(obj);
     free(raw);
 }
