@@ -67,6 +67,8 @@ VALID = {
     "end": [dict(flags=["RESP", "END"], payload_len=4)],
     "credit": [dict(flags=["EVENT", "ACK_REQ"], credit=16, corr_id=10)],
     "comp": [dict(flags=["RESP", "COMP"], corr_id=11)],
+    "proof_req": [dict(flags=["REQ"], app_proto_id=1, corr_id=12, payload_len=116)],
+    "proof_resp": [dict(flags=["RESP"], code=200, corr_id=12, payload_len=219)],
 }
 
 INVALID = {
