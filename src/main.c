@@ -13,6 +13,7 @@
 #include "http/dispatch.h"
 #include "net/lifecycle.h"
 #include "net/server.h"
+#include "media/gcache.h"
 #include "media/objects.h"
 #include "ops/health.h"
 #include "view/memo.h"
@@ -93,6 +94,7 @@ static int on_start(struct server *srv)
     int nshards = srv->nworkers + 1; /* workers and the admin loop */
     ctxs = xcalloc((size_t)nshards, sizeof(*ctxs));
     integrity_init();
+    gcache_init((uint64_t)cfg->media_range_cache);
     memo_init();
     if (ds_start(cfg, nshards) != 0)
         return -1;

@@ -136,6 +136,8 @@ const struct config_row config_rows[] = {
      "objects up to this size are inlined in a view; larger ones become links"},
     {"media", "stream_window", CFG_INT, F(media_stream_window), 1, 16, "4", true,
      "64 KiB storage chunks an object stream may hold while its client reads (remote: at least 4)"},
+    {"media", "range_cache", CFG_SIZE, F(media_range_cache), 0, 64 * GiB, "64MiB", false,
+     "bytes of verified 64 KiB groups kept to serve later ranges with no storage call (0 = off)"},
     {"media", "verify_ranges", CFG_BOOL, F(media_verify_ranges), 0, 1, "true", true,
      "check every range against the object's address, 64 KiB group by group, before sending it"},
     {"auth", "root_keys_file", CFG_STR, F(root_keys_file), 0, 0, "", true,

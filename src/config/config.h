@@ -72,6 +72,7 @@ struct og_config {
     /* Media. */
     int64_t media_stream_window; /* storage chunks held per object stream */
     int64_t media_verify_ranges; /* 1: every range checked group by group */
+    int64_t media_range_cache;   /* bytes of the verified group cache */
 
     /* Capabilities and policy. */
     char root_keys_file[CONFIG_STR_MAX];

@@ -110,6 +110,29 @@ bool etag_list_matches(struct slice v, const char *etag, size_t etag_len)
     return false;
 }
 
+bool cache_control_no_cache(struct slice v)
+{
+    const char *p = v.p, *end = v.p + v.n;
+    while (p < end) {
+        skip_ows(&p, end);
+        const char *e = p;
+        while (e < end && *e != ',' && *e != '=' && *e != ' ' && *e != '\t')
+            e++;
+        if (e - p == 8 && strncasecmp(p, "no-cache", 8) == 0)
+            return true;
+        /* Skip the rest of this directive, a quoted value included. */
+        bool quoted = false;
+        for (p = e; p < end && (quoted || *p != ','); p++)
+            if (*p == '"')
+                quoted = !quoted;
+            else if (*p == '\\' && quoted && p + 1 < end)
+                p++;
+        if (p < end)
+            p++;
+    }
+    return false;
+}
+
 bool if_range_matches(struct slice v, const char *etag, size_t etag_len)
 {
     const char *p = v.p, *end = v.p + v.n;

@@ -28,4 +28,8 @@ enum range_kind range_parse(struct slice v, uint64_t size, uint64_t *first, uint
 bool etag_list_matches(struct slice v, const char *etag, size_t etag_len);
 bool if_range_matches(struct slice v, const char *etag, size_t etag_len);
 
+/* Whether a Cache-Control value has the no-cache directive (RFC 9111
+ * §5.2.1.4: do not answer from a cache without going to the origin). */
+bool cache_control_no_cache(struct slice v);
+
 #endif

@@ -44,6 +44,7 @@
 #include "http/range.h"
 #include "http/response.h"
 #include "http/router.h"
+#include "media/gcache.h"
 #include "media/integrity.h"
 
 enum obj_phase { PH_RESOLVE, PH_HAS, PH_PROOF, PH_GET, PH_STREAM };
@@ -53,9 +54,10 @@ struct obj_ctx;
 /* Bytes from storage being written to the client. */
 struct obj_write {
     struct obj_ctx *o;
-    void *chunk;          /* ds chunk owner: released when the write is done */
-    struct ds_resp *kept; /* or a whole (small) answer */
-    void *own;            /* or a verified group gathered here: freed */
+    void *chunk;              /* ds chunk owner: released when the write is done */
+    struct ds_resp *kept;     /* or a whole (small) answer */
+    void *own;                /* or a verified group gathered here: freed */
+    struct gcache_entry *ent; /* or a cached group: unreferenced */
 };
 
 struct obj_ctx {
@@ -76,6 +78,7 @@ struct obj_ctx {
     struct cas_hasher h;
     /* verified ranges */
     bool verify;                   /* a range, checked group by group */
+    bool no_cache;                 /* Cache-Control: no-cache: storage, not gcache */
     bool head_sent;                /* verify: the head waits for the first good group */
     uint64_t groups;               /* cas_groups(size) */
     uint64_t ga, gb;               /* the groups the range touches */
@@ -212,6 +215,7 @@ static void on_chunk_sent(void *arg, int status)
     ds_chunk_done(wr->chunk); /* storage may send one more */
     ds_resp_free(wr->kept);
     free(wr->own);
+    gcache_unref(wr->ent);
     if (status < 0 && o->req) {
         stream_stop(o, false); /* the connection is closing */
         return;
@@ -225,7 +229,7 @@ static void on_chunk_sent(void *arg, int status)
  * byte, or is cut when the write cannot be queued. Needs a free write
  * slot. Returns 0, or -1 when the response was stopped. */
 static int write_piece(struct obj_ctx *o, const uint8_t *p, size_t n, void *chunk,
-                       struct ds_resp *kept, void *own)
+                       struct ds_resp *kept, void *own, struct gcache_entry *ent)
 {
     o->got += n;
     bool last = o->got == o->len;
@@ -235,6 +239,7 @@ static int write_piece(struct obj_ctx *o, const uint8_t *p, size_t n, void *chun
     wr->chunk = chunk;
     wr->kept = kept;
     wr->own = own;
+    wr->ent = ent;
     o->free_writes &= ~(1u << i);
     o->inflight++;
     /* The bytes are written in place: they stay valid until on_chunk_sent
@@ -245,6 +250,7 @@ static int write_piece(struct obj_ctx *o, const uint8_t *p, size_t n, void *chun
         ds_chunk_done(chunk);
         ds_resp_free(kept);
         free(own);
+        gcache_unref(ent);
         stream_stop(o, false);
         return -1;
     }
@@ -285,7 +291,7 @@ static void take_bytes(struct obj_ctx *o, const uint8_t *p, size_t n, void *chun
             }
         }
     }
-    write_piece(o, p, n, chunk, kept, NULL);
+    write_piece(o, p, n, chunk, kept, NULL, NULL);
 }
 
 /* ---- verified ranges ----------------------------------------------------- */
@@ -335,7 +341,7 @@ static void group_failed(struct obj_ctx *o, uint64_t g)
  * offset start), the head first if it has not gone. Returns 0 or -1 (the
  * response was stopped; the owner was released). */
 static int send_group(struct obj_ctx *o, uint64_t start, const uint8_t *p, size_t n, void *chunk,
-                      struct ds_resp *kept, void *own)
+                      struct ds_resp *kept, void *own, struct gcache_entry *ent)
 {
     uint64_t lo = start > o->first ? start : o->first;
     uint64_t hi = start + n < o->last + 1 ? start + n : o->last + 1;
@@ -343,10 +349,11 @@ static int send_group(struct obj_ctx *o, uint64_t start, const uint8_t *p, size_
         ds_chunk_done(chunk);
         ds_resp_free(kept);
         free(own);
+        gcache_unref(ent);
         stream_stop(o, false);
         return -1;
     }
-    return write_piece(o, p + (lo - start), (size_t)(hi - lo), chunk, kept, own);
+    return write_piece(o, p + (lo - start), (size_t)(hi - lo), chunk, kept, own, ent);
 }
 
 /* A streamed piece of the groups: a whole group in place is checked and
@@ -373,7 +380,8 @@ static void range_piece(struct obj_ctx *o, const uint8_t *p, size_t n, void *chu
             group_failed(o, g);
             return;
         }
-        send_group(o, g * CAS_GROUP_BYTES, p, n, chunk, NULL, NULL);
+        gcache_put(&o->addr, o->size, g, p, n);
+        send_group(o, g * CAS_GROUP_BYTES, p, n, chunk, NULL, NULL, NULL);
         return;
     }
     while (n > 0 && o->req) {
@@ -401,8 +409,9 @@ static void range_piece(struct obj_ctx *o, const uint8_t *p, size_t n, void *chu
             group_failed(o, g);
             return;
         }
+        gcache_put(&o->addr, o->size, g, full, gsz);
         if (o->free_writes == 0 ||
-            send_group(o, g * CAS_GROUP_BYTES, full, gsz, NULL, NULL, full) != 0) {
+            send_group(o, g * CAS_GROUP_BYTES, full, gsz, NULL, NULL, full, NULL) != 0) {
             if (o->free_writes == 0) {
                 free(full);
                 stream_stop(o, false);
@@ -422,10 +431,12 @@ static void range_whole(struct obj_ctx *o, struct ds_resp *kept)
     int64_t bad = -1;
     for (uint64_t g = o->ga; g <= o->gb; g++) {
         size_t gsz = cas_group_size(o->size, g);
-        if (!group_ok(o, g, body + (g * CAS_GROUP_BYTES - o->fetch_off), gsz)) {
+        const uint8_t *gp = body + (g * CAS_GROUP_BYTES - o->fetch_off);
+        if (!group_ok(o, g, gp, gsz)) {
             bad = (int64_t)g;
             break;
         }
+        gcache_put(&o->addr, o->size, g, gp, gsz);
         good += gsz;
     }
     o->pos = o->fetch_off + o->fetch_len;
@@ -436,7 +447,7 @@ static void range_whole(struct obj_ctx *o, struct ds_resp *kept)
     }
     uint64_t end = good < o->last + 1 ? good : o->last + 1;
     if (send_group(o, o->first, body + (o->first - o->fetch_off), (size_t)(end - o->first), NULL,
-                   kept, NULL) != 0 ||
+                   kept, NULL, NULL) != 0 ||
         bad < 0)
         return;
     group_failed(o, (uint64_t)bad); /* after the good part: cut there */
@@ -577,17 +588,28 @@ static void start_get(struct obj_ctx *o)
     obj_call(o, &op, on_get, whole ? NULL : &GET_CBS);
 }
 
-/* An integer field of a storage answer's header. Returns 0, or -1. */
-static int hdr_u64(const struct ds_resp *r, const char *key, uint64_t *v)
+/* Integer fields of a storage answer's header, parsed once: for each key
+ * of the NULL-terminated keys, into the matching out. Returns 0, or -1 when
+ * one is missing or not a non-negative integer. */
+static int hdr_u64s(const struct ds_resp *r, const char *const *keys, uint64_t *const *out)
 {
     json_error_t e;
     json_t *h = json_loadb(r->hdr, r->hdr_len, 0, &e);
-    json_t *x = h ? json_object_get(h, key) : NULL;
-    int rc = json_is_integer(x) && json_integer_value(x) >= 0 ? 0 : -1;
-    if (rc == 0)
-        *v = (uint64_t)json_integer_value(x);
+    int rc = h ? 0 : -1;
+    for (size_t i = 0; rc == 0 && keys[i]; i++) {
+        json_t *x = json_object_get(h, keys[i]);
+        if (json_is_integer(x) && json_integer_value(x) >= 0)
+            *out[i] = (uint64_t)json_integer_value(x);
+        else
+            rc = -1;
+    }
     json_decref(h);
     return rc;
+}
+
+static int hdr_u64(const struct ds_resp *r, const char *key, uint64_t *v)
+{
+    return hdr_u64s(r, (const char *const[]){key, NULL}, (uint64_t *const[]){v});
 }
 
 static void on_proof(void *arg, struct ds_resp *r)
@@ -597,9 +619,9 @@ static void on_proof(void *arg, struct ds_resp *r)
         return;
     uint64_t groups = 0, a = 0, b = 0;
     uint64_t k = cas_proof_cvs(o->groups, o->ga, o->gb);
-    if (hdr_u64(r, "groups", &groups) != 0 || hdr_u64(r, "first", &a) != 0 ||
-        hdr_u64(r, "last", &b) != 0 || groups != o->groups || a != o->ga || b != o->gb ||
-        r->body_len != k * CAS_CV_BYTES) {
+    if (hdr_u64s(r, (const char *const[]){"groups", "first", "last", NULL},
+                 (uint64_t *const[]){&groups, &a, &b}) != 0 ||
+        groups != o->groups || a != o->ga || b != o->gb || r->body_len != k * CAS_CV_BYTES) {
         fail_before_head(o, "storage answered a proof for other groups");
         return;
     }
@@ -620,6 +642,35 @@ static void on_proof(void *arg, struct ds_resp *r)
     start_get(o);
 }
 
+/* Every group of the range from the verified group cache, with no storage
+ * call. Returns false (nothing done) when one of them is not cached. */
+static bool serve_cached(struct obj_ctx *o)
+{
+    struct gcache_entry *ents[DS_STREAM_WINDOW_MAX];
+    uint64_t n = o->gb - o->ga + 1;
+    if (n > DS_STREAM_WINDOW_MAX)
+        return false;
+    for (uint64_t i = 0; i < n; i++)
+        if ((ents[i] = gcache_get(&o->addr, o->ga + i)) == NULL) {
+            while (i > 0)
+                gcache_unref(ents[--i]);
+            gcache_count(false);
+            return false;
+        }
+    gcache_count(true);
+    begin_response(o); /* a verified range: no head yet, cannot fail */
+    for (uint64_t i = 0; i < n; i++) {
+        size_t len;
+        const uint8_t *p = gcache_bytes(ents[i], &len);
+        if (send_group(o, (o->ga + i) * CAS_GROUP_BYTES, p, len, NULL, NULL, NULL, ents[i]) != 0) {
+            while (++i < n)
+                gcache_unref(ents[i]);
+            break;
+        }
+    }
+    return true;
+}
+
 /* A range to verify: the whole groups it touches, and their proof first
  * (an object of one group is read whole and hashed). */
 static void start_verified(struct obj_ctx *o)
@@ -631,6 +682,8 @@ static void start_verified(struct obj_ctx *o)
     o->fetch_off = o->ga * CAS_GROUP_BYTES;
     uint64_t end = (o->gb + 1) * CAS_GROUP_BYTES;
     o->fetch_len = (end < o->size ? end : o->size) - o->fetch_off;
+    if (!o->no_cache && serve_cached(o))
+        return;
     if (o->groups < 2) {
         start_get(o);
         return;
@@ -640,6 +693,8 @@ static void start_verified(struct obj_ctx *o)
     o->phase = PH_PROOF;
     obj_call(o, &op, on_proof, NULL);
 }
+
+static void have_size(struct obj_ctx *o);
 
 static void on_has(void *arg, struct ds_resp *r)
 {
@@ -651,6 +706,13 @@ static void on_has(void *arg, struct ds_resp *r)
         fail_call(o, &bad, "storage answered HAS without a size");
         return;
     }
+    have_size(o);
+}
+
+/* The size is known (from HAS, or from the group cache): conditionals,
+ * Range, then the read. */
+static void have_size(struct obj_ctx *o)
+{
     struct http_req *req = o->req;
 
     const struct slice *inm = h1_header(req, "if-none-match");
@@ -713,8 +775,16 @@ static void on_has(void *arg, struct ds_resp *r)
         start_get(o);
 }
 
+/* The size from the group cache, else from storage. A client's
+ * Cache-Control: no-cache sends the whole request to storage. */
 static void start_has(struct obj_ctx *o)
 {
+    const struct slice *cc = h1_header(o->req, "cache-control");
+    o->no_cache = cc && cache_control_no_cache(*cc);
+    if (!o->no_cache && gcache_size(&o->addr, &o->size)) {
+        have_size(o);
+        return;
+    }
     struct ds_req op;
     (void)ds_op_has(&op, &o->addr); /* cannot fail: no string of the caller's */
     o->phase = PH_HAS;
@@ -839,7 +909,8 @@ static void on_outboard(struct hctx_call *c, struct ds_resp *r)
         return;
     }
     uint64_t size = 0, groups = 0;
-    if (hdr_u64(r, "size", &size) != 0 || hdr_u64(r, "groups", &groups) != 0 ||
+    if (hdr_u64s(r, (const char *const[]){"size", "groups", NULL},
+                 (uint64_t *const[]){&size, &groups}) != 0 ||
         groups != cas_groups(size) || r->body_len != (groups < 2 ? 0 : groups * CAS_CV_BYTES)) {
         http_respond_error(req, OG_E_BAD_GATEWAY, "storage answered an outboard of another size");
         return;

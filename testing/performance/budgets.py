@@ -27,7 +27,11 @@ needs none). Valgrind does not emulate AVX-512, so under callgrind BLAKE3
 takes its AVX2 path even on a host with AVX-512: the same counts on every
 x86-64 machine with AVX2, whatever the production path there is.
 
-  healthz, view, feed, range_64k   (per request)
+  healthz, view, feed, range_64k, range_64k_verify   (per request)
+      range_64k is a verified range as a hot object's ranges are served:
+      its groups from the verified group cache (the same range each time).
+      range_64k_verify sends Cache-Control: no-cache, so every request
+      goes to storage (has, proof, get) and hashes its two 64 KiB groups.
       The real server, DIR/omnigate --demo --workers 1, under callgrind. For
       each item in turn: 16 warm-up requests, zero the counters
       (callgrind_control -z), REQUESTS requests on one keep-alive connection
@@ -106,7 +110,7 @@ VIEW_PATH = "/v1/view/article-007"  # the article, its author (index), its comme
 FEED_PATH = "/v1/feed/user-007?limit=3"
 MEDIA = "clip-4"
 RANGE_SPAN = 65536
-SERVER_ITEMS = ("healthz", "view", "feed", "range_64k")
+SERVER_ITEMS = ("healthz", "view", "feed", "range_64k", "range_64k_verify")
 # A hydration request, as the load suite's hydration mix sends them (about
 # 80 % views, 20 % feeds: hydration.lua); a range is reported beside it.
 HYDRATION_MIX = {"view": 0.8, "feed": 0.2}
@@ -244,10 +248,13 @@ def request_of(item, ctx):
         return VIEW_PATH, auth, 200
     if item == "feed":
         return FEED_PATH, auth, 200
-    # 64 KiB from a third into the object: off chunk boundaries, like most ranges.
+    # 64 KiB from a third into the object: off chunk boundaries, like most
+    # ranges (so it spans two 64 KiB groups).
     first = ctx["size"] // 3
-    return ("/v1/o/" + ctx["addr"],
-            dict(auth, Range="bytes=%d-%d" % (first, first + RANGE_SPAN - 1)), 206)
+    h = dict(auth, Range="bytes=%d-%d" % (first, first + RANGE_SPAN - 1))
+    if item == "range_64k_verify":
+        h["Cache-Control"] = "no-cache"
+    return "/v1/o/" + ctx["addr"], h, 206
 
 
 def send(conn, item, ctx, n):

@@ -34,6 +34,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static const char ETAG[] =
         "\"b3:0000000000000000000000000000000000000000000000000000000000000000\"";
     (void)etag_list_matches(s, ETAG, sizeof(ETAG) - 1);
+    (void)cache_control_no_cache(s);
     (void)if_range_matches(s, ETAG, sizeof(ETAG) - 1);
 
     char out[64];

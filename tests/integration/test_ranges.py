@@ -56,8 +56,13 @@ def range_kind(p):
     return p.metric("integrity_failures_total", {"kind": "range"}) or 0
 
 
+# The verified group cache would answer repeated ranges without storage:
+# the tests that count storage's answers turn it off.
+NO_CACHE = ("--range-cache", "0")
+
+
 def every_range_is_verified(prof):
-    p = start_profile(prof)
+    p = start_profile(prof, *NO_CACHE)
     data = whole(p, "clip-4")
     check(len(data) == 4 << 20)
     before = p.metric("downstream_requests_total", {"op": "proof"}) or 0
@@ -84,12 +89,12 @@ profile_tests(globals(), "every_range_is_verified", every_range_is_verified)
 
 def start_corrupting(op):
     """macronode whose storage flips a byte in every answer of op."""
-    return start_profile("macronode", sub_extra={"storage": ["--corrupt-rate", "1",
-                                                             "--corrupt-op", op]})
+    return start_profile("macronode", *NO_CACHE,
+                         sub_extra={"storage": ["--corrupt-rate", "1", "--corrupt-op", op]})
 
 
 def test_corrupt_group_is_cut_before_its_bytes():
-    p = start_profile("macronode")
+    p = start_profile("macronode", *NO_CACHE)
     data = whole(p, "clip-4")
     p.faults("storage", corrupt_rate="1", corrupt_op="get")
     cuts = []
@@ -128,7 +133,7 @@ def test_corrupt_group_is_cut_before_its_bytes():
 def test_ranges_in_pieces_that_straddle_groups():
     # A storage service with 20 KiB frames streams a range in ~20 KiB
     # pieces: groups are gathered across pieces before they are checked.
-    p = start_profile("macronode", sub_extra={"storage": ["--max-frame", "20KiB"]})
+    p = start_profile("macronode", *NO_CACHE, sub_extra={"storage": ["--max-frame", "20KiB"]})
     data = whole(p, "clip-4")
     for r in RANGES:
         a, b = span(r, len(data))
@@ -141,6 +146,53 @@ def test_ranges_in_pieces_that_straddle_groups():
         check(got == data[a:a + len(got)] if st == 206 else st == 502, (r, st))
         check(st == 502 or (a + len(got)) % G == 0, (r, len(got)))
     check(range_kind(p) == 2, range_kind(p))
+
+
+def range_cache_serves_verified_groups(prof):
+    p = start_profile(prof, "--range-cache", "1MiB")
+    data = whole(p, "clip-4")
+    ranges = ["100000-165535", "1000-2000", "4000000-4194303", "-500"]
+    for r in ranges:  # first time: proof and groups from storage
+        a, b = span(r, len(data))
+        rc, st, got = curl(p, "/v1/media/clip-4", r)
+        check(rc == 0 and st == 206 and got == data[a:b + 1], (r, rc, st))
+    calls = p.metric("downstream_requests_total", {"service": "storage"})
+    hits = p.metric("range_cache_hits_total") or 0
+    for r in ranges:  # again: every group is cached, no storage call at all
+        a, b = span(r, len(data))
+        rc, st, got = curl(p, "/v1/media/clip-4", r)
+        check(rc == 0 and st == 206 and got == data[a:b + 1], (r, rc, st))
+    check(p.metric("downstream_requests_total", {"service": "storage"}) == calls,
+          "cached ranges called storage")
+    check(p.metric("range_cache_hits_total") == hits + len(ranges))
+    # Cache-Control: no-cache goes to storage (has, proof, get) and checks again.
+    st, _, got = p.get("/v1/media/clip-4", headers={"Range": "bytes=1000-2000",
+                                                    "Cache-Control": "max-age=0, no-cache"})
+    check(st == 206 and got == data[1000:2001], st)
+    check(p.metric("downstream_requests_total", {"service": "storage"}) == calls + 3,
+          (calls, p.metric("downstream_requests_total", {"service": "storage"})))
+    # HEAD and If-None-Match of a cached object need no storage call either.
+    st, h, _ = p.get("/v1/media/clip-4", method="HEAD", headers={"Range": "bytes=5-9"})
+    check(st == 206 and h["content-range"] == "bytes 5-9/%d" % len(data), (st, h))
+    # The budget holds: 40 groups of 64 KiB do not fit in 1 MiB.
+    for g in range(40):
+        curl(p, "/v1/media/clip-4", "%d-%d" % (g * G + 7, g * G + 8))
+    check(p.metric("range_cache_bytes") <= 1 << 20, p.metric("range_cache_bytes"))
+    check(p.metric("range_cache_evictions_total") > 0)
+    if p.macro:
+        # Cached groups were checked when they were stored: a storage node
+        # that now corrupts everything cannot reach them, and a range that
+        # needs storage is still checked.
+        p.faults("storage", corrupt_rate="1", corrupt_op="get")
+        last = "%d-%d" % (39 * G + 7, 39 * G + 8)
+        rc, st, got = curl(p, "/v1/media/clip-4", last)
+        check(st == 206 and got == data[39 * G + 7:39 * G + 9], (st, got))
+        before = range_kind(p)
+        rc, st, got = curl(p, "/v1/media/clip-4", "%d-%d" % (2 * G, 2 * G + 10))
+        check(st == 502 and range_kind(p) == before + 1, (st, range_kind(p)))
+
+
+profile_tests(globals(), "range_cache_serves_verified_groups", range_cache_serves_verified_groups)
 
 
 def test_corrupt_proof_is_502_with_no_bytes():

@@ -267,3 +267,26 @@ Test(range, if_range_date_never_matches)
     cr_assert_not(ifr("Thu, 01 Jan 1970 00:00:00 GMT"));
     cr_assert_not(ifr("Fri, 31 Dec 9999 23:59:59 GMT"));
 }
+
+Test(range, cache_control_no_cache)
+{
+    static const struct {
+        const char *v;
+        bool want;
+    } cases[] = {
+        {"no-cache", true},
+        {"No-Cache", true},
+        {"max-age=0, no-cache", true},
+        {"  no-cache  ,private", true},
+        {"no-cache=\"set-cookie\"", true},
+        {"private=\"a, no-cache\", max-age=5", false},
+        {"no-cache-please", false},
+        {"no-store", false},
+        {"", false},
+        {",,,", false},
+        {"x=\"\\\"no-cache", false},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        cr_assert_eq(cache_control_no_cache((struct slice){cases[i].v, strlen(cases[i].v)}),
+                     cases[i].want, "%s", cases[i].v);
+}
