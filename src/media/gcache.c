@@ -167,21 +167,8 @@ static void drop(struct shard *s, struct gcache_entry *e)
     gcache_unref(e);
 }
 
-bool gcache_size(const struct cas_addr *a, uint64_t *size)
-{
-    if (C.nbuckets == 0)
-        return false;
-    uint64_t h = key_hash(a, SIZE_KEY);
-    struct shard *s = shard_of(h);
-    pthread_mutex_lock(&s->lock);
-    struct gcache_entry *e = find(s, h, a, SIZE_KEY);
-    if (e)
-        *size = e->size;
-    pthread_mutex_unlock(&s->lock);
-    return e != NULL;
-}
-
-struct gcache_entry *gcache_get(const struct cas_addr *a, uint64_t g)
+/* A reference to the entry (a, g), or NULL; *size set on a hit. */
+static struct gcache_entry *lookup(const struct cas_addr *a, uint64_t g, uint64_t *size)
 {
     if (C.nbuckets == 0)
         return NULL;
@@ -189,10 +176,25 @@ struct gcache_entry *gcache_get(const struct cas_addr *a, uint64_t g)
     struct shard *s = shard_of(h);
     pthread_mutex_lock(&s->lock);
     struct gcache_entry *e = find(s, h, a, g);
-    if (e)
+    if (e) {
         atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
+        *size = e->size;
+    }
     pthread_mutex_unlock(&s->lock);
     return e;
+}
+
+bool gcache_size(const struct cas_addr *a, uint64_t *size)
+{
+    struct gcache_entry *e = lookup(a, SIZE_KEY, size);
+    gcache_unref(e);
+    return e != NULL;
+}
+
+struct gcache_entry *gcache_get(const struct cas_addr *a, uint64_t g)
+{
+    uint64_t size;
+    return lookup(a, g, &size);
 }
 
 const uint8_t *gcache_bytes(const struct gcache_entry *e, size_t *n)
