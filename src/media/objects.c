@@ -471,7 +471,10 @@ static void on_stream_end(void *arg, int status)
     log_event(LOG_WARN, "media_stream_aborted",
               "%s: storage stream ended after %llu of %llu bytes (status %d)", o->addr_s,
               (unsigned long long)o->got, (unsigned long long)o->len, status);
-    stream_stop(o, false);
+    if (o->verify && !o->head_sent && o->req)
+        fail_before_head(o, "storage read failed"); /* a verified range had sent nothing */
+    else
+        stream_stop(o, false);
 }
 
 /* ---- phases ------------------------------------------------------------- */
