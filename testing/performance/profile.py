@@ -302,7 +302,8 @@ def perf_run(a, out):
     for old in (data, data + ".old"):
         if os.path.exists(old):
             os.unlink(old)
-    with perflib.Stack(a.build, sc["profile"], workers=perf.WORKERS) as st:
+    with perflib.Stack(a.build, sc["profile"], workers=perf.WORKERS,
+                       extra=sc.get("extra", ())) as st:
         url, script, env, args, headers = perf.load_of(st, a.scenario)
         perflib.wrk(url, script, WARMUP_S, 8, env=env, args=args, headers=headers)
         pids = st.pids if a.all_pids else st.pids[:1]
@@ -377,9 +378,9 @@ def perf_summary(samples, stitched, build):
 class CallgrindStack(perflib.Stack):
     """The scenario's stack with omnigate under callgrind."""
 
-    def __init__(self, build, profile, out_file):
+    def __init__(self, build, profile, out_file, extra=()):
         self.cg_out = out_file
-        super().__init__(build, profile, workers=1)
+        super().__init__(build, profile, workers=1, extra=extra)
 
     def _spawn(self, args, name):
         if name == "omnigate":
@@ -413,7 +414,7 @@ def callgrind_run(a, out):
     base = os.path.join(out, "callgrind.out")
     for old in glob.glob(base + "*"):
         os.unlink(old)
-    with CallgrindStack(a.build, sc["profile"], base) as st:
+    with CallgrindStack(a.build, sc["profile"], base, sc.get("extra", ())) as st:
         url, script, env, args, headers = perf.load_of(st, a.scenario)
 
         def drive(seconds):
