@@ -62,6 +62,9 @@ struct og_config {
     int64_t ds_retry_max;
     int64_t ds_retry_budget_pct;
     int64_t ds_hedge_after_ms; /* 0 = hedging off */
+    /* Endpoint sets (ds/balance.h): passive ejection and active probes. */
+    int64_t ds_eject_after, ds_eject_base_ms, ds_eject_max_ms, ds_eject_max_pct;
+    int64_t ds_health_interval_ms, ds_health_timeout_ms;
     int64_t storage_mem_cap;
     int64_t storage_max_object;
 
