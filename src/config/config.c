@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/cidr.h"
 #include "core/log.h"
 #include "oapnet/addr.h"
 
@@ -32,6 +33,9 @@ const struct config_row config_rows[] = {
      "worker threads, each with its own loop and SO_REUSEPORT listener (0 = CPU count)"},
     {"server", "log_level", CFG_LEVEL, F(log_level), 0, 0, "info", true,
      "debug | info | warn | error"},
+    {"server", "trusted_proxies", CFG_CIDRS, F(trusted_proxies), 0, 0, "", false,
+     "comma-separated networks (10.0.0.0/8, 192.168.1.5, fd00::/8) of load balancers whose "
+     "X-Forwarded-For names the client of an anonymous request (its rate bucket)"},
     {"limits", "header_max", CFG_SIZE, F(header_max), 1 * KiB, 1 * MiB, "16KiB", true,
      "request line + header block cap (431 header_too_large)"},
     {"limits", "header_count_max", CFG_INT, F(header_count_max), 8, 1024, "100", true,
@@ -162,6 +166,9 @@ const struct config_row config_rows[] = {
      "comma-separated scopes that make a token class internal"},
     {"limits", "drain_grace", CFG_DURATION, F(drain_grace_ms), 0, 600000, "10s", false,
      "on SIGTERM, time given to inflight requests before exit"},
+    {"limits", "drain_delay", CFG_DURATION, F(drain_delay_ms), 0, 600000, "0", false,
+     "on SIGTERM, time /readyz answers 503 while serving on as before, so a load balancer "
+     "stops sending before the drain closes anything"},
 };
 const size_t config_rows_count = sizeof(config_rows) / sizeof(config_rows[0]);
 
@@ -293,6 +300,7 @@ static const char *type_hint(enum config_type t)
     case CFG_LEVEL: return "one of debug, info, warn, error";
     case CFG_DSADDR:
         return "empty, or a comma-separated list of up to 16 oap://HOST:PORT or unix:/path";
+    case CFG_CIDRS: return "a comma-separated list of ADDR/BITS or ADDR networks";
     case CFG_RATE: return "a rate like 500/s, 30/m, 100/h (0 = off)";
     default: return "a string";
     }
@@ -308,6 +316,7 @@ int config_set(struct og_config *cfg, const struct config_row *row, const char *
     case CFG_STR:
     case CFG_ADDR:
     case CFG_DSADDR:
+    case CFG_CIDRS:
     case CFG_LEVEL: {
         char host[64];
         int port;
@@ -318,6 +327,8 @@ int config_set(struct og_config *cfg, const struct config_row *row, const char *
         else if (row->type == CFG_LEVEL && log_level_parse(value) < 0)
             rc = -1;
         else if (row->type == CFG_DSADDR && config_parse_ds_addr(value) != 0)
+            rc = -1;
+        else if (row->type == CFG_CIDRS && cidr_set_parse(value, &(struct cidr_set){0}) != 0)
             rc = -1;
         if (rc == 0)
             snprintf(field, CONFIG_STR_MAX, "%s", value);
@@ -506,7 +517,7 @@ int config_reload_check(const struct og_config *old, const struct og_config *nu,
             continue;
         const char *a = (const char *)old + r->offset, *b = (const char *)nu + r->offset;
         bool is_str = r->type == CFG_STR || r->type == CFG_ADDR || r->type == CFG_LEVEL ||
-                      r->type == CFG_DSADDR;
+                      r->type == CFG_DSADDR || r->type == CFG_CIDRS;
         /* Strings compare as strings: bytes after the NUL are not part of them. */
         bool differs = is_str ? strcmp(a, b) != 0 : memcmp(a, b, sizeof(int64_t)) != 0;
         if (differs) {

@@ -24,6 +24,7 @@ struct og_config {
     char admin[CONFIG_STR_MAX];
     int64_t workers;
     char log_level[CONFIG_STR_MAX];
+    char trusted_proxies[CONFIG_STR_MAX]; /* CIDR list (core/cidr.h) */
 
     int64_t header_max;       /* bytes */
     int64_t header_count_max; /* header lines */
@@ -50,6 +51,7 @@ struct og_config {
     int64_t mailbox_wait_max_ms, mailbox_poll_ms, mailbox_parked_max;
     int64_t mailbox_max_deliveries, mailbox_idem_window_ms, mailbox_depth_max;
     int64_t drain_grace_ms;
+    int64_t drain_delay_ms; /* SIGTERM: unready this long before the drain */
 
     /* Request bodies sent with a Content-Encoding: decoded bytes per byte
      * received (plus 64 KiB); 0 = no ratio cap. */
@@ -95,6 +97,7 @@ enum config_type {
     CFG_LEVEL,
     CFG_DSADDR,
     CFG_RATE,
+    CFG_CIDRS,
 };
 
 struct config_row {

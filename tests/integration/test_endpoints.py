@@ -5,6 +5,7 @@ a storage 404 tried on the other endpoints, hedges to another endpoint,
 readiness and degraded mode per service, `omnigate seed` on every endpoint.
 """
 import json
+import os
 import signal
 import subprocess
 import threading
@@ -147,14 +148,15 @@ def test_seed_loads_every_endpoint():
 
 
 def test_config_rejects_bad_sets():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OMNIGATE_")}
     for bad in ("oap://127.0.0.1:1,", "oap://127.0.0.1:1, oap://127.0.0.1:1",
                 "oap://127.0.0.1:1 oap://127.0.0.1:2"):
         p = subprocess.run([OMNIGATE, "--check-config", "--storage", bad], capture_output=True,
-                           text=True, timeout=10)
+                           text=True, timeout=10, env=env)
         check(p.returncode != 0 and "storage" in p.stderr, (bad, p.returncode, p.stderr))
     p = subprocess.run([OMNIGATE, "--check-config", "--storage",
                         "oap://127.0.0.1:1, oap://127.0.0.1:2,unix:/tmp/x.sock"],
-                       capture_output=True, text=True, timeout=10)
+                       capture_output=True, text=True, timeout=10, env=env)
     check(p.returncode == 0, p.stderr)
 
 
