@@ -21,6 +21,27 @@ bool bal_usable(const struct bal_ep *e, uint64_t now)
            atomic_load_explicit(&e->ejected_until_ms, memory_order_relaxed) <= now;
 }
 
+uint64_t bal_cost(const struct bal_ep *e, uint64_t now)
+{
+    long out = atomic_load_explicit(&e->outstanding, memory_order_relaxed);
+    uint64_t ewma = atomic_load_explicit(&e->ewma_us, memory_order_relaxed);
+    uint64_t at = atomic_load_explicit(&e->ewma_at_ms, memory_order_relaxed);
+    uint64_t halvings = now > at ? (now - at) / BAL_EWMA_HALF_MS : 0;
+    ewma = halvings >= 64 ? 0 : ewma >> halvings;
+    return (uint64_t)(out < 0 ? 1 : out + 1) * (ewma + 1);
+}
+
+void bal_observe(struct bal_ep *e, uint64_t us, uint64_t now)
+{
+    uint64_t old = atomic_load_explicit(&e->ewma_us, memory_order_relaxed);
+    uint64_t at = atomic_load_explicit(&e->ewma_at_ms, memory_order_relaxed);
+    uint64_t halvings = now > at ? (now - at) / BAL_EWMA_HALF_MS : 0;
+    old = halvings >= 64 ? 0 : old >> halvings; /* what bal_cost saw */
+    uint64_t nu = old == 0 ? us : us >= old ? old + (us - old) / 4 : old - (old - us) / 4;
+    atomic_store_explicit(&e->ewma_us, nu, memory_order_relaxed);
+    atomic_store_explicit(&e->ewma_at_ms, now, memory_order_relaxed);
+}
+
 long bal_cap(long concurrency, int n)
 {
     if (n <= 1)
@@ -40,7 +61,7 @@ uint64_t bal_eject_ms(unsigned k, uint64_t base_ms, uint64_t max_ms)
 
 /* Two distinct random members of mask (≥ 1 bit): the less loaded wins,
  * the first drawn on a tie. */
-static int p2c(const struct bal_set *s, uint32_t mask, uint64_t rnd)
+static int p2c(const struct bal_set *s, uint32_t mask, uint64_t now, uint64_t rnd)
 {
     int idx[BAL_ENDPOINTS_MAX], m = 0;
     for (int i = 0; i < s->n; i++)
@@ -53,9 +74,7 @@ static int p2c(const struct bal_set *s, uint32_t mask, uint64_t rnd)
     if (bi >= ai)
         bi++;
     int a = idx[ai], b = idx[bi];
-    long la = atomic_load_explicit(&s->ep[a].outstanding, memory_order_relaxed);
-    long lb = atomic_load_explicit(&s->ep[b].outstanding, memory_order_relaxed);
-    return lb < la ? b : a;
+    return bal_cost(&s->ep[b], now) < bal_cost(&s->ep[a], now) ? b : a;
 }
 
 int bal_pick(const struct bal_set *s, uint64_t now, uint32_t reach, uint32_t tried, int last,
@@ -76,7 +95,7 @@ int bal_pick(const struct bal_set *s, uint64_t now, uint32_t reach, uint32_t tri
     const uint32_t tiers[] = {usable & ~tried, usable & not_last, usable, reach & ~tried, reach};
     for (size_t t = 0; t < sizeof(tiers) / sizeof(tiers[0]); t++)
         if (tiers[t] & room)
-            return p2c(s, tiers[t] & room, rnd);
+            return p2c(s, tiers[t] & room, now, rnd);
     return reach & ((1u << s->n) - 1) ? BAL_FULL : BAL_NONE;
 }
 

@@ -16,8 +16,12 @@
  *   - active health: an OAP/1 HELLO probe on an interval (remote.c) sets
  *     probe_ok.
  * An endpoint is usable while probe_ok and not ejected. bal_pick() takes
- * the less loaded of two random usable candidates (power of two choices)
- * and prefers endpoints the call has not tried yet, so retries, hedges and
+ * the less loaded of two random usable candidates (power of two choices):
+ * the lower cost, (outstanding + 1) × (its latency EWMA + 1 µs), Finagle's
+ * "peak EWMA" load, so an endpoint that is slow but idle does not win a
+ * tie against a fast idle one; the EWMA halves for every BAL_EWMA_HALF_MS
+ * without a sample, so an avoided endpoint is tried again. It prefers
+ * endpoints the call has not tried yet, so retries, hedges and
  * 404 fall-throughs go to another endpoint than the attempt they back up.
  * When no endpoint is usable, reachable ones are used anyway (Envoy's
  * panic mode): a wrong health verdict then costs latency, not every call.
@@ -31,10 +35,12 @@
 
 #define BAL_ENDPOINTS_MAX 16 /* OAPNET_ADDR_LIST_MAX */
 #define BAL_NAME_MAX      64
+#define BAL_EWMA_HALF_MS  1000 /* latency memory of an endpoint that gets no samples */
 
 /* One endpoint; every field may be read and written by any thread. */
 struct bal_ep {
     atomic_long outstanding;
+    atomic_uint_least64_t ewma_us, ewma_at_ms; /* attempt latency, and when last sampled */
     atomic_int consec_fail;
     atomic_uint_least64_t ejected_until_ms; /* loop time (uv_now); ≤ now: not ejected */
     atomic_uint_least64_t decay_at_ms;      /* when `ejections` falls by one */
@@ -86,12 +92,20 @@ bool bal_usable(const struct bal_ep *e, uint64_t now);
  *   usable and untried; usable and not `last`; usable; then (panic) any
  *   reachable untried; any reachable.
  * Within a tier, endpoints at cap are skipped; of the rest, two distinct
- * ones are drawn and the one with fewer outstanding attempts wins (the
- * first drawn on a tie). Returns the index, BAL_FULL when reachable
+ * ones are drawn and the one of lower bal_cost() wins (the first drawn on
+ * a tie). Returns the index, BAL_FULL when reachable
  * endpoints exist but all are at cap, or BAL_NONE.
  */
 int bal_pick(const struct bal_set *s, uint64_t now, uint32_t reach, uint32_t tried, int last,
              long cap, uint64_t rnd);
+
+/* Endpoint e's load at now: (outstanding + 1) × (decayed EWMA µs + 1). */
+uint64_t bal_cost(const struct bal_ep *e, uint64_t now);
+
+/* A request on e was answered (or given up with its connection) after us,
+ * whether its call still wanted it or not. EWMA with weight 1/4, over the
+ * decayed value; lossy under races (samples, not counts). */
+void bal_observe(struct bal_ep *e, uint64_t us, uint64_t now);
 
 /* An endpoint's share of a service concurrency limit: twice its even
  * share, so that losing half the set keeps the whole limit; no cap for a

@@ -76,7 +76,9 @@
  * endpoint, with its own queue. An attempt picks its endpoint with
  * bal_pick() among those whose pool is hopeful here, preferring one the
  * call has not tried; the attempt is counted on the endpoint (outstanding)
- * until it ends, and its outcome feeds the passive ejection. An attempt
+ * until it ends — or, abandoned while sent, until the node answers it (the
+ * slot is "held") — and its outcome feeds the passive ejection. Every
+ * answer's time, late ones included, feeds the endpoint's latency EWMA. An attempt
  * abandoned at its deadline counts as a failure (a timeout); one abandoned
  * for a hedge or a caller that left counts as nothing. The admin loop's
  * worker (dw->prober) probes each endpoint every health_interval with a
@@ -125,6 +127,8 @@ struct rslot {
     struct rconn *rc;
     struct ds_call *c;  /* NULL when free or orphaned */
     uint64_t orphan_ms; /* loop time it was abandoned, 0 while wanted */
+    uint64_t t0_ns;     /* when its request went out */
+    bool held;          /* orphaned: still counted in its endpoint's outstanding */
     uint32_t next_free;
 };
 
@@ -263,6 +267,12 @@ static void slot_orphan(struct rconn *rc, struct rslot *s)
     s->c = NULL;
     s->orphan_ms = now_ms(rc) | 1;
     rc->orphans++;
+    /* The node is still working on it: it stays load on the endpoint until
+     * its answer comes (slot_free), so a slow node whose attempts lose to
+     * hedges does not look idle. */
+    atomic_fetch_add_explicit(&sets[rc->pool->svc].ep[rc->pool->ep].outstanding, 1,
+                              memory_order_relaxed);
+    s->held = true;
     oapnet_stream_abandon(&rc->ep, &s->st);
 }
 
@@ -273,6 +283,13 @@ static void slot_free(struct rconn *rc, struct rslot *s)
     uint32_t i = (uint32_t)(s - rc->slots);
     if (s->c == NULL && s->orphan_ms && rc->orphans > 0)
         rc->orphans--;
+    /* The endpoint's latency, answers to abandoned attempts included: a
+     * slow node whose attempts lose to hedges is still seen as slow. */
+    struct bal_ep *e = &sets[rc->pool->svc].ep[rc->pool->ep];
+    bal_observe(e, (uv_hrtime() - s->t0_ns) / 1000, now_ms(rc));
+    if (s->held)
+        atomic_fetch_sub_explicit(&e->outstanding, 1, memory_order_relaxed);
+    s->held = false;
     oapnet_stream_close(&rc->ep, &s->st);
     s->c = NULL;
     s->orphan_ms = 0;
@@ -361,6 +378,7 @@ static int conn_send(struct rconn *rc, struct ds_call *c)
     rc->free_head = s->next_free;
     rc->inflight++;
     s->c = c;
+    s->t0_ns = uv_hrtime();
     oapnet_stream_open(&rc->ep, &s->st, ++rc->seq, ds__app_id(c->req.svc), NULL);
     s->st.chunked = c->stream;
     s->st.window = c->stream ? c->window : REMOTE_STREAM_WINDOW;
@@ -594,6 +612,9 @@ static void conn_on_closed(struct oapnet *ep)
         log_event(LOG_DEBUG, "downstream_connect", "%s: %s", svc, ep->why);
     }
     rw->handles--;
+    for (uint32_t i = 0; rc->slots && i < ep->max_inflight; i++)
+        if (rc->slots[i].held)
+            atomic_fetch_sub_explicit(&sets[p->svc].ep[p->ep].outstanding, 1, memory_order_relaxed);
     free(rc->slots);
     rc->slots = NULL;
     rc->inflight = rc->orphans = 0;

@@ -240,3 +240,31 @@ Test(ds_balance, max_share_is_kept)
     for (int k = 0; k < 10; k++)
         cr_assert_not(bal_report(&s, 0, BAL_FAILED, 0, &all), "a lone endpoint is never out");
 }
+
+Test(ds_balance, slow_idle_endpoint_loses_ties_until_its_latency_fades)
+{
+    struct bal_set s;
+    uint64_t x = 11;
+    int slow = 0;
+    set_up(&s, 2);
+    bal_observe(&s.ep[0], 200000, 1000); /* 200 ms */
+    bal_observe(&s.ep[1], 1000, 1000);   /* 1 ms */
+    cr_assert_eq(atomic_load(&s.ep[1].ewma_us), 1000, "the first sample is the EWMA");
+    bal_observe(&s.ep[1], 2000, 1000);
+    cr_assert_eq(atomic_load(&s.ep[1].ewma_us), 1250, "then a quarter of each difference");
+    for (int k = 0; k < 200; k++)
+        slow += bal_pick(&s, 1000, ALL(2), 0, -1, 1000, next(&x)) == 0;
+    cr_assert_eq(slow, 0, "both idle: the fast one");
+    /* Outstanding still counts: a fast endpoint with a deep queue loses. */
+    atomic_store(&s.ep[1].outstanding, 500);
+    cr_assert_eq(bal_pick(&s, 1000, ALL(2), 0, -1, 1000, 1), 0);
+    atomic_store(&s.ep[1].outstanding, 0);
+    /* Without samples the slow one's EWMA halves every BAL_EWMA_HALF_MS,
+     * and it is tried again. */
+    cr_assert_eq(bal_cost(&s.ep[0], 1000 + BAL_EWMA_HALF_MS), 100001);
+    cr_assert_eq(bal_cost(&s.ep[0], 1000 + 64 * BAL_EWMA_HALF_MS), 1);
+    atomic_store(&s.ep[1].ewma_at_ms, 1000 + 20 * BAL_EWMA_HALF_MS); /* the fast one is fresh */
+    for (int k = 0; k < 200; k++)
+        slow += bal_pick(&s, 1000 + 20 * BAL_EWMA_HALF_MS, ALL(2), 0, -1, 1000, next(&x)) == 0;
+    cr_assert(slow > 50, "an avoided endpoint is tried again: %d", slow);
+}
