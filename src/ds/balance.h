@@ -37,7 +37,11 @@
 #define BAL_NAME_MAX      64
 #define BAL_EWMA_HALF_MS  1000 /* latency memory of an endpoint that gets no samples */
 
-/* One endpoint; every field may be read and written by any thread. */
+/* One endpoint; every field may be read and written by any thread.
+ * NEEDSWORK: every remote attempt writes outstanding (twice), one of the
+ * attempt counters and the EWMA on this shared line; on many cores the
+ * counters belong in per-worker shards (ds/stats.h), and outstanding could
+ * be a per-worker estimate. Measured on 2 cores only. */
 struct bal_ep {
     atomic_long outstanding;
     atomic_uint_least64_t ewma_us, ewma_at_ms; /* attempt latency, and when last sampled */
