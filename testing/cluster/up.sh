@@ -41,7 +41,7 @@ case "$NREP$NPER" in *[!0-9]*) echo "cluster: counts are numbers"; exit 2;; esac
 ip link show "$BR" >/dev/null 2>&1 && { echo "cluster: $BR exists (another cluster?)"; exit 1; }
 mkdir -p "$STATE"
 : >"$STATE/netns"
-trap 'echo "cluster: up failed; cleaning up" >&2; "$ROOT/testing/cluster/down.sh" >&2' EXIT
+trap 'echo "cluster: up failed; cleaning up" >&2; [ -n "${OG_CLUSTER_KEEP:-}" ] || "$ROOT/testing/cluster/down.sh" >&2' EXIT
 
 ip link add "$BR" type bridge
 echo "$BR" >"$STATE/bridge"
@@ -66,6 +66,9 @@ proc() {
     name=$1; shift
     {
         echo "#!/bin/sh"
+        # Configured by its flags alone: omnigate refuses OMNIGATE_*
+        # variables it does not know (such as OMNIGATE_BUILD).
+        printf '%s\n' 'for v in $(env | sed -n "s/^\(OMNIGATE_[A-Za-z0-9_]*\)=.*/\1/p"); do unset "$v"; done'
         printf 'exec'
         for a in "$@"; do printf " '%s'" "$a"; done
         echo
