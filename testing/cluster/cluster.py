@@ -113,12 +113,15 @@ class Cluster:
 
 class Load:
     """Paced clients through HAProxy: `threads` keep-alive connections,
-    `rate` requests per second in all, views of the demo users. Every
-    answer is kept as (t, status, seconds, complete); a connection error is
-    status 0."""
+    `rate` requests per second in all, views of the demo users; with
+    put_every = k, every k-th request is instead a PUT /v1/o of a small new
+    object (a write: HAProxy never replays it, so a connection a replica
+    drops under it is an error the client sees). Every answer is kept as
+    (t, status, seconds, complete); a connection error is status 0; a
+    write's "complete" is its 201."""
 
-    def __init__(self, c, rate=150, threads=4, path="/v1/view/user-%03d"):
-        self.c, self.rate, self.path = c, rate, path
+    def __init__(self, c, rate=150, threads=4, path="/v1/view/user-%03d", put_every=0):
+        self.c, self.rate, self.path, self.put_every = c, rate, path, put_every
         self.stop_flag = False
         self.rows = []
         self.lock = threading.Lock()
@@ -145,11 +148,18 @@ class Load:
             try:
                 if conn is None:
                     conn = http.client.HTTPConnection(host, 80, timeout=5)
-                conn.request("GET", self.path % (i % 10), headers=hdr)
-                r = conn.getresponse()
-                body = r.read()
-                st = r.status
-                complete = st == 200 and b'"complete":true' in body
+                if self.put_every and i % self.put_every == 0:
+                    conn.request("PUT", "/v1/o", body=b"object %d %f" % (i, t), headers=hdr)
+                    r = conn.getresponse()
+                    r.read()
+                    st = r.status
+                    complete = st == 201
+                else:
+                    conn.request("GET", self.path % (i % 10), headers=hdr)
+                    r = conn.getresponse()
+                    body = r.read()
+                    st = r.status
+                    complete = st == 200 and b'"complete":true' in body
                 if r.getheader("connection", "").lower() == "close":
                     conn.close()
                     conn = None

@@ -118,7 +118,8 @@ done
 secret=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
 ( umask 077; echo "k1 = $secret" >"$STATE/keys" )
 "$BUILD/omnigate" mint --root-keys "$STATE/keys" --key-id k1 --tenant demo --ttl 24h \
-    --scope view.read,index.read,search.read,feed.read,media.read,object.read >"$STATE/token"
+    --scope view.read,index.read,search.read,feed.read,media.read,object.read,object.write \
+    >"$STATE/token"
 
 # Replicas.
 reps=""
