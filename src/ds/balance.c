@@ -99,6 +99,15 @@ int bal_pick(const struct bal_set *s, uint64_t now, uint32_t reach, uint32_t tri
     return reach & ((1u << s->n) - 1) ? BAL_FULL : BAL_NONE;
 }
 
+bool bal_untried(const struct bal_set *s, uint64_t now, uint32_t reach, uint32_t tried)
+{
+    uint32_t usable = 0;
+    for (int i = 0; i < s->n; i++)
+        if ((reach & (1u << i)) && bal_usable(&s->ep[i], now))
+            usable |= 1u << i;
+    return usable ? (usable & ~tried) != 0 : (reach & ~tried & ((1u << s->n) - 1)) != 0;
+}
+
 int bal_ejected(const struct bal_set *s, uint64_t now)
 {
     int k = 0;

@@ -103,6 +103,11 @@ bool bal_usable(const struct bal_ep *e, uint64_t now);
 int bal_pick(const struct bal_set *s, uint64_t now, uint32_t reach, uint32_t tried, int last,
              long cap, uint64_t rnd);
 
+/* Whether bal_pick would give a call that tried `tried` an endpoint it
+ * has not tried: an untried usable one, or, when none is usable (panic
+ * mode), an untried reachable one. What a 404 fall-through asks. */
+bool bal_untried(const struct bal_set *s, uint64_t now, uint32_t reach, uint32_t tried);
+
 /* Endpoint e's load at now: (outstanding + 1) × (decayed EWMA µs + 1). */
 uint64_t bal_cost(const struct bal_ep *e, uint64_t now);
 

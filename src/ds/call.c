@@ -224,7 +224,8 @@ void ds__attempt_abort(struct ds_call *c)
 static bool fall_through(const struct ds_call *c, const struct ds_resp *resp)
 {
     const struct ds_backend *b = ds__backends[c->req.svc];
-    return resp->code == 404 && c->req.svc == DS_STORAGE &&
+    /* attempts: a bound whatever the backend says (a set has at most 16). */
+    return resp->code == 404 && c->req.svc == DS_STORAGE && c->attempts < 16 &&
            (c->req.op.kind == PROTO_GET || c->req.op.kind == PROTO_HAS) && b->untried &&
            b->untried(c) && uv_now(c->dw->loop) < c->req.deadline_ms;
 }

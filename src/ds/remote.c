@@ -1176,7 +1176,9 @@ static bool remote_healthy(enum ds_service svc)
 static bool remote_untried(const struct ds_call *c)
 {
     struct rworker *rw = c->dw->remote;
-    return rw && !rw->stopping && (reachable(rw, c->req.svc) & ~c->ep_tried) != 0;
+    return rw && !rw->stopping &&
+           bal_untried(&sets[c->req.svc], uv_now(c->dw->loop), reachable(rw, c->req.svc),
+                       c->ep_tried);
 }
 
 const struct ds_backend ds__remote_backend = {

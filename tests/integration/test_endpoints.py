@@ -262,6 +262,33 @@ def test_storage_404_falls_through_to_other_endpoints():
           "the miss was not asked of every endpoint once: %r -> %r" % (before, after))
 
 
+def test_404_fall_through_asks_each_usable_endpoint_once():
+    # With one endpoint ejected, a miss is asked of the two others once
+    # each and answered 404: not bounced between them until the deadline.
+    c = Cluster({"index": 1, "storage": 3, "mailbox": 1}, "--eject-after", "2",
+                "--eject-base", "30s")
+    c.wait_ready()
+    bad = c.subs["storage"][2]
+    http("POST", bad.admin_url + "/faults?error_rate=1.0", timeout=3)
+    for i in range(20):
+        c.get("/v1/view/user-%03d" % (i % 10))
+        if c.ep("downstream_endpoint_ejected", "storage", bad) == 1:
+            break
+    check(c.ep("downstream_endpoint_ejected", "storage", bad) == 1, "never ejected")
+
+    def asked():
+        return [metric_value(metrics_text(s.admin_url), "substrate_requests_total",
+                             {"code": "404"}) or 0 for s in c.subs["storage"]]
+    before = asked()
+    t0 = time.time()
+    st, _, d = c.get("/v1/o/b3:" + "1" * 64)
+    took = time.time() - t0
+    after = asked()
+    check(st == 404 and took < 1.0, "miss: %d %r after %.2f s" % (st, d, took))
+    check([a - b for a, b in zip(after, before)] == [1, 1, 0],
+          "the miss was not asked once of each usable endpoint: %r -> %r" % (before, after))
+
+
 def test_hedge_goes_to_another_endpoint():
     c = Cluster({"index": 2, "storage": 1, "mailbox": 1}, "--hedge-after", "30ms",
                 "--retry-budget-percent", "100")

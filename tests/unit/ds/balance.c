@@ -268,3 +268,22 @@ Test(ds_balance, slow_idle_endpoint_loses_ties_until_its_latency_fades)
         slow += bal_pick(&s, 1000 + 20 * BAL_EWMA_HALF_MS, ALL(2), 0, -1, 1000, next(&x)) == 0;
     cr_assert(slow > 50, "an avoided endpoint is tried again: %d", slow);
 }
+
+/* A 404 fall-through stops once every usable endpoint was asked: it must
+ * not bounce between two of them because a third is ejected. */
+Test(ds_balance, untried_means_what_pick_would_give)
+{
+    struct bal_set s;
+    set_up(&s, 3);
+    atomic_store(&s.ep[2].ejected_until_ms, 5000);
+    cr_assert(bal_untried(&s, 0, ALL(3), 1u << 0));
+    cr_assert_not(bal_untried(&s, 0, ALL(3), 1u << 0 | 1u << 1),
+                  "the ejected one is not offered while others are usable");
+    cr_assert(bal_untried(&s, 6000, ALL(3), 1u << 0 | 1u << 1), "once readmitted it is");
+    cr_assert_not(bal_untried(&s, 0, 1u << 0 | 1u << 1, 0x7), "unreachable ones never");
+    /* Panic mode: none usable, untried reachable ones are offered. */
+    for (int i = 0; i < 3; i++)
+        atomic_store(&s.ep[i].probe_ok, false);
+    cr_assert(bal_untried(&s, 0, ALL(3), 1u << 0));
+    cr_assert_not(bal_untried(&s, 0, ALL(3), ALL(3)));
+}
