@@ -14,7 +14,9 @@ event, during it, after it.
             back in
   slow      3 x 3, hedge_after 20 ms: one index node 200 ms late for HOLD s
   scale     1, 2, 4 replicas x 2 nodes: RATE req/s for SCALE_S s; CPU
-            seconds of the replicas (utime + stime from /proc) per request
+            seconds of the replicas (utime + stime from /proc) per request,
+            and the same net of their idle background (measured IDLE_S s
+            before the load)
 
 Usage: cluster.py [--publish] [--quick]
   --quick    shorter windows (a smoke run)
@@ -38,6 +40,7 @@ HOLD = 2.0 if QUICK else 5.0     # a node stays dead or slow this long
 RATE = 200                       # scenario load, req/s through HAProxy
 SCALE_RATE = 300                 # scale load, req/s
 SCALE_S = 4.0 if QUICK else 10.0
+IDLE_S = 2.0 if QUICK else 5.0   # idle background measured before the scale load
 ARGS = "--hedge-after 20ms --retry-budget-percent 50"
 
 
@@ -136,6 +139,11 @@ def scale():
     for n in (1, 2, 4):
         c = up(n, 2, ARGS)
         pids = [int(open(os.path.join(STATE, "og%d.pid" % (k + 1))).read()) for k in range(n)]
+        # The replicas' background with no request: HAProxy's checks, the
+        # endpoint probes, pool ticks.
+        idle0 = cpu_s(pids)
+        time.sleep(IDLE_S)
+        idle = (cpu_s(pids) - idle0) / IDLE_S
         warm = Load(c, rate=SCALE_RATE, threads=8)
         time.sleep(1.0)
         warm.stop()
@@ -149,6 +157,9 @@ def scale():
         s["req_per_s"] = round(s["requests"] / SCALE_S, 1)
         s["cpu_s"] = round(cpu1 - cpu0, 3)
         s["cpu_us_per_req"] = round(1e6 * (cpu1 - cpu0) / max(1, s["requests"]), 1)
+        s["idle_cpu_s_per_s"] = round(idle, 4)
+        s["net_cpu_us_per_req"] = round(1e6 * (cpu1 - cpu0 - idle * SCALE_S) /
+                                        max(1, s["requests"]), 1)
         rows.append(s)
         down()
     return rows

@@ -268,15 +268,18 @@ def cluster_scale():
     if r is None:
         return None
     rows = [(s["replicas"], num(s["req_per_s"], 1), s["errors"], num(s["p50_ms"], 1),
-             num(s["p99_ms"], 1), num(s["cpu_s"], 2), num(s["cpu_us_per_req"], 0))
+             num(s["p99_ms"], 1), num(s["cpu_s"], 2), num(s["cpu_us_per_req"], 0),
+             num(1000 * s.get("idle_cpu_s_per_s", 0), 1), num(s.get("net_cpu_us_per_req"), 0))
             for s in r["scale"]]
     c = r["config"]
     lines = table(("replicas", "req/s", "errors", "p50 ms", "p99 ms", "replica CPU s",
-                   "CPU µs per request"), rows)
+                   "CPU µs per request", "idle CPU ms/s", "net CPU µs per request"), rows)
     lines.append("")
     lines.append("_The same paced %d req/s for %s s through HAProxy, 2 nodes per service, on %d "
                  "cores: throughput is the offered rate, not a capacity. CPU is the replicas' "
-                 "utime + stime from /proc (10 ms ticks). Commit %s, %s; from "
+                 "utime + stime from /proc (10 ms ticks); idle is the same replicas with no "
+                 "request (HAProxy's checks, endpoint probes every 250 ms, pool ticks), and net "
+                 "is the CPU per request without it. Commit %s, %s; from "
                  "`testing/performance/cluster.sh --publish`._"
                  % (c["scale_rate"], num(c["scale_s"]), r["cpus"], r["commit"], r["time"][:10]))
     return lines
