@@ -8,6 +8,7 @@
 #   make bench      micro-benchmarks and load scripts (see docs/PERFORMANCE.md)
 #   make perf       the standard load suite, JSON results in build/perf/ (PERF_ARGS=--quick)
 #   make run        start micronode with demo data
+#   make cluster-test  scale-out scenarios in network namespaces (root)
 # Sources are found by wildcard: a new file in a known folder needs no edit here.
 
 CC       ?= gcc
@@ -61,7 +62,7 @@ SUBSTRATE := $(BUILD)/omnigate-substrate
 UNIT_BIN  := $(BUILD)/test-unit
 BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 
-.PHONY: all check unit asan valgrind fuzz fuzz-build fuzz-replay bench perf run clean format integration
+.PHONY: all check unit asan valgrind fuzz fuzz-build fuzz-replay bench perf run clean format integration cluster-test
 all: $(OMNIGATE) $(SUBSTRATE)
 
 # Changed flags force a rebuild.
@@ -165,6 +166,12 @@ perf: all $(BENCH_BINS)
 
 check: all $(UNIT_BIN) $(BENCH_BINS)
 	scripts/run-checks
+
+# Scale-out scenarios: replicas behind HAProxy, substrate nodes, each in a
+# network namespace (testing/cluster/). Needs root; prints one SKIP line and
+# succeeds where the namespaces cannot be made.
+cluster-test: all
+	@testing/cluster/run; rc=$$?; [ $$rc -eq 77 ] || exit $$rc
 
 run: all
 	$(OMNIGATE) --demo

@@ -13,6 +13,7 @@
 #include "admit/gcra.h"
 #include "admit/tenants.h"
 #include "config/config.h"
+#include "core/cidr.h"
 #include "core/drr.h"
 #include "core/jw.h"
 #include "core/log.h"
@@ -66,6 +67,7 @@ static struct {
     atomic_long waiting; /* queued, all workers */
     struct gcra instance;
     struct tenants tenants;
+    struct cidr_set proxies; /* trusted_proxies: read-only after admit_start */
     struct admit_worker *workers;
     struct admit_shard *shards;
     int nworkers;
@@ -198,6 +200,30 @@ static void on_cancel_wait(struct http_req *r)
     leave_queue(worker_of(r), r);
 }
 
+/* The key of an anonymous request's bucket: its client address, in a key
+ * space of its own. Behind a trusted proxy (trusted_proxies) the client is
+ * the address that proxy appended to the last X-Forwarded-For line; from
+ * anyone else the header is ignored, so a client cannot pick its bucket. */
+static uint64_t anon_key(const struct http_req *r)
+{
+    const uint8_t *ip = r->conn->peer;
+    size_t len = r->conn->peer_len;
+    uint8_t fwd[16];
+
+    if (A.proxies.n && cidr_set_match(&A.proxies, ip, len)) {
+        const struct slice *xff = NULL;
+        for (unsigned i = 0; i < r->nhdrs; i++) {
+            const struct slice *h = &r->hdrs[i].name;
+            if (h->n == 15 && strncasecmp(h->p, "x-forwarded-for", 15) == 0)
+                xff = &r->hdrs[i].value;
+        }
+        int k = xff ? cidr_forwarded_for(xff->p, xff->n, fwd) : -1;
+        if (k > 0)
+            ip = fwd, len = (size_t)k;
+    }
+    return tenants_key(&A.tenants, ip, len) ^ 1;
+}
+
 static enum http_admit enter(struct http_req *r)
 {
     struct admit_worker *aw = worker_of(r);
@@ -209,8 +235,8 @@ static enum http_admit enter(struct http_req *r)
         uint64_t key;
         if (r->admit_class != 0 && r->tenant[0])
             key = tenants_key(&A.tenants, r->tenant, strlen(r->tenant));
-        else /* anonymous: the client address, in its own key space */
-            key = tenants_key(&A.tenants, r->conn->peer, r->conn->peer_len) ^ 1;
+        else
+            key = anon_key(r);
         struct gcra_verdict v = tenants_take(&A.tenants, key, &aw->tenant, uv_hrtime());
         if (!v.ok) {
             refuse_rate(r, aw, SCOPE_TENANT, &aw->tenant, &v);
@@ -449,6 +475,10 @@ int admit_start(const struct og_config *cfg, int nworkers)
 {
     A.nworkers = nworkers;
     atomic_store(&A.cfg, cfg);
+    if (cidr_set_parse(cfg->trusted_proxies, &A.proxies) != 0) { /* checked by config */
+        fprintf(stderr, "omnigate: trusted_proxies: invalid network list\n");
+        return -1;
+    }
     A.workers = calloc((size_t)nworkers, sizeof(*A.workers));
     A.shards = calloc((size_t)nworkers, sizeof(*A.shards));
     if (A.workers == NULL || A.shards == NULL ||

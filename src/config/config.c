@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/cidr.h"
 #include "core/log.h"
 #include "oapnet/addr.h"
 
@@ -32,6 +33,9 @@ const struct config_row config_rows[] = {
      "worker threads, each with its own loop and SO_REUSEPORT listener (0 = CPU count)"},
     {"server", "log_level", CFG_LEVEL, F(log_level), 0, 0, "info", true,
      "debug | info | warn | error"},
+    {"server", "trusted_proxies", CFG_CIDRS, F(trusted_proxies), 0, 0, "", false,
+     "comma-separated networks (10.0.0.0/8, 192.168.1.5, fd00::/8) of load balancers whose "
+     "X-Forwarded-For names the client of an anonymous request (its rate bucket)"},
     {"limits", "header_max", CFG_SIZE, F(header_max), 1 * KiB, 1 * MiB, "16KiB", true,
      "request line + header block cap (431 header_too_large)"},
     {"limits", "header_count_max", CFG_INT, F(header_count_max), 8, 1024, "100", true,
@@ -107,13 +111,14 @@ const struct config_row config_rows[] = {
     {"mailbox", "mailbox_depth_max", CFG_INT, F(mailbox_depth_max), 1, 1000000, "1000", false,
      "in-process mailbox: live messages per channel; beyond it a send gets 429 channel_full"},
     {"downstream", "index", CFG_DSADDR, F(ds_addr[0]), 0, 0, "", false,
-     "index service: oap://HOST:PORT or unix:/path; empty = in process (micronode)"},
+     "index service: oap://HOST:PORT or unix:/path, or a comma-separated set of endpoints "
+     "serving the same data; empty = in process (micronode)"},
     {"downstream", "storage", CFG_DSADDR, F(ds_addr[1]), 0, 0, "", false,
-     "storage service address; empty = in process"},
+     "storage service address or endpoint set; empty = in process"},
     {"downstream", "mailbox", CFG_DSADDR, F(ds_addr[2]), 0, 0, "", false,
-     "mailbox service address; empty = in process"},
+     "mailbox service address or endpoint set; empty = in process"},
     {"downstream", "pool_size", CFG_INT, F(ds_pool_size), 1, 64, "2", false,
-     "OAP/1 connections per worker per remote service"},
+     "OAP/1 connections per worker per remote endpoint"},
     {"downstream", "index_concurrency", CFG_INT, F(ds_concurrency[0]), 1, 100000, "128", false,
      "index calls in flight at once (beyond: 503 shed)"},
     {"downstream", "storage_concurrency", CFG_INT, F(ds_concurrency[1]), 1, 100000, "128", false,
@@ -125,7 +130,20 @@ const struct config_row config_rows[] = {
     {"downstream", "retry_budget_percent", CFG_INT, F(ds_retry_budget_pct), 0, 100, "10", true,
      "retries and hedges per downstream, as a share of first attempts"},
     {"downstream", "hedge_after", CFG_DURATION, F(ds_hedge_after_ms), 0, 60000, "0", true,
-     "send a hedged second read after this long (0 = hedging off)"},
+     "send a hedged second read after this long (0 = hedging off), to another endpoint"},
+    {"downstream", "eject_after", CFG_INT, F(ds_eject_after), 0, 1000, "5", true,
+     "consecutive failures or timeouts that eject an endpoint of a set (0 = never)"},
+    {"downstream", "eject_base", CFG_DURATION, F(ds_eject_base_ms), 10, 600000, "1s", true,
+     "first ejection's length; the n-th ejection in a row lasts n times as long"},
+    {"downstream", "eject_max", CFG_DURATION, F(ds_eject_max_ms), 10, 3600000, "30s", true,
+     "longest ejection"},
+    {"downstream", "eject_max_percent", CFG_INT, F(ds_eject_max_pct), 0, 100, "50", true,
+     "share of a set that may be ejected at once (at least one endpoint of two or more; "
+     "never all)"},
+    {"downstream", "health_interval", CFG_DURATION, F(ds_health_interval_ms), 100, 600000, "1s",
+     true, "each endpoint of a remote service is probed with an OAP/1 HELLO this often"},
+    {"downstream", "health_timeout", CFG_DURATION, F(ds_health_timeout_ms), 10, 600000, "1s", true,
+     "a probe's connect plus HELLO must finish within this"},
     {"micronode", "storage_mem_cap", CFG_SIZE, F(storage_mem_cap), 1 * MiB, 64 * GiB, "512MiB",
      false, "RAM for in-process storage objects"},
     {"micronode", "storage_max_object", CFG_SIZE, F(storage_max_object), 1 * KiB, 4 * GiB, "128MiB",
@@ -152,6 +170,9 @@ const struct config_row config_rows[] = {
      "comma-separated scopes that make a token class internal"},
     {"limits", "drain_grace", CFG_DURATION, F(drain_grace_ms), 0, 600000, "10s", false,
      "on SIGTERM, time given to inflight requests before exit"},
+    {"limits", "drain_delay", CFG_DURATION, F(drain_delay_ms), 0, 600000, "0", false,
+     "on SIGTERM, time /readyz answers 503 while serving on as before, so a load balancer "
+     "stops sending before the drain closes anything"},
 };
 const size_t config_rows_count = sizeof(config_rows) / sizeof(config_rows[0]);
 
@@ -266,10 +287,11 @@ int config_parse_addr(const char *s, char *host, size_t hostlen, int *port)
 
 int config_parse_ds_addr(const char *s)
 {
-    struct oapnet_addr a;
+    struct oapnet_addr a[OAPNET_ADDR_LIST_MAX];
     /* The pools parse it again with the same parser, so what passes here
      * is what they connect to. */
-    return s[0] == '\0' || oapnet_addr_parse(s, false, &a) == 0 ? 0 : -1;
+    return s[0] == '\0' || oapnet_addr_list_parse(s, false, a, NULL, OAPNET_ADDR_LIST_MAX) > 0 ? 0
+                                                                                               : -1;
 }
 
 static const char *type_hint(enum config_type t)
@@ -280,7 +302,9 @@ static const char *type_hint(enum config_type t)
     case CFG_INT: return "an integer";
     case CFG_ADDR: return "HOST:PORT with a numeric IPv4 or [IPv6] host";
     case CFG_LEVEL: return "one of debug, info, warn, error";
-    case CFG_DSADDR: return "empty, oap://HOST:PORT or unix:/path";
+    case CFG_DSADDR:
+        return "empty, or a comma-separated list of up to 16 oap://HOST:PORT or unix:/path";
+    case CFG_CIDRS: return "a comma-separated list of ADDR/BITS or ADDR networks";
     case CFG_RATE: return "a rate like 500/s, 30/m, 100/h (0 = off)";
     case CFG_BOOL: return "true or false";
     default: return "a string";
@@ -297,6 +321,7 @@ int config_set(struct og_config *cfg, const struct config_row *row, const char *
     case CFG_STR:
     case CFG_ADDR:
     case CFG_DSADDR:
+    case CFG_CIDRS:
     case CFG_LEVEL: {
         char host[64];
         int port;
@@ -307,6 +332,8 @@ int config_set(struct og_config *cfg, const struct config_row *row, const char *
         else if (row->type == CFG_LEVEL && log_level_parse(value) < 0)
             rc = -1;
         else if (row->type == CFG_DSADDR && config_parse_ds_addr(value) != 0)
+            rc = -1;
+        else if (row->type == CFG_CIDRS && cidr_set_parse(value, &(struct cidr_set){0}) != 0)
             rc = -1;
         if (rc == 0)
             snprintf(field, CONFIG_STR_MAX, "%s", value);
@@ -503,7 +530,7 @@ int config_reload_check(const struct og_config *old, const struct og_config *nu,
             continue;
         const char *a = (const char *)old + r->offset, *b = (const char *)nu + r->offset;
         bool is_str = r->type == CFG_STR || r->type == CFG_ADDR || r->type == CFG_LEVEL ||
-                      r->type == CFG_DSADDR;
+                      r->type == CFG_DSADDR || r->type == CFG_CIDRS;
         /* Strings compare as strings: bytes after the NUL are not part of them. */
         bool differs = is_str ? strcmp(a, b) != 0 : memcmp(a, b, sizeof(int64_t)) != 0;
         if (differs) {

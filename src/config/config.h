@@ -24,6 +24,7 @@ struct og_config {
     char admin[CONFIG_STR_MAX];
     int64_t workers;
     char log_level[CONFIG_STR_MAX];
+    char trusted_proxies[CONFIG_STR_MAX]; /* CIDR list (core/cidr.h) */
 
     int64_t header_max;       /* bytes */
     int64_t header_count_max; /* header lines */
@@ -50,6 +51,7 @@ struct og_config {
     int64_t mailbox_wait_max_ms, mailbox_poll_ms, mailbox_parked_max;
     int64_t mailbox_max_deliveries, mailbox_idem_window_ms, mailbox_depth_max;
     int64_t drain_grace_ms;
+    int64_t drain_delay_ms; /* SIGTERM: unready this long before the drain */
 
     /* Request bodies sent with a Content-Encoding: decoded bytes per byte
      * received (plus 64 KiB); 0 = no ratio cap. */
@@ -62,6 +64,9 @@ struct og_config {
     int64_t ds_retry_max;
     int64_t ds_retry_budget_pct;
     int64_t ds_hedge_after_ms; /* 0 = hedging off */
+    /* Endpoint sets (ds/balance.h): passive ejection and active probes. */
+    int64_t ds_eject_after, ds_eject_base_ms, ds_eject_max_ms, ds_eject_max_pct;
+    int64_t ds_health_interval_ms, ds_health_timeout_ms;
     int64_t storage_mem_cap;
     int64_t storage_max_object;
 
@@ -95,6 +100,7 @@ enum config_type {
     CFG_DSADDR,
     CFG_RATE,
     CFG_BOOL, /* true/on or false/off, stored as an int64_t 1 or 0 */
+    CFG_CIDRS,
 };
 
 struct config_row {

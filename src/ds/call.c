@@ -199,7 +199,9 @@ void ds__attempt(struct ds_call *c)
         /* The failure is taken up by the timer on a later turn, since this
          * may run inside ds_call() and the callback must never (ds.h). */
         c->send_failed = true;
-        c->send_err = e == DS_SEND_NOMEM ? OG_E_INTERNAL : OG_E_BAD_GATEWAY;
+        c->send_err = e == DS_SEND_NOMEM  ? OG_E_INTERNAL
+                      : e == DS_SEND_BUSY ? OG_E_BUSY
+                                          : OG_E_BAD_GATEWAY;
         uv_timer_start(&c->timer, on_timer, 0, 0);
         return;
     }
@@ -214,11 +216,31 @@ void ds__attempt_abort(struct ds_call *c)
     }
 }
 
+/* A storage read that missed (404) on one endpoint of a set is tried on
+ * an endpoint it has not tried, before the caller sees 404: objects are
+ * content-addressed, so any node may hold one. Streams too (their 404 is a
+ * whole answer, before any head). Bounded by the set's size; outside the
+ * retry budget, since a miss is an answer, not a failure. */
+static bool fall_through(const struct ds_call *c, const struct ds_resp *resp)
+{
+    const struct ds_backend *b = ds__backends[c->req.svc];
+    /* attempts: a bound whatever the backend says (a set has at most 16). */
+    return resp->code == 404 && c->req.svc == DS_STORAGE && c->attempts < 16 &&
+           (c->req.op.kind == PROTO_GET || c->req.op.kind == PROTO_HAS) && b->untried &&
+           b->untried(c) && uv_now(c->dw->loop) < c->req.deadline_ms;
+}
+
 void ds__attempt_done(struct ds_call *c, struct ds_resp *resp)
 {
     c->in_attempt = false;
     const struct og_config *cfg = ds__cfg(c->dw);
     uint64_t now = uv_now(c->dw->loop);
+    if (fall_through(c, resp)) {
+        if (resp->release)
+            resp->release(resp->owner);
+        ds__attempt(c);
+        return;
+    }
     if (c->req.idempotent && retry_is_transient(resp) && c->attempts <= cfg->ds_retry_max &&
         now < c->req.deadline_ms) {
         uint64_t wait = retry_backoff_ms(c->attempts, &c->dw->rng);

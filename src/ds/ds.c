@@ -15,7 +15,6 @@
 #include "ops/health.h"
 
 const char *const ds__service_names[DS__COUNT] = {"index", "storage", "mailbox"};
-const char *ds__remote_addr[DS__COUNT];
 int ds__remote_pool_size = 2;
 
 /* Per-worker state, by worker id (ds_worker_init); the table is made at
@@ -52,11 +51,11 @@ static bool key_downstream_health(void)
 
 int ds_start(const struct og_config *cfg, int nworkers)
 {
-    bool any_local = false;
+    bool any_local = false, any_remote = false;
     for (int s = 0; s < DS__COUNT; s++) {
         if (cfg->ds_addr[s][0]) {
             ds__backends[s] = &ds__remote_backend;
-            ds__remote_addr[s] = cfg->ds_addr[s];
+            any_remote = true;
         } else {
             ds__backends[s] = &ds__local_backend;
             any_local = true;
@@ -65,6 +64,8 @@ int ds_start(const struct og_config *cfg, int nworkers)
     }
     ds__remote_pool_size = (int)cfg->ds_pool_size;
     if (any_local && ds__local_start(cfg) != 0)
+        return -1;
+    if (any_remote && ds__remote_start(cfg) != 0)
         return -1;
     health_set_amnesia(ds_is_micronode()); /* in-process engines keep RAM only */
     nstates = nworkers;
@@ -85,6 +86,7 @@ struct ds_worker *ds_worker_init(int id, uv_loop_t *loop, const struct og_config
     dw->drained = drained;
     dw->drained_arg = arg;
     retry_rng_seed(&dw->rng, 0);
+    dw->prober = id == nstates - 1; /* the last loop is the admin's */
     for (int s = 0; s < DS__COUNT; s++)
         if (ds__backends[s]->worker_init)
             ds__backends[s]->worker_init(dw, (enum ds_service)s);

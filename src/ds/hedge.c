@@ -65,6 +65,9 @@ void hedge_start(struct ds_call *c)
     if (t == NULL)
         return;
     t->is_hedge = true;
+    /* Another endpoint than the attempt it backs up (remote sets). */
+    t->ep_tried = c->ep_tried;
+    t->ep_last = c->ep_last;
     c->twin = t;
     ds__attempt(t);
 }

@@ -50,6 +50,7 @@ struct ds_worker {
     struct retry_rng rng;          /* retry jitter (retry.c), seeded by ds_worker_init */
     struct rworker *remote;        /* connection pools (remote.c), NULL before use */
     struct local_worker *local;    /* in-process engine queue (local.c) */
+    bool prober;                   /* runs the endpoints' health probes (the admin loop's) */
 };
 
 /* dw's configuration snapshot now. */
@@ -72,14 +73,19 @@ struct ds_call {
     int attempts;
     bool cancelled;
     bool finished;
-    bool counted;           /* holds a slot of the per-downstream limit */
-    bool in_attempt;        /* a backend attempt is outstanding */
-    bool shed;              /* refused by the concurrency limit */
-    bool send_failed;       /* the backend could not start the attempt: */
-    enum og_err send_err;   /* ...BAD_GATEWAY, or INTERNAL (out of memory) */
-    bool is_hedge;          /* a hedged twin attempt of another call */
-    uint64_t hedge_at_ms;   /* 0, or when to start a hedged twin */
-    struct ds_call *twin;   /* the hedged attempt in flight, if any */
+    bool counted;         /* holds a slot of the per-downstream limit */
+    bool in_attempt;      /* a backend attempt is outstanding */
+    bool shed;            /* refused by the concurrency limit */
+    bool send_failed;     /* the backend could not start the attempt: */
+    enum og_err send_err; /* ...BAD_GATEWAY, or INTERNAL (out of memory) */
+    bool is_hedge;        /* a hedged twin attempt of another call */
+    uint64_t hedge_at_ms; /* 0, or when to start a hedged twin */
+    struct ds_call *twin; /* the hedged attempt in flight, if any */
+    /* Endpoint sets (remote backend, ds/balance.h): endpoints this call's
+     * attempts used (a hedge twin inherits them), the current attempt's
+     * and the latest one's, as index + 1 (0: none). */
+    uint32_t ep_tried;
+    uint8_t ep_at, ep_last;
     uv_timer_t timer;       /* deadline and retry backoff */
     struct ds_call *leader; /* coalesced: the call whose answer we share */
     struct ds_call *followers, *next_follower;
@@ -106,6 +112,7 @@ struct ds_call {
  * reached (BAD_GATEWAY, which an idempotent call may retry). The core
  * answers either on a later turn. Both run on c->dw's loop. */
 #define DS_SEND_NOMEM (-2)
+#define DS_SEND_BUSY  (-3) /* every endpoint is at its concurrency share: BUSY, not retried */
 struct ds_backend {
     const char *name;
     int (*send)(struct ds_call *c);
@@ -116,6 +123,10 @@ struct ds_backend {
      * chunk from inside (the consumer may be in its own callback). */
     void (*consumed)(struct ds_call *c);
     bool (*healthy)(enum ds_service svc); /* for /readyz; any thread */
+    /* Whether another endpoint could still answer c (one its attempts
+     * have not tried): a storage read's 404 is then tried there. NULL: a
+     * backend of one endpoint. */
+    bool (*untried)(const struct ds_call *c);
 };
 
 /* resp->owner/release describe the bytes; the core takes them over. A
@@ -157,9 +168,10 @@ void ds__local_stop(void);
 extern const struct ds_backend ds__local_backend;
 extern const struct ds_backend ds__remote_backend;
 
-/* Remote backend configuration, set by ds_start: address per service
- * ("oap://host:port" or "unix:/path") and pool size per worker. */
-extern const char *ds__remote_addr[DS__COUNT];
+/* Remote backend configuration, set by ds_start: pool size per worker and
+ * endpoint. ds__remote_start parses the endpoint set of each service cfg
+ * gives an address (0, or -1 with a message on stderr). */
 extern int ds__remote_pool_size;
+int ds__remote_start(const struct og_config *cfg);
 
 #endif

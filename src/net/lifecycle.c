@@ -48,7 +48,7 @@ static bool key_last_reload_ok(void)
 }
 static bool key_not_draining(void)
 {
-    return !atomic_load(&srv.draining);
+    return !atomic_load(&srv.leaving);
 }
 
 static double read_inflight(const struct metric_def *d, const int *ix)
@@ -258,16 +258,39 @@ static void on_drain_deadline(uv_timer_t *t)
     wake_workers();
 }
 
-static void on_term(uv_signal_t *s, int signum)
+/* Listeners close, idle connections close, in-flight requests finish. */
+static void drain_begin(int signum)
 {
-    if (atomic_exchange(&srv.draining, true))
-        return; /* already draining */
     const struct og_config *cfg = atomic_load(&srv.cfg);
+    atomic_store(&srv.draining, true);
     log_event(LOG_INFO, "drain", "signal %d: draining, grace %lld ms", signum,
               (long long)cfg->drain_grace_ms);
     wake_workers();
     uv_timer_start(&drain_timer, on_drain_deadline, (uint64_t)cfg->drain_grace_ms, 0);
     uv_timer_start(&drain_poll, on_drain_poll, 0, 20);
+}
+
+static void on_drain_delay(uv_timer_t *t)
+{
+    drain_begin(SIGTERM);
+}
+
+/* /readyz turns 503 at once. With drain_delay, the process then goes on
+ * serving as before (listeners open, keep-alive kept) for that long, so a
+ * balancer checking /readyz stops sending before any connection is closed
+ * or refused; the drain proper follows. */
+static void on_term(uv_signal_t *s, int signum)
+{
+    if (atomic_exchange(&srv.leaving, true))
+        return; /* already leaving */
+    const struct og_config *cfg = atomic_load(&srv.cfg);
+    if (cfg->drain_delay_ms == 0) {
+        drain_begin(signum);
+        return;
+    }
+    log_event(LOG_INFO, "unready", "signal %d: /readyz answers 503; draining in %lld ms", signum,
+              (long long)cfg->drain_delay_ms);
+    uv_timer_start(&drain_timer, on_drain_delay, (uint64_t)cfg->drain_delay_ms, 0);
 }
 
 int server_run(struct og_config *cfg, const struct config_args *args, char *const *envp,

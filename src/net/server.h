@@ -76,6 +76,7 @@ struct server {
      * (server_run; read-only after start-up). */
     long conns_fd_room;
     atomic_bool draining;
+    atomic_bool leaving; /* SIGTERM seen: /readyz is 503; draining follows after drain_delay */
     atomic_bool force_close;
     atomic_uint cfg_gen; /* bumped on reload; workers refresh their snapshot */
 

@@ -90,3 +90,46 @@ int oapnet_addr_parse(const char *s, bool allow_bare, struct oapnet_addr *out)
     }
     return -1;
 }
+
+static bool addr_same(const struct oapnet_addr *a, const struct oapnet_addr *b)
+{
+    return a->ss_len == b->ss_len && memcmp(&a->ss, &b->ss, a->ss_len) == 0;
+}
+
+int oapnet_addr_list_parse(const char *s, bool allow_bare, struct oapnet_addr *out,
+                           char (*names)[64], int max)
+{
+    /* One entry is at most a unix path plus "unix:", or a bracketed IPv6
+     * address with its port: a longer one is refused before it is copied. */
+    char one[OAPNET_UNIX_PATH_MAX + 8];
+    int n = 0;
+
+    if (max > OAPNET_ADDR_LIST_MAX)
+        max = OAPNET_ADDR_LIST_MAX;
+    for (;;) {
+        const char *end = strchr(s, ',');
+        size_t len = end ? (size_t)(end - s) : strlen(s);
+        while (len && (*s == ' ' || *s == '\t'))
+            s++, len--;
+        while (len && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+            len--;
+        if (len == 0 || len >= sizeof(one) || n >= max)
+            return -1;
+        memcpy(one, s, len);
+        one[len] = '\0';
+        if (oapnet_addr_parse(one, allow_bare, &out[n]) != 0)
+            return -1;
+        for (int k = 0; k < n; k++)
+            if (addr_same(&out[k], &out[n]))
+                return -1;
+        if (names) { /* a label: truncated, never refused */
+            size_t k = len < sizeof(names[n]) ? len : sizeof(names[n]) - 1;
+            memcpy(names[n], one, k);
+            names[n][k] = '\0';
+        }
+        n++;
+        if (end == NULL)
+            return n;
+        s = end + 1;
+    }
+}

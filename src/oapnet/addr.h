@@ -32,4 +32,19 @@ struct oapnet_addr {
  */
 int oapnet_addr_parse(const char *s, bool allow_bare, struct oapnet_addr *out);
 
+/* Endpoints one service name may list (the downstream endpoint sets). */
+#define OAPNET_ADDR_LIST_MAX 16
+
+/*
+ * An endpoint set: addresses separated by commas, each with optional
+ * spaces or tabs around it ("oap://10.0.0.11:7001, oap://10.0.0.12:7001"),
+ * each parsed as above. At most max entries (≤ OAPNET_ADDR_LIST_MAX), no
+ * empty entry, no address twice. out[i] receives the i-th address and,
+ * when names is not NULL, names[i] its text without the spaces
+ * (NUL-terminated, truncated to 63 bytes: a metric label). Returns the
+ * number of addresses (≥ 1), or -1 (out unspecified).
+ */
+int oapnet_addr_list_parse(const char *s, bool allow_bare, struct oapnet_addr *out,
+                           char (*names)[64], int max);
+
 #endif

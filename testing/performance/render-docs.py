@@ -19,6 +19,7 @@ Sources (all committed):
   arch-before-after docs/perf/arch-before-after.json  perf-gate BASE --instructions --json
   typed-ops-before-after docs/perf/typed-ops-before-after.json
                                                  callgrind-hydration.sh --base DIR --json
+  cluster-scenarios, cluster-scale docs/perf/cluster.json  cluster.sh --publish
 
 Usage: testing/performance/render-docs.py [--check] [--doc FILE]
   --check     exit 1 if the document is not what the sources produce
@@ -231,7 +232,61 @@ def healthz_nginx():
     return lines
 
 
+def cluster_scenarios():
+    r = load_perf("cluster")
+    if r is None:
+        return None
+    rows = []
+    names = (("rolling", "rolling restart, 3 replicas"), ("node_loss", "kill -9 1 of 3 storage"),
+             ("slow", "1 of 3 index 200 ms late"))
+    for key, label in names:
+        for ph in ("before", "during", "after"):
+            s = r[key]["phases"][ph]
+            rows.append((label if ph == "before" else "", ph, s["requests"], s["errors"],
+                         s["partial"], num(s["p50_ms"], 1), num(s["p99_ms"], 1)))
+    c = r["config"]
+    lines = table(("scenario", "window", "requests", "errors", "partial views", "p50 ms",
+                   "p99 ms"), rows)
+    nl = r["node_loss"]
+    lines.append("")
+    lines.append("_Paced %d req/s of views through HAProxy, 3 replicas (1 worker each), 3 nodes "
+                 "per service, `%s`; before/after windows %s s, the dead or slow node held %s s. "
+                 "Rolling restart: each replica out and back in %s s. Node loss: out of service "
+                 "on every replica %s s after the kill, back %s s after its restart (seed "
+                 "included), %d views not whole. Slow node: %d index hedges won. Commit %s, %s, "
+                 "load average %.1f before; from `testing/performance/cluster.sh --publish`._"
+                 % (c["rate"], c["replica_args"], num(c["window_s"]), num(c["hold_s"]),
+                    " / ".join(str(x) for x in r["rolling"]["replica_out_and_back_s"]),
+                    nl["out_of_service_s"], nl["back_after_restart_s"], nl["not_whole"],
+                    r["slow"]["index_hedges_won"], r["commit"], r["time"][:10],
+                    r["loadavg_before"]))
+    return lines
+
+
+def cluster_scale():
+    r = load_perf("cluster")
+    if r is None:
+        return None
+    rows = [(s["replicas"], num(s["req_per_s"], 1), s["errors"], num(s["p50_ms"], 1),
+             num(s["p99_ms"], 1), num(s["cpu_s"], 2), num(s["cpu_us_per_req"], 0),
+             num(1000 * s.get("idle_cpu_s_per_s", 0), 1), num(s.get("net_cpu_us_per_req"), 0))
+            for s in r["scale"]]
+    c = r["config"]
+    lines = table(("replicas", "req/s", "errors", "p50 ms", "p99 ms", "replica CPU s",
+                   "CPU µs per request", "idle CPU ms/s", "net CPU µs per request"), rows)
+    lines.append("")
+    lines.append("_The same paced %d req/s for %s s through HAProxy, 2 nodes per service, on %d "
+                 "cores: throughput is the offered rate, not a capacity. CPU is the replicas' "
+                 "utime + stime from /proc (10 ms ticks); idle is the same replicas with no "
+                 "request (HAProxy's checks, endpoint probes every 250 ms, pool ticks), and net "
+                 "is the CPU per request without it. Commit %s, %s; from "
+                 "`testing/performance/cluster.sh --publish`._"
+                 % (c["scale_rate"], num(c["scale_s"]), r["cpus"], r["commit"], r["time"][:10]))
+    return lines
+
+
 RENDER = {"suite": suite, "healthz-nginx": healthz_nginx,
+          "cluster-scenarios": cluster_scenarios, "cluster-scale": cluster_scale,
           "arch-before-after": lambda: before_after("arch-before-after"),
           "typed-ops-before-after": lambda: before_after("typed-ops-before-after"),
           "gate-aa": lambda: gate("gate-aa"), "gate-slow": lambda: gate("gate-slow"),

@@ -167,6 +167,58 @@ Test(ds_call, transient_failure_is_retried_after_backoff)
     fake_close_loop();
 }
 
+/* Endpoint sets: a storage read's 404 is tried on an endpoint the call has
+ * not tried, and the caller sees 404 only once none is left; other
+ * services and other answers are not. */
+Test(ds_call, storage_404_falls_through_while_endpoints_are_untried)
+{
+    struct fake_got g = {0};
+    struct ds_req r = fake_read("x");
+    fake.untried = 2;
+    cr_assert_not_null(ds_call(fake.dw, &r, fake_on_resp, &g));
+    fake_answer(fake.sent[0], 404, 0);
+    cr_assert_eq(fake.nsent, 2, "tried on another endpoint at once");
+    cr_assert_eq(g.n, 0);
+    fake_answer(fake.sent[1], 404, 0);
+    cr_assert_eq(fake.nsent, 3);
+    fake_answer(fake.sent[2], 404, 0);
+    cr_assert_eq(g.n, 1, "no endpoint left: the caller gets the 404");
+    cr_assert_eq(g.code, 404);
+    cr_assert_eq(g.attempts, 3);
+    cr_assert_eq(stats_of(fake.dw)->retries[DS_STORAGE], 0, "a miss is not a retry");
+
+    struct fake_got g2 = {0};
+    r = fake_read("y");
+    r.svc = DS_INDEX;
+    fake.untried = 2;
+    ds_call(fake.dw, &r, fake_on_resp, &g2);
+    fake_answer(fake.sent[3], 404, 0);
+    cr_assert_eq(g2.n, 1, "an index 404 is an answer");
+    fake_close_loop();
+}
+
+/* A hedged twin avoids the endpoints its parent's attempts used. */
+Test(ds_call, hedge_twin_inherits_the_endpoints_tried)
+{
+    struct fake_got g = {0};
+    struct ds_req r = fake_read("x");
+    fake.cfg.ds_hedge_after_ms = 1;
+    atomic_store(&retry_budget[DS_STORAGE], RETRY_BUDGET_SCALE);
+    cr_assert_not_null(ds_call(fake.dw, &r, fake_on_resp, &g));
+    fake.sent[0]->ep_tried = 1u << 2; /* as the remote backend marks it */
+    fake.sent[0]->ep_last = 3;
+    while (fake.nsent < 2) {
+        uv_run(&fake.loop, UV_RUN_NOWAIT);
+        usleep(1000);
+    }
+    cr_assert(fake.sent[1]->is_hedge);
+    cr_assert_eq(fake.sent[1]->ep_tried, 1u << 2);
+    cr_assert_eq(fake.sent[1]->ep_last, 3);
+    fake_answer(fake.sent[1], 200, 0);
+    cr_assert_eq(g.code, 200);
+    fake_close_loop();
+}
+
 Test(ds_call, shed_over_the_concurrency_limit)
 {
     struct fake_got g[2] = {{0}};

@@ -27,10 +27,17 @@ static void fake_abort(struct ds_call *c)
     fake.naborted++;
 }
 
+/* An endpoint set whose untried endpoints the test counts down. */
+static bool fake_untried(const struct ds_call *c)
+{
+    return fake.untried > 0 && fake.untried--;
+}
+
 static const struct ds_backend fake_backend = {
     .name = "fake",
     .send = fake_send,
     .abort = fake_abort,
+    .untried = fake_untried,
 };
 
 void fake_on_resp(void *arg, struct ds_resp *r)

@@ -20,6 +20,7 @@ struct fake {
     int nsent;
     int naborted;
     int send_result; /* what send returns (0: accepted) */
+    int untried;     /* endpoints the backend still offers a call (0: a set of one) */
     bool closed;     /* fake_close_loop ran */
 };
 

@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/un.h>
 
@@ -100,4 +101,51 @@ Test(oapnet_addr, bare_for_tools)
     cr_assert_eq(oapnet_addr_parse("[::1]:9000", true, &a), 0);
     cr_assert_eq(oapnet_addr_parse(":9000", true, &a), -1);
     cr_assert_eq(oapnet_addr_parse("9000", true, &a), -1);
+}
+
+Test(oapnet_addr, list)
+{
+    struct oapnet_addr a[OAPNET_ADDR_LIST_MAX];
+    char names[OAPNET_ADDR_LIST_MAX][64];
+
+    cr_assert_eq(oapnet_addr_list_parse("oap://10.0.0.11:7001, oap://10.0.0.12:7001", false, a,
+                                        names, OAPNET_ADDR_LIST_MAX),
+                 2);
+    cr_assert_str_eq(names[0], "oap://10.0.0.11:7001");
+    cr_assert_str_eq(names[1], "oap://10.0.0.12:7001");
+    cr_assert_eq(ntohs(((struct sockaddr_in *)&a[1].ss)->sin_port), 7001);
+    cr_assert_eq(oapnet_addr_list_parse(" \toap://[::1]:1 ,unix:/run/a.sock", false, a, NULL, 4),
+                 2);
+    cr_assert(a[1].is_unix);
+    cr_assert_eq(oapnet_addr_list_parse("oap://127.0.0.1:9", false, a, names, 1), 1,
+                 "one address is a set of one");
+    cr_assert_eq(oapnet_addr_list_parse("127.0.0.1:9,127.0.0.1:10", true, a, names, 4), 2,
+                 "bare entries where the caller allows them");
+}
+
+Test(oapnet_addr, list_invalid)
+{
+    struct oapnet_addr a[OAPNET_ADDR_LIST_MAX];
+    char many[40 * 20] = "";
+    static const char *const bad[] = {
+        "",
+        ",",
+        "oap://127.0.0.1:9,",
+        ",oap://127.0.0.1:9",
+        "oap://127.0.0.1:9,,oap://127.0.0.1:10",
+        "oap://127.0.0.1:9, oap://127.0.0.1:9", /* twice the same endpoint */
+        "oap://127.0.0.1:9 oap://127.0.0.1:10", /* no comma */
+        "oap://127.0.0.1:9,127.0.0.1:10",       /* bare where not allowed */
+        "oap://127.0.0.1:9,oap://127.0.0.1:0",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        cr_assert_eq(oapnet_addr_list_parse(bad[i], false, a, NULL, OAPNET_ADDR_LIST_MAX), -1, "%s",
+                     bad[i]);
+    cr_assert_eq(oapnet_addr_list_parse("oap://127.0.0.1:9,oap://127.0.0.1:10", false, a, NULL, 1),
+                 -1, "more than max");
+    for (int i = 0; i <= OAPNET_ADDR_LIST_MAX; i++)
+        snprintf(many + strlen(many), sizeof(many) - strlen(many), "%soap://127.0.0.1:%d",
+                 i ? "," : "", 100 + i);
+    cr_assert_eq(oapnet_addr_list_parse(many, false, a, NULL, 1000), -1,
+                 "never more than OAPNET_ADDR_LIST_MAX, whatever max says");
 }
