@@ -114,9 +114,10 @@ def test_corrupt_group_is_cut_before_its_bytes():
         check(st == 206 and rc == 18 and len(got) < b - a + 1, (r, st, rc, len(got)))
         cuts.append(r)
         check((a + len(got)) % G == 0, "range %s cut at %d, inside a group" % (r, a + len(got)))
-    # Some ranges lost a later group (the corrupted byte falls anywhere in
-    # the groups read), so both outcomes were seen.
-    check(len(cuts) >= 2, "cut: %s" % cuts)
+    # The corrupted byte falls anywhere in the groups read, so some range
+    # lost a later group and was cut (the whole object as a range has 63
+    # chances in 64 alone; all ten ranges miss it about once in 2000 runs).
+    check(len(cuts) >= 1, "cut: %s" % cuts)
     # The log names the object and the group.
     ev = [json.loads(l) for l in p.log_text().splitlines()
           if l.startswith("{") and "integrity_failure" in l]
