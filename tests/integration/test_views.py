@@ -389,6 +389,34 @@ def test_corrupt_bytes_are_integrity_errors__macronode():
     check(st == 200 and d["complete"] is True and "json" in d["parts"]["doc"], d)
 
 
+def test_ranged_parts_show_the_asked_bytes_unverified__macronode():
+    # A part with "range" shows exactly those bytes, as base64, and says it
+    # is not verified (only whole parts are; docs/API.md).
+    p = start_profile("macronode")
+    st, _, clip = p.get("/v1/index/clip-2")
+    addr = clip["obj"]
+    data = fetch_object(p, addr)
+    c = OapClient.tcp(p.subs["index"].port)
+    man = {"kind": "view", "title": "ranged", "parts": {
+        "head": {"type": "object", "obj": addr, "media_type": "video/mp4", "range": [0, 99]},
+        "mid": {"type": "object", "obj": addr, "media_type": "video/mp4",
+                "range": [65000, 66000]},
+        "past": {"type": "object", "obj": addr, "media_type": "video/mp4",
+                 "range": [len(data) - 10, len(data) + 10]}}}
+    code, _, _ = c.call(APP_INDEX, {"op": "put", "name": "ranged-probe"},
+                        json.dumps(man).encode())
+    c.close()
+    check(code in (200, 201), "index put %d" % code)
+    st, _, d = view(p, "ranged-probe")
+    check(st == 200 and d["complete"] is True, (st, d))
+    for key, (a, b) in (("head", (0, 99)), ("mid", (65000, 66000)),
+                        ("past", (len(data) - 10, len(data) - 1))):
+        part = d["parts"][key]
+        check(part["status"] == 206 and part["verified"] is False, part)
+        check(part["range"] == [a, b] and part["size"] == b - a + 1, part)
+        check(base64.b64decode(part["base64"]) == data[a:b + 1], key)
+
+
 def test_storage_killed_mid_request__macronode():
     p = start_profile("macronode", "--request-timeout", "1500ms")
     p.faults("storage", latency_ms=300)
