@@ -8,10 +8,12 @@
  */
 #include "view/compose.h"
 
+#include <jansson.h>
 #include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cas/outboard.h"
 #include "core/dec.h"
 #include "handler/hctx.h"
 #include "media/integrity.h"
@@ -101,7 +103,8 @@ static void render_object(struct jw *w, const struct view_part *p, const struct 
     }
     jw_key(w, "size");
     jw_uint(w, r->body_len);
-    if (verified && view_media_is_json(p->media_type) && valid_json(r->body, r->body_len)) {
+    if (verified && !p->ranged && view_media_is_json(p->media_type) &&
+        valid_json(r->body, r->body_len)) {
         jw_key(w, "json");
         jw_raw(w, (const char *)r->body, r->body_len);
     } else if (r->body_len <= inline_max) {
@@ -117,21 +120,79 @@ static void render_object(struct jw *w, const struct view_part *p, const struct 
     jw_obj_close(w);
 }
 
+/* A ranged part's bytes (the whole groups its range touches, read from
+ * the group boundary before it) against the proof, as /v1/o ranges are
+ * checked (src/media/objects.c): the proof climbs to the address, each
+ * group matches its proven value (an object of one group: its hash).
+ * Then r->body is narrowed to the asked bytes. Returns false on any
+ * mismatch, or an answer that does not fit the asked range. */
+static bool range_part_ok(const struct view_part *p, struct part_result *r)
+{
+    json_error_t e;
+    json_t *h = json_loadb(r->proof_hdr, r->proof_hdr_len, 0, &e);
+    json_t *sz = json_object_get(h, "size"), *gs = json_object_get(h, "groups");
+    json_t *fa = json_object_get(h, "first"), *la = json_object_get(h, "last");
+    bool ok = json_is_integer(sz) && json_integer_value(sz) >= 0 && json_is_integer(gs);
+    uint64_t size = ok ? (uint64_t)json_integer_value(sz) : 0;
+    if (ok && p->first >= size) { /* a range at the end: no bytes to show */
+        json_decref(h);
+        r->body_len = 0;
+        return true;
+    }
+    uint64_t groups = cas_groups(size);
+    uint64_t off = p->first / CAS_GROUP_BYTES * CAS_GROUP_BYTES;
+    uint64_t end = p->last + 1 < size ? p->last + 1 : size; /* past the asked bytes */
+    uint64_t gend = (end - 1) / CAS_GROUP_BYTES + 1;        /* past the last group */
+    ok = ok && (uint64_t)json_integer_value(gs) == groups && p->first < size &&
+         r->body_len == (gend * CAS_GROUP_BYTES < size ? gend * CAS_GROUP_BYTES : size) - off;
+    uint64_t a = p->first / CAS_GROUP_BYTES, b = gend - 1;
+    if (ok && groups < 2) {
+        struct cas_addr got;
+        cas_hash(r->body, r->body_len, &got);
+        ok = cas_addr_equal(&got, &p->addr);
+    } else if (ok) {
+        ok = json_is_integer(fa) && json_is_integer(la) && (uint64_t)json_integer_value(fa) == a &&
+             (uint64_t)json_integer_value(la) == b &&
+             cas_proof_verify(&p->addr, groups, a, b, r->proof, r->proof_len);
+        for (uint64_t g = a; ok && g <= b; g++) {
+            uint8_t cv[CAS_CV_BYTES];
+            cas_group_cv(r->body + (g * CAS_GROUP_BYTES - off), cas_group_size(size, g), g, cv);
+            ok = memcmp(cv, r->proof + (g - a) * CAS_CV_BYTES, CAS_CV_BYTES) == 0;
+        }
+    }
+    json_decref(h);
+    if (ok) {
+        r->body += p->first - off;
+        r->body_len = (size_t)(end - p->first);
+    }
+    return ok;
+}
+
+static void integrity_error(struct jw *w, struct part_result *r)
+{
+    r->integrity_failed = true;
+    jw_obj_open(w);
+    jw_key(w, "error");
+    jw_str(w, "integrity");
+    jw_obj_close(w);
+}
+
 void view_object_part(struct jw *w, const struct view_part *p, struct part_result *r,
                       uint64_t inline_max, const char *corr_id)
 {
-    /* A whole object is verified before anything of it is shown; a range can
-     * only be vouched for by the storage service that read it. */
+    /* Nothing of an object is shown before it is verified: a whole object
+     * by its hash, a range group by group against its slice proof. */
     if (p->ranged) {
-        render_object(w, p, r, false, inline_max);
+        if (!range_part_ok(p, r)) {
+            integrity_report(&p->addr, INTEGRITY_VIEW, INTEGRITY_NO_GROUP, corr_id);
+            integrity_error(w, r);
+            return;
+        }
+        render_object(w, p, r, true, inline_max);
         return;
     }
     if (!integrity_check(&p->addr, r->body, r->body_len, INTEGRITY_VIEW, corr_id)) {
-        r->integrity_failed = true;
-        jw_obj_open(w);
-        jw_key(w, "error");
-        jw_str(w, "integrity");
-        jw_obj_close(w);
+        integrity_error(w, r);
         return;
     }
     /* Verified bytes: their rendering depends only on (address, media type,
@@ -222,6 +283,11 @@ int view_compose(struct jw *w, const char *name, const char *fields, size_t fiel
             continue;
         }
         bool ok = r->code == 200 || r->code == 206;
+        if (ok && p->kind == PART_OBJECT && p->ranged && r->proof_code != 200) {
+            r->code = r->proof_code; /* no proof, no ranged part */
+            r->err = r->proof_err;
+            ok = false;
+        }
         if (ok && p->kind == PART_OBJECT) {
             view_object_part(w, p, r, inline_max, corr_id);
             ok = !r->integrity_failed;

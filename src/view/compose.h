@@ -25,6 +25,15 @@ struct part_result {
     size_t body_len;
     double ms;
     bool integrity_failed; /* set by the composer */
+    /* A ranged object part: body is the whole 64 KiB groups the range
+     * touches, and this the storage proof of them (header JSON and body);
+     * the composer checks both and narrows body to the asked bytes. */
+    int proof_code;        /* the proof call's status (0: transport failure) */
+    enum og_err proof_err; /* its transport failure cause */
+    const char *proof_hdr;
+    size_t proof_hdr_len;
+    const uint8_t *proof;
+    size_t proof_len;
 };
 
 struct compose_out {

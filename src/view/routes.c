@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cas/outboard.h"
 #include "config/config.h"
 #include "core/dec.h"
 #include "ds/ds.h"
@@ -139,6 +140,8 @@ void view_on_search(struct http_req *req)
 struct part_state {
     struct ds_resp *kept;
     struct hctx_call call;
+    struct ds_resp *proof_kept; /* a ranged object part's proof */
+    struct hctx_call proof_call;
 };
 
 struct view_ctx {
@@ -162,8 +165,10 @@ static void view_release(struct hctx *h)
 {
     struct view_ctx *v = container_of(h, struct view_ctx, h);
     if (v->ps)
-        for (unsigned i = 0; i < v->plan->nparts; i++)
+        for (unsigned i = 0; i < v->plan->nparts; i++) {
             ds_resp_free(v->ps[i].kept);
+            ds_resp_free(v->ps[i].proof_kept);
+        }
     free(v->ps);
     free(v->res);
     free(v->plan);
@@ -209,8 +214,31 @@ static void part_on_resp(struct hctx_call *c, struct ds_resp *r)
         view_finish(v);
 }
 
-/* Start part i's call. Returns 0, 1 for a part that needs no call (a
- * link), or -1. */
+/* A ranged part's proof: kept for the composer, which fails the part when
+ * the proof call failed. */
+static void part_on_proof(struct hctx_call *c, struct ds_resp *r)
+{
+    struct view_ctx *v = container_of(c->h, struct view_ctx, h);
+    struct part_state *ps = container_of(c, struct part_state, proof_call);
+    struct part_result *res = &v->res[ps - v->ps];
+    res->proof_code = r->code;
+    res->proof_err = r->err;
+    if (r->code == 200 && (ps->proof_kept = ds_resp_keep(r)) == NULL) {
+        res->proof_code = 0;
+        res->proof_err = OG_E_INTERNAL;
+    } else if (r->code == 200) {
+        res->proof_hdr = ps->proof_kept->hdr;
+        res->proof_hdr_len = ps->proof_kept->hdr_len;
+        res->proof = ps->proof_kept->body;
+        res->proof_len = ps->proof_kept->body_len;
+    }
+    if (hctx_idle(&v->h))
+        view_finish(v);
+}
+
+/* Start part i's call (a ranged object part: its groups and their proof,
+ * in parallel). Returns 0, 1 for a part that needs no call (a link), or
+ * -1. */
 static int part_start(struct view_ctx *v, unsigned i)
 {
     const struct view_part *p = &v->plan->parts[i];
@@ -220,7 +248,17 @@ static int part_start(struct view_ctx *v, unsigned i)
     switch (p->kind) {
     case PART_OBJECT:
         hop = "storage";
-        rc = ds_op_get(&op, &p->addr, p->ranged, p->first, p->last - p->first + 1);
+        if (p->ranged) {
+            uint64_t off = p->first / CAS_GROUP_BYTES * CAS_GROUP_BYTES;
+            uint64_t end = (p->last / CAS_GROUP_BYTES + 1) * CAS_GROUP_BYTES;
+            struct ds_req pr;
+            (void)ds_op_proof(&pr, &p->addr, p->first, p->last - p->first + 1);
+            if (start(&v->h, &v->ps[i].proof_call, &pr, hop, part_on_proof) != 0)
+                return -1;
+            rc = ds_op_get(&op, &p->addr, true, off, end - off);
+            break;
+        }
+        rc = ds_op_get(&op, &p->addr, false, 0, 0);
         break;
     case PART_MAILBOX:
         hop = "mailbox";

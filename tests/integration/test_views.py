@@ -6,6 +6,7 @@ faults: late optional and required parts, error bursts with retries,
 corrupted bytes, a storage process killed mid-request and restarted."""
 import base64
 import json
+import os
 import signal
 import time
 
@@ -389,32 +390,52 @@ def test_corrupt_bytes_are_integrity_errors__macronode():
     check(st == 200 and d["complete"] is True and "json" in d["parts"]["doc"], d)
 
 
-def test_ranged_parts_show_the_asked_bytes_unverified__macronode():
-    # A part with "range" shows exactly those bytes, as base64, and says it
-    # is not verified (only whole parts are; docs/API.md).
+def test_ranged_parts_are_verified__macronode():
+    # A part with "range" shows exactly those bytes, as base64, checked
+    # group by group against the object's address with a slice proof; a
+    # corrupting storage makes it an integrity error, never wrong bytes.
     p = start_profile("macronode")
     st, _, clip = p.get("/v1/index/clip-2")
     addr = clip["obj"]
     data = fetch_object(p, addr)
+    small = os.urandom(3000)
+    st, _, put = p.get("/v1/o", method="PUT", body=small)
+    check(st in (200, 201), st)
     c = OapClient.tcp(p.subs["index"].port)
     man = {"kind": "view", "title": "ranged", "parts": {
         "head": {"type": "object", "obj": addr, "media_type": "video/mp4", "range": [0, 99]},
         "mid": {"type": "object", "obj": addr, "media_type": "video/mp4",
                 "range": [65000, 66000]},
         "past": {"type": "object", "obj": addr, "media_type": "video/mp4",
-                 "range": [len(data) - 10, len(data) + 10]}}}
+                 "range": [len(data) - 10, len(data) + 10]},
+        "small": {"type": "object", "obj": put["obj"], "media_type": "text/plain",
+                  "range": [10, 19]}}}
     code, _, _ = c.call(APP_INDEX, {"op": "put", "name": "ranged-probe"},
                         json.dumps(man).encode())
     c.close()
     check(code in (200, 201), "index put %d" % code)
     st, _, d = view(p, "ranged-probe")
     check(st == 200 and d["complete"] is True, (st, d))
-    for key, (a, b) in (("head", (0, 99)), ("mid", (65000, 66000)),
-                        ("past", (len(data) - 10, len(data) - 1))):
+    want = {"head": (data, 0, 99), "mid": (data, 65000, 66000),
+            "past": (data, len(data) - 10, len(data) - 1), "small": (small, 10, 19)}
+    for key, (src, a, b) in want.items():
         part = d["parts"][key]
-        check(part["status"] == 206 and part["verified"] is False, part)
+        check(part["status"] == 206 and part["verified"] is True, part)
         check(part["range"] == [a, b] and part["size"] == b - a + 1, part)
-        check(base64.b64decode(part["base64"]) == data[a:b + 1], key)
+        check(base64.b64decode(part["base64"]) == src[a:b + 1], key)
+    before = p.metric("integrity_failures_total", {"kind": "view"}) or 0
+    p.faults("storage", corrupt_rate=1.0, corrupt_op="get")
+    st, _, d = view(p, "ranged-probe")
+    check(st == 200 and d["complete"] is False, (st, d))
+    check(all(d["parts"][k] == {"error": "integrity"} for k in want), d["parts"])
+    check(p.metric("integrity_failures_total", {"kind": "view"}) == before + 4)
+    p.faults("storage", corrupt_rate=1.0, corrupt_op="proof")
+    st, _, d = view(p, "ranged-probe")
+    check(all(d["parts"][k] == {"error": "integrity"} for k in ("head", "mid", "past")),
+          d["parts"])
+    p.faults("storage", corrupt_rate=0)
+    st, _, d = view(p, "ranged-probe")
+    check(st == 200 and d["complete"] is True, d)
 
 
 def test_storage_killed_mid_request__macronode():
