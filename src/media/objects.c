@@ -206,16 +206,22 @@ static void stream_stop(struct obj_ctx *o, bool ok)
     maybe_free(o);
 }
 
+/* Release whichever owner of written bytes is set (struct obj_write). */
+static void owners_release(void *chunk, struct ds_resp *kept, void *own, struct gcache_entry *ent)
+{
+    ds_chunk_done(chunk);
+    ds_resp_free(kept);
+    free(own);
+    gcache_unref(ent);
+}
+
 static void on_chunk_sent(void *arg, int status)
 {
     struct obj_write *wr = arg;
     struct obj_ctx *o = wr->o;
     o->free_writes |= 1u << (wr - o->writes);
     o->inflight--;
-    ds_chunk_done(wr->chunk); /* storage may send one more */
-    ds_resp_free(wr->kept);
-    free(wr->own);
-    gcache_unref(wr->ent);
+    owners_release(wr->chunk, wr->kept, wr->own, wr->ent); /* storage may send one more */
     if (status < 0 && o->req) {
         stream_stop(o, false); /* the connection is closing */
         return;
@@ -247,10 +253,7 @@ static int write_piece(struct obj_ctx *o, const uint8_t *p, size_t n, void *chun
     if (http_stream_send(o->req, p, n, on_chunk_sent, wr) != 0) {
         o->inflight--;
         o->free_writes |= 1u << i;
-        ds_chunk_done(chunk);
-        ds_resp_free(kept);
-        free(own);
-        gcache_unref(ent);
+        owners_release(chunk, kept, own, ent);
         stream_stop(o, false);
         return -1;
     }
@@ -346,10 +349,7 @@ static int send_group(struct obj_ctx *o, uint64_t start, const uint8_t *p, size_
     uint64_t lo = start > o->first ? start : o->first;
     uint64_t hi = start + n < o->last + 1 ? start + n : o->last + 1;
     if (!o->head_sent && send_head(o) != 0) {
-        ds_chunk_done(chunk);
-        ds_resp_free(kept);
-        free(own);
-        gcache_unref(ent);
+        owners_release(chunk, kept, own, ent);
         stream_stop(o, false);
         return -1;
     }

@@ -12,7 +12,7 @@ void media_on_object(struct http_req *req); /* GET, HEAD /v1/o/{addr} */
  * 64 KiB group, empty for an object of one group), checked against the
  * address before they are served. */
 void media_on_outboard(struct http_req *req);
-void media_on_media(struct http_req *req);  /* GET, HEAD /v1/media/{name} */
-void media_on_put(struct http_req *req);    /* PUT /v1/o */
+void media_on_media(struct http_req *req); /* GET, HEAD /v1/media/{name} */
+void media_on_put(struct http_req *req);   /* PUT /v1/o */
 
 #endif

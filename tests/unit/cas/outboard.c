@@ -25,9 +25,9 @@ static uint8_t *random_bytes(size_t n, uint64_t seed)
 }
 
 static const size_t SIZES[] = {
-    0,         1,           1023,     1024,       1025,   2048,          G - 1,   G,         G + 1,
-    G + 1023,  G + 1024,    G + 1025, 2 * G - 1,  2 * G,  2 * G + 1,     3 * G,   3 * G + 5, 4 * G,
-    5 * G - 1, 7 * G + 333, 9 * G,    17 * G + 1, 33 * G, 65 * G + 999,
+    0,         1,        1023,      1024,        1025,      2048,       G - 1,     G,
+    G + 1,     G + 1023, G + 1024,  G + 1025,    2 * G - 1, 2 * G,      2 * G + 1, 3 * G,
+    3 * G + 5, 4 * G,    5 * G - 1, 7 * G + 333, 9 * G,     17 * G + 1, 33 * G,    65 * G + 999,
 };
 
 Test(cas_outboard, groups_and_sizes)

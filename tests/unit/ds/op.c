@@ -223,10 +223,9 @@ Test(ds_op, strings_are_escaped_and_bounded)
 /* The `op` metric label of every kind is its name. */
 Test(ds_op, metric_label_is_the_kind)
 {
-    static const char *const labels[] = {"get",  "has",  "proof", "outboard", "put",
-                                         "resolve", "search", "send", "recv", "peek",
-                                         "ack",  "nack", "lease", "dead",     "redrive",
-                                         "stats"};
+    static const char *const labels[] = {"get",    "has",  "proof",   "outboard", "put", "resolve",
+                                         "search", "send", "recv",    "peek",     "ack", "nack",
+                                         "lease",  "dead", "redrive", "stats"};
     for (int k = PROTO_NONE + 1; k < PROTO__KINDS; k++) {
         cr_assert_str_eq(proto_kind_name((enum proto_kind)k), labels[k - 1]);
         cr_assert_eq(stats_op_index((enum proto_kind)k), k - 1);
