@@ -132,8 +132,11 @@ static void on_worker(struct worker *w)
     }
 }
 
-static void on_worker_exit(void)
+static void on_worker_exit(struct http_ctx *ctx)
 {
+    http_ctx_release(ctx);
+    if (ctx->is_admin)
+        return;
     memo_thread_release();
     mailbox_routes_worker_exit();
 }

@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/freelist.h"
+
 struct admit_worker;
 struct buf;
 struct ds_worker;
@@ -38,6 +40,12 @@ struct http_ctx {
     size_t date_len;
     int64_t date_sec;
     uint64_t rid_state; /* request-id generator */
+    /* Response blocks of HTTP_SMALL_BLOCK bytes (head and small body), kept
+     * for reuse: most answers fit one, so they cost no malloc. */
+    struct freelist small_blocks;
 };
+
+#define HTTP_SMALL_BLOCK         1024
+#define HTTP_SMALL_BLOCKS_CACHED 64
 
 #endif

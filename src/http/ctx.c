@@ -19,6 +19,12 @@ void http_ctx_init(struct http_ctx *ctx, int id, const struct og_config *cfg,
     ctx->logbuf = logbuf;
     ctx->date_sec = -1;
     ctx->rid_state = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ ((uint64_t)id << 56);
+    freelist_init(&ctx->small_blocks, HTTP_SMALL_BLOCKS_CACHED);
+}
+
+void http_ctx_release(struct http_ctx *ctx)
+{
+    freelist_release(&ctx->small_blocks);
 }
 
 const char *http_ctx_date_line(struct http_ctx *ctx, size_t *len)

@@ -13,6 +13,9 @@
 void http_ctx_init(struct http_ctx *ctx, int id, const struct og_config *cfg,
                    struct metrics_shard *m, const struct router *router, struct buf *logbuf);
 
+/* Free what ctx keeps (on its loop's thread, after the loop ended). */
+void http_ctx_release(struct http_ctx *ctx);
+
 /* A reloaded configuration: handlers on ctx's worker see cfg from now on. */
 static inline void http_ctx_set_config(struct http_ctx *ctx, const struct og_config *cfg)
 {

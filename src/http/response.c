@@ -242,14 +242,32 @@ static size_t build_head(struct http_req *req, char *out, int status, const char
 /* A head block, optionally followed by a copied body or pointing to an owned one. */
 struct out_block {
     void *owned_body;
+    struct freelist *from; /* the worker's small blocks it came from, or NULL: malloc */
     char data[];
 };
+
+/* A block for a head with its extra headers and `extra` bytes after it: one
+ * of the worker's small blocks when that fits (most answers), else malloc. */
+static struct out_block *out_block_new(struct http_req *req, size_t extra)
+{
+    size_t need = sizeof(struct out_block) + HEAD_FIXED_MAX + req->resp_hdrs.n + extra;
+    struct freelist *fl = need <= HTTP_SMALL_BLOCK ? &req->ctx->small_blocks : NULL;
+    struct out_block *b = fl ? freelist_get(fl, HTTP_SMALL_BLOCK) : malloc(need);
+    if (b) {
+        b->owned_body = NULL;
+        b->from = fl;
+    }
+    return b;
+}
 
 static void out_block_done(void *arg, int status)
 {
     struct out_block *b = arg;
     free(b->owned_body);
-    free(b);
+    if (b->from)
+        freelist_put(b->from, b, HTTP_SMALL_BLOCK);
+    else
+        free(b);
 }
 
 static bool bodyless_status(int status)
@@ -273,7 +291,7 @@ static void respond(struct http_req *req, int status, const char *ctype, const v
     req->responded = true;
     bool no_body = bodyless_status(status) || router_method_bit(req->method) == M_HEAD;
     size_t copy = owned || no_body ? 0 : len;
-    struct out_block *b = malloc(sizeof(*b) + HEAD_FIXED_MAX + req->resp_hdrs.n + copy);
+    struct out_block *b = out_block_new(req, copy);
     if (b == NULL) {
         free(owned);
         req->close_after = true;
@@ -386,10 +404,9 @@ int http_stream_begin(struct http_req *req, int status, const char *ctype, int64
     req->chunked_out = content_length < 0;
     bool no_body = router_method_bit(req->method) == M_HEAD;
     req->head_only = no_body;
-    struct out_block *b = malloc(sizeof(*b) + HEAD_FIXED_MAX + req->resp_hdrs.n);
+    struct out_block *b = out_block_new(req, 0);
     if (b == NULL)
         return -1;
-    b->owned_body = NULL;
     size_t hl = build_head(req, b->data, status, ctype, content_length < 0 ? -1 : content_length);
     uv_buf_t iov = uv_buf_init(b->data, (unsigned)hl);
     req->bytes_out += hl;

@@ -470,6 +470,7 @@ static void on_timer(uv_timer_t *t)
     struct conn *c = t->data;
     const struct og_config *cfg = CFG(c);
     uint64_t now = conn_now(c);
+    c->timer_due = 0; /* one-shot: no longer armed */
     if (c->closing)
         return;
     if (c->writes_pending > 0 && now >= c->write_progress_ms + (uint64_t)cfg->write_timeout_ms) {
@@ -582,10 +583,15 @@ static void conn_rearm(struct conn *c)
     case PHASE_QUEUED: break;
     }
 #undef DUE
-    if (due == UINT64_MAX) {
-        uv_timer_stop(&c->timer);
+    /* Lazily: a timer armed to fire no later than `due` is left alone, and
+     * one with no deadline left is left to fire and find nothing. Most
+     * changes move the deadline later (a head read, a response written, a
+     * keep-alive wait begun), so a busy connection touches libuv's timer
+     * heap about once per timeout, not several times per request; firing
+     * early costs one look at the deadlines (on_timer), which re-arms. */
+    if (due == UINT64_MAX || (c->timer_due != 0 && c->timer_due <= due))
         return;
-    }
+    c->timer_due = due;
     uv_timer_start(&c->timer, on_timer, due > now ? due - now : 0, 0);
 }
 
@@ -763,7 +769,7 @@ static void on_write(uv_write_t *w, int status)
     struct conn *c = wr->c;
     http_write_cb cb = wr->cb;
     void *arg = wr->arg;
-    free(wr);
+    freelist_put(&c->w->wreqs, wr, sizeof(*wr));
     write_finished(c, cb, arg, status);
 }
 
@@ -779,7 +785,7 @@ void conn_flush_completions(struct worker *w)
             struct conn *c = wr->c;
             http_write_cb cb = wr->cb;
             void *arg = wr->arg;
-            free(wr);
+            freelist_put(&w->wreqs, wr, sizeof(*wr));
             write_finished(c, cb, arg, 0);
             wr = next;
         }
@@ -804,7 +810,7 @@ static int conn_write(struct conn *c, const uv_buf_t *bufs, unsigned nbufs, http
         return UV_ECANCELED;
     if (nbufs > HTTP_WRITE_BUFS_MAX)
         return UV_EINVAL; /* checked before anything is written */
-    struct wreq *wr = malloc(sizeof(*wr));
+    struct wreq *wr = freelist_get(&c->w->wreqs, sizeof(*wr));
     if (wr == NULL)
         return UV_ENOMEM;
     wr->c = c;
@@ -818,7 +824,7 @@ static int conn_write(struct conn *c, const uv_buf_t *bufs, unsigned nbufs, http
         total += bufs[i].len;
     ssize_t done = write_now(c, bufs, nbufs);
     if (done < 0) {
-        free(wr);
+        freelist_put(&c->w->wreqs, wr, sizeof(*wr));
         return (int)done;
     }
     if ((size_t)done == total) {
@@ -844,7 +850,7 @@ static int conn_write(struct conn *c, const uv_buf_t *bufs, unsigned nbufs, http
         }
         int rc = uv_write(&wr->w, (uv_stream_t *)&c->tcp, rest, k, on_write);
         if (rc != 0) {
-            free(wr);
+            freelist_put(&c->w->wreqs, wr, sizeof(*wr));
             return rc;
         }
     }

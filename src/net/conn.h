@@ -10,8 +10,10 @@
  *   HANDLER  dispatch to response within request_timeout
  *   IDLE     keep-alive wait, idle_timeout
  * and, whatever the phase, a write that makes no progress for write_timeout
- * closes the connection. One uv_timer per connection is re-armed for the
- * nearest deadline.
+ * closes the connection. One uv_timer per connection fires no later than
+ * the nearest deadline: it is re-armed only when a deadline comes nearer
+ * than the one it is armed for, and when it fires early it looks at every
+ * deadline and arms for the next (lazily, as nginx keeps its timers).
  *
  * Under connection pressure (open connections past conn_pressure_high
  * percent of the cap) HEAD and IDLE waits get shorter deadlines, down to
@@ -34,11 +36,13 @@
 
 enum conn_phase { PHASE_IDLE, PHASE_HEAD, PHASE_QUEUED, PHASE_BODY, PHASE_HANDLER, PHASE_CLOSING };
 
-/* Read buffers and request states a worker keeps for reuse; more are freed
- * when given back. With responses written at once a worker needs one of
- * each, with slow downstreams one per request in service. */
+/* Read buffers, request states and write requests a worker keeps for
+ * reuse; more are freed when given back. With responses written at once a
+ * worker needs one of each, with slow downstreams or slow readers one per
+ * request in service or write unfinished. */
 #define CONN_RBUFS_CACHED 32
 #define CONN_REQS_CACHED  64
+#define CONN_WREQS_CACHED 64
 
 struct conn_req; /* the request being read or served: parser and struct http_req */
 
@@ -68,6 +72,7 @@ struct conn {
     enum conn_phase phase;
     uint64_t phase_ms;
     uint64_t write_progress_ms;
+    uint64_t timer_due; /* loop time the timer fires at; 0 when it is not armed */
     unsigned writes_pending;
     unsigned handles_open;
     bool in_process; /* conn_process is on the stack */

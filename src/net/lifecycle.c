@@ -395,6 +395,8 @@ int server_run(struct og_config *cfg, const struct config_args *args, char *cons
         log_flush(&adm->logbuf);
     uv_run(loop, UV_RUN_NOWAIT);
     uv_loop_close(loop);
+    if (srv.worker_exit)
+        srv.worker_exit(adm->ctx);
     worker_release(adm);
     log_event(LOG_INFO, "stop", "drained, exiting");
     return 0;

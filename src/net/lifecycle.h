@@ -25,7 +25,9 @@ struct server_hooks {
      * runs: must set w->ctx, the application's handler context. */
     void (*on_worker)(struct worker *w);
     void (*on_stop)(void);
-    void (*on_worker_exit)(void); /* on each worker thread, after its loop */
+    /* On each loop's thread after its loop ended, the admin loop's included
+     * (ctx->is_admin): thread-local caches and what ctx keeps. */
+    void (*on_worker_exit)(struct http_ctx *ctx);
     /* SIGHUP, admin thread, with the new configuration already validated:
      * 0 to accept, -1 (err set) to keep the running state. */
     int (*on_reload)(const struct og_config *nu, char *err, size_t errlen);

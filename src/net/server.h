@@ -53,6 +53,7 @@ struct worker {
     uv_timer_t pressure_timer;
     struct freelist rbufs; /* connections' read buffers, for reuse (net/conn.c) */
     struct freelist reqs;  /* request states, for reuse (net/conn.c) */
+    struct freelist wreqs; /* write requests, for reuse (net/conn.c) */
     bool listener_open;
     bool loop_gone; /* the loop has stopped: no more wakes (under worker_wake's lock) */
     const struct og_config *cfg; /* this worker's snapshot, refreshed on wake */
@@ -85,8 +86,8 @@ struct server {
     atomic_bool config_loaded;
     atomic_bool last_reload_ok;
 
-    /* Runs on each worker thread after its loop ended (thread-local caches). */
-    void (*worker_exit)(void);
+    /* Runs on each loop's thread after its loop ended (server_hooks). */
+    void (*worker_exit)(struct http_ctx *ctx);
 
     int nworkers;
     struct worker *workers;

@@ -117,6 +117,7 @@ int worker_init(struct worker *w, struct server *srv, int id, bool is_admin,
     w->cfg = atomic_load(&srv->cfg);
     freelist_init(&w->rbufs, CONN_RBUFS_CACHED);
     freelist_init(&w->reqs, CONN_REQS_CACHED);
+    freelist_init(&w->wreqs, CONN_WREQS_CACHED);
     int rc = uv_loop_init(&w->loop);
     if (rc != 0)
         return rc;
@@ -200,7 +201,7 @@ void *worker_main(void *arg)
     /* Per-thread caches of other modules (memos, the engines' header
      * cache) are released on the thread that filled them. */
     if (w->srv->worker_exit)
-        w->srv->worker_exit();
+        w->srv->worker_exit(w->ctx);
     worker_release(w);
     return NULL;
 }
@@ -210,4 +211,5 @@ void worker_release(struct worker *w)
     buf_release(&w->logbuf);
     freelist_release(&w->rbufs);
     freelist_release(&w->reqs);
+    freelist_release(&w->wreqs);
 }
