@@ -69,6 +69,13 @@ void cas_proof_build(const uint8_t *tree, uint64_t groups, uint64_t a, uint64_t 
 bool cas_proof_verify(const struct cas_addr *root, uint64_t groups, uint64_t a, uint64_t b,
                       const uint8_t *proof, size_t proof_len);
 
+/* Whether group g's bytes p[0..n) are right, given the values `cvs` of
+ * groups [a, …] from a proof cas_proof_verify() accepted: g's value must be
+ * its entry. An object of one group has no proof (cvs may be NULL): its
+ * bytes are hashed whole against `root`. */
+bool cas_group_check(const struct cas_addr *root, uint64_t groups, uint64_t a, const uint8_t *cvs,
+                     uint64_t g, const uint8_t *p, size_t n);
+
 /* Whether an outboard of `groups` ≥ 2 values climbs to `root`. */
 bool cas_outboard_verify(const struct cas_addr *root, uint64_t groups, const uint8_t *outboard);
 

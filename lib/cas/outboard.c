@@ -165,6 +165,19 @@ static bool cv_equal(const uint8_t *x, const uint8_t *y)
     return diff == 0;
 }
 
+bool cas_group_check(const struct cas_addr *root, uint64_t groups, uint64_t a, const uint8_t *cvs,
+                     uint64_t g, const uint8_t *p, size_t n)
+{
+    if (groups < 2) {
+        struct cas_addr got;
+        cas_hash(p, n, &got);
+        return cas_addr_equal(&got, root);
+    }
+    uint8_t cv[CAS_CV_BYTES];
+    cas_group_cv(p, n, g, cv);
+    return memcmp(cv, cvs + (g - a) * CAS_CV_BYTES, CAS_CV_BYTES) == 0;
+}
+
 bool cas_proof_verify(const struct cas_addr *root, uint64_t groups, uint64_t a, uint64_t b,
                       const uint8_t *proof, size_t proof_len)
 {

@@ -305,14 +305,7 @@ static int send_head(struct obj_ctx *o);
  * for an object of one group the address itself. */
 static bool group_ok(const struct obj_ctx *o, uint64_t g, const uint8_t *p, size_t n)
 {
-    if (o->groups < 2) {
-        struct cas_addr got;
-        cas_hash(p, n, &got);
-        return cas_addr_equal(&got, &o->addr);
-    }
-    uint8_t cv[CAS_CV_BYTES];
-    cas_group_cv(p, n, g, cv);
-    return memcmp(cv, o->cvs + (g - o->ga) * CAS_CV_BYTES, CAS_CV_BYTES) == 0;
+    return cas_group_check(&o->addr, o->groups, o->ga, o->cvs, g, p, n);
 }
 
 /* Nothing was sent yet: answer 502 instead (o is freed). */

@@ -143,3 +143,29 @@ Test(cas_outboard, proofs_of_nothing_are_refused)
     cr_assert(!cas_proof_verify(&root, 2, 1, 0, cv, sizeof(cv)));
     cr_assert(!cas_proof_verify(&root, 2, 0, 1, cv, sizeof(cv)));
 }
+
+Test(cas_outboard, group_check_against_a_proof_or_the_address)
+{
+    /* Three groups: each is right at its own place in a proof of [1, 2]
+     * and wrong at another's or with one byte changed. */
+    size_t n = 2 * G + 100;
+    uint8_t *p = random_bytes(n, 7);
+    uint8_t *tree = malloc(cas_tree_cvs(3) * CAS_CV_BYTES);
+    struct cas_addr root;
+    cas_hash_tree(p, n, tree, &root);
+    uint8_t *proof = malloc(cas_proof_cvs(3, 1, 2) * CAS_CV_BYTES);
+    cas_proof_build(tree, 3, 1, 2, proof);
+    cr_assert(cas_group_check(&root, 3, 1, proof, 1, p + G, G));
+    cr_assert(cas_group_check(&root, 3, 1, proof, 2, p + 2 * G, 100));
+    cr_assert(!cas_group_check(&root, 3, 1, proof, 2, p + G, 100), "another group's bytes");
+    p[2 * G + 99] ^= 1;
+    cr_assert(!cas_group_check(&root, 3, 1, proof, 2, p + 2 * G, 100), "a byte changed");
+    /* One group: no proof, the bytes are the object. */
+    struct cas_addr one;
+    cas_hash(p, 1000, &one);
+    cr_assert(cas_group_check(&one, 1, 0, NULL, 0, p, 1000));
+    cr_assert(!cas_group_check(&one, 1, 0, NULL, 0, p, 999));
+    free(proof);
+    free(tree);
+    free(p);
+}
