@@ -124,6 +124,8 @@ def test_queue_waits_and_takes_the_wait_from_the_budget__macronode():
     check(out["user-001"][0] == 200, out["user-001"])
     st, took, d = out["user-002"]
     check(st == 504 and took < 1.15, "queued time not taken from the budget: %r" % (out["user-002"],))
+    line = [j for j in p.og.log_json() if j.get("corr_id") == d["corr_id"]]
+    check(line and line[0]["class"] == "authed" and line[0]["queue_ms"] >= 400, line)
     m = p.metrics()
     check(metric_value(m, "admission_wait_seconds_count", {"class": "authed"}) >= 1, "wait not observed")
 
@@ -140,6 +142,16 @@ def test_an_expired_wait_is_busy_with_retry_after__macronode():
     check(st == 503 and d["error"] == "busy" and 0.15 <= took < 0.6, (st, d, took))
     check(int(h["retry-after"]) >= 1, h)
     t1.join()
+    # Log lines carry the class, the queue wait and the reason: the expired
+    # wait's, and a degraded refusal's.
+    line = [j for j in p.og.log_json() if j.get("corr_id") == d["corr_id"]]
+    check(line and line[0]["class"] == "authed" and line[0]["reason"] == "busy"
+          and 200 <= line[0]["queue_ms"] < 600, line)
+    http("PUT", p.og.admin_url + "/admin/degraded", timeout=3)
+    st, _, d = p.get("/v1/o", method="PUT", body=b"x")
+    check(st == 503, (st, d))
+    line = [j for j in p.og.log_json() if j.get("corr_id") == d["corr_id"]]
+    check(line and line[0]["class"] == "authed" and line[0]["reason"] == "degraded", line)
 
 
 def test_a_client_that_hangs_up_leaves_the_queue__macronode():
