@@ -105,6 +105,41 @@ def test_queue_headroom_degrades_and_recovers_without_flapping__macronode():
     print("   queue_headroom cause changed %d times under load; degraded mode once" % flips)
     st, _, _ = p.get("/v1/o", method="PUT", body=os.urandom(100))
     check(st in (200, 201), "writes still shed after recovery: %d" % st)
+    check_admission_metrics(p.metrics())
+
+
+def error_codes():
+    """Every error code of OG_ERRORS (src/core/status.h)."""
+    import re
+    with open(os.path.join(ROOT, "src", "core", "status.h")) as f:
+        return re.findall(r'X\(\w+, \d+, "(\w+)"', f.read())
+
+
+def check_admission_metrics(text):
+    """The metrics of admission (issue: fq_inflight, fq_queue_depth,
+    admission_wait_seconds, rejected_total, rate_limited_total,
+    readyz_degraded), each with its type and labels, after a loaded run."""
+    promtool_check(text)
+    types = dict(l.split()[2:4] for l in text.splitlines() if l.startswith("# TYPE "))
+    for name, kind in (("fq_inflight", "gauge"), ("fq_queue_depth", "gauge"),
+                       ("admission_wait_seconds", "histogram"), ("rejected_total", "counter"),
+                       ("rate_limited_total", "counter"), ("readyz_degraded", "gauge"),
+                       ("degraded_mode", "gauge")):
+        check(types.get(name) == kind, "%s: %r" % (name, types.get(name)))
+    for k in ("anon", "authed"):
+        check(metric_value(text, "admission_wait_seconds_count", {"class": k}) > 0, k)
+        check(metric_value(text, "admission_wait_seconds_bucket", {"class": k, "le": "+Inf"}) > 0)
+    for k in ("anon", "authed", "internal"):
+        for name in ("fq_inflight", "fq_queue_depth"):
+            check(metric_value(text, name, {"class": k}) is not None, (name, k))
+    for scope in ("instance", "tenant"):
+        check(metric_value(text, "rate_limited_total", {"scope": scope}) is not None, scope)
+    codes = error_codes()
+    check(len(codes) >= 20 and "quota" in codes and "degraded" in codes, codes)
+    for code in codes:
+        check(metric_value(text, "rejected_total", {"reason": code}) is not None, code)
+    check(metric_value(text, "rejected_total", {"reason": "busy"}) > 0)
+    check(metric_value(text, "rejected_total", {"reason": "degraded"}) >= 1)
 
 
 def write(path, text):
