@@ -92,8 +92,9 @@ static struct admit_worker *worker_of(const struct http_req *r)
 /* A new snapshot (start-up or a reload). A changed rate is applied in
  * place: buckets keep their state, but one left in debt by a slower rate is
  * brought back to "empty at the reload" under the new one (gcra_clamp), so
- * it has refilled at the new rate since; the first worker to see a new rate
- * does it, for all, at its first request after the reload. */
+ * it has refilled at the new rate since, and a bucket turned on starts
+ * full; the first worker to see a new rate does it, for all, at its first
+ * request after the reload. */
 static void refresh(struct admit_worker *aw, const struct og_config *cfg)
 {
     if (aw->cfg == cfg)
@@ -102,10 +103,13 @@ static void refresh(struct admit_worker *aw, const struct og_config *cfg)
     aw->inst = gcra_rate_make(cfg->rate_milli, cfg->rate_burst);
     aw->tenant = gcra_rate_make(cfg->tenant_rate_milli, cfg->tenant_burst);
     uint64_t now = cfg->loaded_ns ? cfg->loaded_ns : uv_hrtime();
-    if (atomic_exchange(&A.inst_interval, aw->inst.interval_ns) != aw->inst.interval_ns)
-        gcra_clamp(&A.instance, &aw->inst, now);
-    if (atomic_exchange(&A.tenant_interval, aw->tenant.interval_ns) != aw->tenant.interval_ns)
-        tenants_clamp(&A.tenants, &aw->tenant, now);
+    /* A bucket that was off starts full: clamped as of time 0. */
+    uint64_t was = atomic_exchange(&A.inst_interval, aw->inst.interval_ns);
+    if (was != aw->inst.interval_ns)
+        gcra_clamp(&A.instance, &aw->inst, was ? now : 0);
+    was = atomic_exchange(&A.tenant_interval, aw->tenant.interval_ns);
+    if (was != aw->tenant.interval_ns)
+        tenants_clamp(&A.tenants, &aw->tenant, was ? now : 0);
     unsigned w[NCLASS];
     for (int c = 0; c < NCLASS; c++)
         w[c] = (unsigned)cfg->fq_weight[c];

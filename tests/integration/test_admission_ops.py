@@ -196,12 +196,25 @@ def test_sighup_changes_rates():
     out = statuses(srv.port, "/healthz", 4)
     check([r[0] for r in out] == [200, 200, 429, 429], [r[:2] for r in out])
     check(out[2][1]["ratelimit-policy"].startswith('"tenant";q=2;'), out[2][1])
-    # A faster instance rate, tenant bucket off again.
-    write(path, "[limits]\nrate = 1000/s\n")
+    # The instance bucket back on (it starts full, whatever it held before
+    # it was turned off), tenant bucket off again.
+    write(path, "[limits]\nrate = 10/s\n")
     srv.signal(signal.SIGHUP)
     check(wait_for(lambda: sum(j.get("event") == "reload" for j in srv.log_json()) == 2, 3))
+    codes = [r[0] for r in statuses(srv.port, "/healthz", 5)]
+    check(codes == [200] * 3 + [429] * 2, "reloaded rates not in force: %r" % codes)
+    # Raised from 1/m while drained: empty at the reload, then refilled at
+    # the new rate (a token every 100 ms), not minutes in debt.
+    write(path, "[limits]\nrate = 1/m\n")
+    srv.signal(signal.SIGHUP)
+    check(wait_for(lambda: sum(j.get("event") == "reload" for j in srv.log_json()) == 3, 3))
+    statuses(srv.port, "/healthz", 4)  # drains the bucket at 1/m
+    write(path, "[limits]\nrate = 10/s\n")
+    srv.signal(signal.SIGHUP)
+    check(wait_for(lambda: sum(j.get("event") == "reload" for j in srv.log_json()) == 4, 3))
+    time.sleep(0.4)
     codes = [r[0] for r in statuses(srv.port, "/healthz", 3)]
-    check(codes == [200] * 3, "reloaded rates not in force: %r" % codes)
+    check(codes == [200] * 3, "a raised rate kept the old debt: %r" % codes)
     check(srv.proc.poll() is None)
 
 
