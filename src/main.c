@@ -267,12 +267,19 @@ static void print_banner(const struct og_config *cfg)
            "  admin    http://%s  (/metrics, /healthz, /readyz)\n",
            OMNIGATE_VERSION, micro ? "micronode" : "macronode", opt_demo ? ", demo data" : "",
            cfg->bind, cfg->admin);
+    /* Every rate in force, so a demo or a benchmark says what it ran with. */
+    printf("  limits   ");
     if (cfg->rate_milli)
-        printf("  limits   %g req/s per instance (burst %lld), %s per tenant, %lld in flight\n",
-               (double)cfg->rate_milli / 1000, (long long)cfg->rate_burst,
-               cfg->tenant_rate_milli ? "limited" : "no limit", (long long)cfg->inflight_max);
+        printf("%g req/s per instance (burst %lld), ", (double)cfg->rate_milli / 1000,
+               (long long)cfg->rate_burst);
     else
-        printf("  limits   no rate limit, %lld in flight\n", (long long)cfg->inflight_max);
+        printf("no instance rate limit, ");
+    if (cfg->tenant_rate_milli)
+        printf("%g req/s per tenant (burst %lld), ", (double)cfg->tenant_rate_milli / 1000,
+               (long long)cfg->tenant_burst);
+    else
+        printf("no limit per tenant, ");
+    printf("%lld in flight\n", (long long)cfg->inflight_max);
     if (dev_token[0])
         printf("\nDev capability (tenant demo, every scope, 24 h; in memory only):\n"
                "  export TOKEN='%s'\n",

@@ -67,6 +67,8 @@ static struct {
     atomic_long waiting; /* queued, all workers */
     struct gcra instance;
     struct tenants tenants;
+    /* The intervals the buckets were last clamped for (refresh). */
+    _Atomic uint64_t inst_interval, tenant_interval;
     struct cidr_set proxies; /* trusted_proxies: read-only after admit_start */
     struct admit_worker *workers;
     struct admit_shard *shards;
@@ -87,6 +89,12 @@ static struct admit_worker *worker_of(const struct http_req *r)
     return r->ctx->admit;
 }
 
+/* A new snapshot (start-up or a reload). A changed rate is applied in
+ * place: buckets keep their state, but one left in debt by a slower rate is
+ * brought back to "empty at the reload" under the new one (gcra_clamp), so
+ * it has refilled at the new rate since, and a bucket turned on starts
+ * full; the first worker to see a new rate does it, for all, at its first
+ * request after the reload. */
 static void refresh(struct admit_worker *aw, const struct og_config *cfg)
 {
     if (aw->cfg == cfg)
@@ -94,6 +102,14 @@ static void refresh(struct admit_worker *aw, const struct og_config *cfg)
     aw->cfg = cfg;
     aw->inst = gcra_rate_make(cfg->rate_milli, cfg->rate_burst);
     aw->tenant = gcra_rate_make(cfg->tenant_rate_milli, cfg->tenant_burst);
+    uint64_t now = cfg->loaded_ns ? cfg->loaded_ns : uv_hrtime();
+    /* A bucket that was off starts full: clamped as of time 0. */
+    uint64_t was = atomic_exchange(&A.inst_interval, aw->inst.interval_ns);
+    if (was != aw->inst.interval_ns)
+        gcra_clamp(&A.instance, &aw->inst, was ? now : 0);
+    was = atomic_exchange(&A.tenant_interval, aw->tenant.interval_ns);
+    if (was != aw->tenant.interval_ns)
+        tenants_clamp(&A.tenants, &aw->tenant, was ? now : 0);
     unsigned w[NCLASS];
     for (int c = 0; c < NCLASS; c++)
         w[c] = (unsigned)cfg->fq_weight[c];
@@ -300,6 +316,13 @@ static struct http_req *req_of(struct drr_node *x)
     return (struct http_req *)((char *)x - offsetof(struct http_req, wait));
 }
 
+/* Rounded up: a request that queued at all logs a queue_ms, and its
+ * downstream budget errs short, never long. */
+static uint64_t waited_ms(const struct http_req *r)
+{
+    return (uv_hrtime() - r->wait.since_ns + 999999) / 1000000;
+}
+
 static void on_timer(uv_timer_t *t)
 {
     struct admit_worker *aw = t->data;
@@ -310,6 +333,7 @@ static void on_timer(uv_timer_t *t)
             struct http_req *r = req_of(x);
             leave_queue(aw, r);
             r->on_cancel = NULL;
+            r->queued_ms = waited_ms(r); /* the log line says how long */
             refuse_busy(r, aw, "queue wait deadline passed");
         }
     }
@@ -321,7 +345,7 @@ static void on_timer(uv_timer_t *t)
         uint64_t us = (uv_hrtime() - r->wait.since_ns) / 1000;
         SHARD_ADD(aw->s->wait_bucket[c][metrics_bucket(WAIT_BOUNDS, WAIT_LE, us)], 1);
         SHARD_ADD(aw->s->wait_sum_us[c], us);
-        r->queued_ms = us / 1000;
+        r->queued_ms = waited_ms(r);
         r->on_cancel = NULL;
         take(aw, r);
         http_dispatch_resume(r);

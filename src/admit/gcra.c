@@ -42,3 +42,14 @@ struct gcra_verdict gcra_take(struct gcra *b, const struct gcra_rate *r, uint64_
         }
     }
 }
+
+void gcra_clamp(struct gcra *b, const struct gcra_rate *r, uint64_t now)
+{
+    if (gcra_off(r))
+        return;
+    uint64_t empty = now + r->tau_ns + r->interval_ns;
+    uint64_t tat = atomic_load_explicit(&b->tat, memory_order_relaxed);
+    while (tat > empty && !atomic_compare_exchange_weak_explicit(
+                              &b->tat, &tat, empty, memory_order_relaxed, memory_order_relaxed))
+        ;
+}

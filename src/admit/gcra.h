@@ -54,6 +54,14 @@ struct gcra_verdict {
 /* Take one token at `now` if the bucket has one. */
 struct gcra_verdict gcra_take(struct gcra *b, const struct gcra_rate *r, uint64_t now);
 
+/* After a change of rate (a reload): under one rate TAT never runs more
+ * than τ + one interval ahead of now, so a TAT further ahead was set under
+ * a slower rate and would refuse every request until that old debt ran out
+ * (minutes, after 1/m was raised to 1000/s). Moves it back to now + τ + one
+ * interval: an empty bucket under r. A take still racing under the old
+ * rate may push it ahead again; the caller clamps once per change. */
+void gcra_clamp(struct gcra *b, const struct gcra_rate *r, uint64_t now);
+
 /* Seconds, rounded up and at least 1, for a Retry-After of wait_ns. */
 static inline uint64_t gcra_wait_s(uint64_t wait_ns)
 {

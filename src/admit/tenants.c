@@ -52,8 +52,15 @@ static struct tenant_slot *slot_for(struct tenants *t, uint64_t key, uint64_t no
         }
         uint64_t old = atomic_load_explicit(&victim->key, memory_order_relaxed);
         if (atomic_compare_exchange_strong(&victim->key, &old, key)) {
-            if (old != 0 && victim_tat > now)
+            if (old != 0 && victim_tat > now) {
                 atomic_fetch_add_explicit(&t->evicted_busy, 1, memory_order_relaxed);
+                /* The newcomer starts with a full bucket, not the debt of
+                 * the tenant it displaced: otherwise enough busy tenants
+                 * (addresses are cheap) would make every new client's first
+                 * request a 429. A take racing this store is lost or kept
+                 * as it falls: at most one token per worker either way. */
+                atomic_store_explicit(&victim->bucket.tat, 0, memory_order_relaxed);
+            }
             return victim;
         }
         /* Another thread took that slot: look again (it may have been us). */
@@ -70,4 +77,10 @@ struct gcra_verdict tenants_take(struct tenants *t, uint64_t key, const struct g
         return v;
     }
     return gcra_take(&slot_for(t, key, now)->bucket, r, now);
+}
+
+void tenants_clamp(struct tenants *t, const struct gcra_rate *r, uint64_t now)
+{
+    for (size_t i = 0; i < t->nsets * TENANTS_WAYS; i++)
+        gcra_clamp(&t->slots[i].bucket, r, now);
 }

@@ -7,9 +7,13 @@
  * key word and a GCRA bucket (gcra.h), both atomics. A tenant not in its set
  * takes a slot whose bucket is full again (TAT ≤ now: evicting it loses
  * nothing, a full bucket is a fresh one), an empty one, or else the one
- * closest to full. Only in that last case — more tenants busy at once than
- * the table holds — does a newcomer inherit part of another tenant's debt;
- * it is counted (tenants_evicted_busy) so an operator can grow the table.
+ * closest to full, whose bucket it resets. Only in that last case — more
+ * tenants busy at once than the table holds — does a tenant lose its debt
+ * (it comes back to a full bucket); it is counted (evicted_busy) so an
+ * operator can grow the table. A newcomer never inherits another tenant's
+ * debt: a flood of busy tenants cannot make a new client's first request a
+ * 429. The displaced tenant is the least indebted of its set, so a tenant
+ * flooding at its limit is the last to be displaced.
  *
  * Memory is fixed at start-up: 16 bytes per slot.
  */
@@ -46,5 +50,9 @@ uint64_t tenants_key(const struct tenants *t, const void *name, size_t n);
 /* Take a token from the tenant's bucket at now. */
 struct gcra_verdict tenants_take(struct tenants *t, uint64_t key, const struct gcra_rate *r,
                                  uint64_t now);
+
+/* gcra_clamp() on every slot, after the tenant rate changed: one pass over
+ * the table (16 bytes a slot; about 0.3 ms at the default 65 536). */
+void tenants_clamp(struct tenants *t, const struct gcra_rate *r, uint64_t now);
 
 #endif

@@ -86,8 +86,10 @@ struct og_config {
     char internal_key_ids[CONFIG_STR_MAX];
     char internal_scopes[CONFIG_STR_MAX];
 
-    /* Not table rows: where the file came from. */
+    /* Not table rows: where the file came from, and when a reload put this
+     * snapshot in force (uv_hrtime(); 0 for the start-up one). */
     char config_path[CONFIG_STR_MAX];
+    uint64_t loaded_ns;
 };
 
 enum config_type {

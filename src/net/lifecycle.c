@@ -213,6 +213,7 @@ static void on_hup(uv_signal_t *s, int signum)
         return;
     }
     log_min_level = log_level_parse(nu->log_level);
+    nu->loaded_ns = uv_hrtime();
     /* Old snapshots are never freed: a worker may still hold one, and a
      * reload costs a few hundred bytes. */
     atomic_store(&srv.cfg, nu);

@@ -124,6 +124,8 @@ def test_queue_waits_and_takes_the_wait_from_the_budget__macronode():
     check(out["user-001"][0] == 200, out["user-001"])
     st, took, d = out["user-002"]
     check(st == 504 and took < 1.15, "queued time not taken from the budget: %r" % (out["user-002"],))
+    line = [j for j in p.og.log_json() if j.get("corr_id") == d["corr_id"]]
+    check(line and line[0]["class"] == "authed" and line[0]["queue_ms"] >= 400, line)
     m = p.metrics()
     check(metric_value(m, "admission_wait_seconds_count", {"class": "authed"}) >= 1, "wait not observed")
 
@@ -140,6 +142,16 @@ def test_an_expired_wait_is_busy_with_retry_after__macronode():
     check(st == 503 and d["error"] == "busy" and 0.15 <= took < 0.6, (st, d, took))
     check(int(h["retry-after"]) >= 1, h)
     t1.join()
+    # Log lines carry the class, the queue wait and the reason: the expired
+    # wait's, and a degraded refusal's.
+    line = [j for j in p.og.log_json() if j.get("corr_id") == d["corr_id"]]
+    check(line and line[0]["class"] == "authed" and line[0]["reason"] == "busy"
+          and 200 <= line[0]["queue_ms"] < 600, line)
+    http("PUT", p.og.admin_url + "/admin/degraded", timeout=3)
+    st, _, d = p.get("/v1/o", method="PUT", body=b"x")
+    check(st == 503, (st, d))
+    line = [j for j in p.og.log_json() if j.get("corr_id") == d["corr_id"]]
+    check(line and line[0]["class"] == "authed" and line[0]["reason"] == "degraded", line)
 
 
 def test_a_client_that_hangs_up_leaves_the_queue__macronode():
@@ -167,9 +179,10 @@ def test_a_client_that_hangs_up_leaves_the_queue__macronode():
     held.join()
 
 
-def test_backlogged_classes_share_by_weight__macronode():
-    # Every class keeps 6 requests waiting for one slot (index answers in
-    # 15 ms); served shares over the window must follow 1 : 5 : 10.
+def internal_keys():
+    """A key file with k1 (authed capabilities) and k2, named by
+    --internal-key-ids k2 so that capabilities minted with it are internal;
+    (path, an internal token)."""
     keys = os.path.join(os.path.dirname(KEYFILE), "k1k2.keys")
     secret1 = open(KEYFILE).read().split("=")[1].strip()
     internal_keyfile, _ = write_keyfile("k2only.keys", key_id="k2")
@@ -177,11 +190,18 @@ def test_backlogged_classes_share_by_weight__macronode():
     fd = os.open(keys, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write("k1 = %s\nk2 = %s\n" % (secret1, secret2))
+    return keys, mint(keyfile=keys, key_id="k2")
+
+
+def test_backlogged_classes_share_by_weight__macronode():
+    # Every class keeps 6 requests waiting for one slot (index answers in
+    # 15 ms); served shares over the window must follow 1 : 5 : 10.
+    keys, internal = internal_keys()
     p = start_profile("macronode", "--inflight-max", "1", "--workers", "1", "--queue-max", "32",
                       "--queue-wait", "30s", "--request-timeout", "30s", "--policy-file", POLICY,
                       "--internal-key-ids", "k2", keyfile=keys)
     p.faults("index", latency_ms=15)
-    tokens = {"anon": "", "authed": p.token, "internal": mint(keyfile=keys, key_id="k2")}
+    tokens = {"anon": "", "authed": p.token, "internal": internal}
     stop = time.time() + 7.0
 
     def client(klass):
@@ -208,8 +228,10 @@ def test_backlogged_classes_share_by_weight__macronode():
 
 
 def test_anon_flood_does_not_starve_authed_and_internal__macronode():
+    keys, internal = internal_keys()
     p = start_profile("macronode", "--inflight-max", "4", "--workers", "1", "--queue-max", "16",
-                      "--queue-wait", "2s", "--policy-file", POLICY)
+                      "--queue-wait", "2s", "--policy-file", POLICY, "--internal-key-ids", "k2",
+                      keyfile=keys)
     p.faults("index", latency_ms=20)  # about 200 searches/s through 4 slots
     stop = time.time() + 4.0
     anon = []
@@ -222,15 +244,21 @@ def test_anon_flood_does_not_starve_authed_and_internal__macronode():
     for t in flooders:
         t.start()
     time.sleep(0.5)
-    ok = total = 0
+    ok = {"authed": 0, "internal": 0}
+    total = dict(ok)
     while time.time() < stop - 0.3:
-        st = p.get("/v1/search?q=user-0&limit=2", timeout=5)[0]
-        ok += st == 200
-        total += 1
+        for k, token in (("authed", p.token), ("internal", internal)):
+            st = p.get("/v1/search?q=user-0&limit=2", token=token, timeout=5)[0]
+            ok[k] += st == 200
+            total[k] += 1
     for t in flooders:
         t.join()
     check(anon.count(503) > 0, "anon was never shed: the flood did not overload")
-    check(total >= 20 and ok >= 0.99 * total, "authed %d of %d under an anon flood" % (ok, total))
+    for k in ok:
+        check(total[k] >= 20 and ok[k] >= 0.99 * total[k],
+              "%s %d of %d under an anon flood" % (k, ok[k], total[k]))
+    check(p.metric("fq_admitted_total", {"class": "internal"}) >= total["internal"],
+          "the internal requests were not admitted as internal")
 
 
 def test_degraded_mode_sheds_writes_and_ends__macronode():

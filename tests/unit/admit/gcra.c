@@ -90,3 +90,29 @@ Test(gcra, racing_threads_take_exactly_the_burst)
         pthread_join(th[i], NULL);
     cr_assert_eq(atomic_load(&shared_ok), 1000, "no token lost or minted by a race");
 }
+
+/* Regression: a bucket drained under 1/min kept its TAT minutes ahead after
+ * a reload raised the rate to 1000/s, so every request was refused until
+ * the old debt ran out. Clamped for the new rate, it is merely empty. */
+Test(gcra, a_raised_rate_does_not_keep_the_old_debt)
+{
+    struct gcra b = {0};
+    struct gcra_rate slow = gcra_rate_make(1000 / 60, 3), fast = gcra_rate_make(1000 * 1000, 3);
+    uint64_t t = 10 * SEC;
+    for (int i = 0; i < 3; i++)
+        cr_assert(gcra_take(&b, &slow, t).ok);
+    cr_assert_not(gcra_take(&b, &slow, t).ok);
+    gcra_clamp(&b, &fast, t);
+    struct gcra_verdict v = gcra_take(&b, &fast, t);
+    cr_assert_not(v.ok, "empty under the new rate too");
+    cr_assert_eq(v.wait_ns, fast.interval_ns, "one new interval, not the old debt");
+    for (int i = 0; i < 3; i++)
+        cr_assert(gcra_take(&b, &fast, t + SEC / 100).ok, "a full burst 10 ms later");
+    cr_assert_not(gcra_take(&b, &fast, t + SEC / 100).ok);
+    /* A bucket within the new rate's bounds is left as it is. */
+    uint64_t tat = atomic_load(&b.tat);
+    gcra_clamp(&b, &fast, t + SEC / 100);
+    cr_assert_eq(atomic_load(&b.tat), tat);
+    gcra_clamp(&b, &slow, t + SEC / 100);
+    cr_assert_eq(atomic_load(&b.tat), tat, "a lowered rate takes nothing back");
+}
