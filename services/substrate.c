@@ -8,7 +8,7 @@
  *       --listen HOST:PORT|unix:/path   (repeatable, up to 4)
  *       --admin HOST:PORT
  *       [--mem-cap SIZE] [--max-frame SIZE] [--data-dir DIR --no-amnesia]
- *       [--fsync always|batch|none] [--compact-bytes SIZE]
+ *       [--fsync always|batch|none] [--compact-bytes SIZE] [--stats-channels N]
  *       [--latency-ms N] [--jitter-ms N] [--error-rate F] [--stall-rate F]
  *       [--drop-rate F] [--corrupt-rate F] [--corrupt-op OP]
  *
@@ -29,9 +29,10 @@
 
 #include "cas/cas.h"
 #include "oap/oap-t.h"
-#include "services/durable/journal.h"
+#include "mailbox/chstats.h"
 #include "oapnet/addr.h"
 #include "ops/metrics.h"
+#include "services/durable/journal.h"
 
 struct svc g_svc;
 
@@ -217,8 +218,9 @@ static const struct metric_def LOG_METRICS[] = {
      .labels = {&L_ROLE}, .off = IN_LOG(waiting)},
 };
 
-/* Start-up, once the role's engine exists. */
-static void register_metrics(void)
+/* Start-up, once the role's engine exists. stats_channels: how many
+ * mailbox channels the per-channel families name (mailbox/chstats.h). */
+static void register_metrics(int stats_channels)
 {
     metrics_register(
         METRIC_TABLE(SVC_METRICS, .shards = &g_svc, .shard_bytes = sizeof(g_svc), .nshards = 1));
@@ -226,8 +228,10 @@ static void register_metrics(void)
         metrics_register(METRIC_TABLE(STORAGE_METRICS));
     if (g_svc.eng.index)
         metrics_register(METRIC_TABLE(INDEX_METRICS));
-    if (g_svc.eng.mailbox)
+    if (g_svc.eng.mailbox) {
         metrics_register(METRIC_TABLE(MAILBOX_METRICS));
+        chstats_start(g_svc.eng.mailbox, stats_channels);
+    }
     metrics_register(METRIC_TABLE(AMNESIA_METRICS));
     if (g_svc.wal)
         metrics_register(METRIC_TABLE(LOG_METRICS, .shards = wal_stats(g_svc.wal),
@@ -353,9 +357,9 @@ static void usage(void)
             "usage: omnigate-substrate --role index|storage|mailbox --listen HOST:PORT|unix:/path\n"
             "         [--listen ...] --admin HOST:PORT [--mem-cap SIZE] [--max-frame SIZE]\n"
             "         [--data-dir DIR --no-amnesia] [--fsync always|batch|none]\n"
-            "         [--compact-bytes SIZE] [--latency-ms N] [--jitter-ms N]\n"
-            "         [--error-rate F] [--stall-rate F] [--drop-rate F] [--corrupt-rate F]\n"
-            "         [--corrupt-op any|get|proof|outboard]\n");
+            "         [--compact-bytes SIZE] [--stats-channels N] [--latency-ms N]\n"
+            "         [--jitter-ms N] [--error-rate F] [--stall-rate F] [--drop-rate F]\n"
+            "         [--corrupt-rate F] [--corrupt-op any|get|proof|outboard]\n");
 }
 
 /* ------------------------------------------------------------ durability */
@@ -431,7 +435,7 @@ static int durable_replay(enum wal_fsync policy)
 int main(int argc, char **argv)
 {
     const char *listen_addrs[SVC_LISTEN_MAX], *admin_addr = NULL, *data_dir = NULL;
-    int nlisten = 0, st = ENG_OK, rc = 1;
+    int nlisten = 0, st = ENG_OK, rc = 1, stats_channels = CHSTATS_TOP_DEFAULT;
     uint64_t mem_cap = 0, compact_bytes = 0;
     bool amnesia = true, log_flags = false;
     enum wal_fsync policy = WAL_FSYNC_ALWAYS;
@@ -484,6 +488,15 @@ int main(int argc, char **argv)
                 return 2;
             }
             log_flags = true;
+        } else if (strcmp(a, "--stats-channels") == 0) {
+            char *end;
+            long k = strtol(v, &end, 10);
+            if (*v == '\0' || *end || k < 0 || k > CHSTATS_TOP_MAX) {
+                fprintf(stderr, "omnigate-substrate: bad --stats-channels %s (0 to %d)\n", v,
+                        CHSTATS_TOP_MAX);
+                return 2;
+            }
+            stats_channels = (int)k;
         } else if (strcmp(a, "--compact-bytes") == 0) {
             if (parse_size(v, &compact_bytes) != 0 || compact_bytes == 0) {
                 fprintf(stderr, "omnigate-substrate: bad --compact-bytes %s\n", v);
@@ -563,7 +576,7 @@ int main(int argc, char **argv)
     if (g_svc.wal && durable_replay(policy) != 0)
         goto done;
 
-    register_metrics();
+    register_metrics(stats_channels);
     g_svc.loop = uv_default_loop();
     signal(SIGPIPE, SIG_IGN);
     for (int i = 0; i < nlisten; i++) {

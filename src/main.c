@@ -101,7 +101,7 @@ static int on_start(struct server *srv)
     if (authz_start(cfg, &srv->admin.loop, nshards, opt_demo, dev_token, sizeof(dev_token)) != 0)
         return -1;
     http_dispatch_set_gate(authz_check);
-    if (admit_start(cfg, srv->nworkers) != 0 || mailbox_routes_start(srv->nworkers) != 0)
+    if (admit_start(cfg, srv->nworkers) != 0 || mailbox_routes_start(cfg, srv->nworkers) != 0)
         return -1;
     http_dispatch_set_admission(&admit_hooks);
     if (opt_demo && demo_generate(demo_emit_local, ds_local_engines()) != 0)

@@ -73,9 +73,15 @@ struct mview {
     struct eng_buf **drop;
     size_t cap; /* room for cap messages, then cap drop slots */
     /* Read by PEEK. */
-    atomic_size_t len;      /* ≥ 1: an empty channel publishes NULL */
-    uint64_t dead_at;       /* earliest lease end among messages at K deliveries;
-                               UINT64_MAX: none (appended messages have none) */
+    atomic_size_t len; /* ≥ 1: an empty channel publishes NULL */
+    uint64_t dead_at;  /* earliest lease end among messages at K deliveries;
+                          UINT64_MAX: none (appended messages have none) */
+    /* For stats without the mutex (mailbox_stats_walk): messages with a
+     * lease end set and the earliest such end (UINT64_MAX: none). Before
+     * lease_min all nlease of them are still leased; appended messages
+     * have no lease, so an append keeps both true. */
+    size_t nlease;
+    uint64_t lease_min;
     struct mailbox_msg m[]; /* ascending id */
 };
 
@@ -177,10 +183,18 @@ static bool is_exhausted(const struct mailbox *mb, const struct mailbox_msg *m)
 static void view_publish(struct mailbox *mb, struct channel *c, struct mview *old, struct mview *nv)
 {
     if (nv != NULL) {
-        nv->dead_at = UINT64_MAX;
-        for (size_t i = 0, n = view_len(nv); i < n; i++)
-            if (is_exhausted(mb, &nv->m[i]) && nv->m[i].lease_until < nv->dead_at)
-                nv->dead_at = nv->m[i].lease_until;
+        nv->dead_at = nv->lease_min = UINT64_MAX;
+        nv->nlease = 0;
+        for (size_t i = 0, n = view_len(nv); i < n; i++) {
+            uint64_t until = nv->m[i].lease_until;
+            if (is_exhausted(mb, &nv->m[i]) && until < nv->dead_at)
+                nv->dead_at = until;
+            if (until != 0) {
+                nv->nlease++;
+                if (until < nv->lease_min)
+                    nv->lease_min = until;
+            }
+        }
     }
     atomic_store_explicit(&c->view, nv, memory_order_seq_cst);
     if (old != NULL)
@@ -476,6 +490,14 @@ static void idem_purge(struct channel *c, uint64_t now)
     }
 }
 
+/* The DLQ's length changes only here, under c->mu, but is also read
+ * without it (mailbox_stats_walk()): a relaxed atomic store, so that
+ * reader never sees a torn value. */
+static void dlq_set_len(struct channel *c, size_t n)
+{
+    __atomic_store_n(&c->dlq_n, n, __ATOMIC_RELAXED);
+}
+
 /* Put a dead letter in the DLQ, which takes its own reference to the body
  * (the live set's is released with the view that held it). */
 static void dlq_push(struct mailbox *mb, struct channel *c, const struct mailbox_msg *m)
@@ -492,13 +514,13 @@ static void dlq_push(struct mailbox *mb, struct channel *c, const struct mailbox
     if (c->dlq_n == mb->max_depth) {
         eng_buf_unref(c->dlq[c->dlq_head].body);
         c->dlq_head = (c->dlq_head + 1) % mb->max_depth;
-        c->dlq_n--;
+        dlq_set_len(c, c->dlq_n - 1);
         c->dlq_dropped++;
     }
     struct mailbox_msg *d = &c->dlq[(c->dlq_head + c->dlq_n) % mb->max_depth];
     *d = *m;
     eng_buf_ref(d->body);
-    c->dlq_n++;
+    dlq_set_len(c, c->dlq_n + 1);
 }
 
 /* Move messages whose last allowed lease has ended to the DLQ. ENG_OK or
@@ -547,6 +569,39 @@ static size_t find_id(const struct mview *v, uint64_t id)
 {
     size_t at = lower_bound(v, id);
     return at < view_len(v) && v->m[at].id == id ? at : SIZE_MAX;
+}
+
+/* depth, leased and oldest_ms of the live messages in v at now, into s;
+ * returns how many of v's messages are dead letters not yet swept (not
+ * counted in s). Reads only what a published view never changes, so it
+ * serves both the locked stats and the lock-free walk. O(1) unless a lease
+ * has ended or a dead letter is due since v was published; then O(length
+ * of v). */
+static uint64_t view_stats(const struct mailbox *mb, const struct mview *v, uint64_t now,
+                           struct mailbox_channel_stats *s)
+{
+    size_t n = view_len(v);
+    if (n == 0)
+        return 0;
+    bool due = now >= v->dead_at;
+    if (!due && now < v->lease_min) {
+        s->depth = n;
+        s->leased = v->nlease;
+        s->oldest_ms = v->m[0].sent_ms;
+        return 0;
+    }
+    uint64_t dead = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct mailbox_msg *m = &v->m[i];
+        if (due && is_exhausted(mb, m) && m->lease_until <= now) {
+            dead++;
+            continue;
+        }
+        if (s->depth++ == 0)
+            s->oldest_ms = m->sent_ms;
+        s->leased += m->lease_until > now;
+    }
+    return dead;
 }
 
 /* ---------------------------------------------------------------- API */
@@ -809,16 +864,30 @@ int mailbox_channel_stats(struct mailbox *mb, const char *ch, size_t ch_len, uin
     pthread_mutex_lock(&c->mu);
     rc = sweep(mb, c, now_ms);
     idem_purge(c, now_ms);
-    const struct mview *v = view_of(c);
-    out->depth = view_len(v);
-    out->oldest_ms = out->depth ? v->m[0].sent_ms : 0;
-    for (size_t i = 0; i < out->depth; i++)
-        out->leased += v->m[i].lease_until > now_ms;
-    out->dlq = c->dlq_n;
+    out->dlq = c->dlq_n + view_stats(mb, view_of(c), now_ms, out);
     out->dlq_dropped = c->dlq_dropped;
     out->next_id = c->next_id;
     out->idem_keys = c->idem.n;
     pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+int mailbox_stats_walk(struct mailbox *mb, uint64_t now_ms, mailbox_stats_fn fn, void *arg)
+{
+    int rc = eng_rcu_enter();
+    if (rc != ENG_OK)
+        return rc;
+    const struct ctab *t = atomic_load_explicit(&mb->tab, memory_order_seq_cst);
+    for (size_t i = 0; rc == ENG_OK && i < t->cap; i++) {
+        const struct channel *c = atomic_load_explicit(&t->slot[i], memory_order_acquire);
+        if (c == NULL)
+            continue;
+        struct mailbox_channel_stats st = {0};
+        const struct mview *v = atomic_load_explicit(&c->view, memory_order_seq_cst);
+        st.dlq = __atomic_load_n(&c->dlq_n, __ATOMIC_RELAXED) + view_stats(mb, v, now_ms, &st);
+        rc = fn(arg, c->name, c->len, &st);
+    }
+    eng_rcu_exit();
     return rc;
 }
 
@@ -951,8 +1020,8 @@ int mailbox_redrive(struct mailbox *mb, const char *ch, size_t ch_len, size_t ma
             }
         }
         c->dlq_head = (c->dlq_head + k) % mb->max_depth;
-        c->dlq_n -= k;
         view_publish(mb, c, v, nv);
+        dlq_set_len(c, c->dlq_n - k); /* after: a lock-free reader never misses them */
         *moved_out = k;
     }
     pthread_mutex_unlock(&c->mu);

@@ -26,10 +26,12 @@
  * channel's live messages from an immutable view published behind an atomic
  * pointer (engines/common/rcu.h; mailbox.c says why), unless a dead letter
  * is due to move, which it then does under the channel's mutex as before.
- * RECV (it leases what it returns), SEND, ACK, DLQ peeks and stats change
- * the channel and serialise on that mutex; creating a channel locks the
- * channel table, finding one does not. Bodies are handed out as eng_buf
- * references, so nothing is held while they are sent. Any call may return
+ * mailbox_stats_walk() (metrics) reads the same views and takes no lock
+ * either. RECV (it leases what it returns), SEND, ACK, DLQ peeks and one
+ * channel's stats change the channel and serialise on that mutex; creating
+ * a channel locks the channel table, finding one does not. Bodies are
+ * handed out as eng_buf references, so nothing is held while they are
+ * sent. Any call may return
  * ENG_E_NOMEM: a change allocates the channel's next view, and a thread's
  * first lock-free read allocates its reader slot.
  */
@@ -153,6 +155,25 @@ __attribute__((warn_unused_result)) int mailbox_dlq_peek(struct mailbox *mb, con
 /* Counters of one channel at now_ms: ENG_OK, ENG_E_NOT_FOUND, ENG_E_INVALID. */
 int mailbox_channel_stats(struct mailbox *mb, const char *ch, size_t ch_len, uint64_t now_ms,
                           struct mailbox_channel_stats *out);
+
+/* Called once per channel by mailbox_stats_walk(): name[0..n) is the
+ * channel's name (not NUL-terminated), valid as long as the mailbox lives
+ * (channels are never removed); st has depth, leased, dlq (dead letters,
+ * swept or due) and oldest_ms filled, the other fields 0. It runs inside a
+ * lock-free read section: it must not block, take a lock or call into the
+ * mailbox. A nonzero return stops the walk. */
+typedef int (*mailbox_stats_fn)(void *arg, const char *name, size_t n,
+                                const struct mailbox_channel_stats *st);
+
+/* The counters of every channel at now_ms, for metrics, without any lock:
+ * from each channel's published view, so neither senders nor peeks wait for
+ * it and nothing is swept. A channel costs O(1) unless one of its leases
+ * ended or a dead letter fell due since its last change (then O(depth)).
+ * Channels are not seen at one instant together, and a message moving
+ * between the live set and the DLQ at that moment may be counted in both.
+ * Returns ENG_OK, ENG_E_NOMEM (this thread's first read section could not
+ * be set up: nothing walked), or the first nonzero return of fn. */
+int mailbox_stats_walk(struct mailbox *mb, uint64_t now_ms, mailbox_stats_fn fn, void *arg);
 
 /* Number of channels (an atomic read). */
 size_t mailbox_channels(struct mailbox *mb);

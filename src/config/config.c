@@ -14,6 +14,7 @@
 
 #include "core/cidr.h"
 #include "core/log.h"
+#include "mailbox/chstats.h"
 #include "oapnet/addr.h"
 
 #define KiB      1024LL
@@ -110,6 +111,10 @@ const struct config_row config_rows[] = {
      "in-process mailbox: how long an Idempotency-Key returns its first send's id"},
     {"mailbox", "mailbox_depth_max", CFG_INT, F(mailbox_depth_max), 1, 1000000, "1000", false,
      "in-process mailbox: live messages per channel; beyond it a send gets 429 channel_full"},
+    {"mailbox", "mailbox_stats_channels", CFG_INT, F(mailbox_stats_channels), 0, CHSTATS_TOP_MAX,
+     "16", false,
+     "in-process mailbox: channels named in the per-channel metrics (the ones holding the most "
+     "messages); the rest are summed under channel=\"_other\""},
     {"downstream", "index", CFG_DSADDR, F(ds_addr[0]), 0, 0, "", false,
      "index service: oap://HOST:PORT or unix:/path, or a comma-separated set of endpoints "
      "serving the same data; empty = in process (micronode)"},

@@ -50,6 +50,7 @@ struct og_config {
     /* Mailbox routes (src/mailbox/) and the in-process mailbox engine. */
     int64_t mailbox_wait_max_ms, mailbox_poll_ms, mailbox_parked_max;
     int64_t mailbox_max_deliveries, mailbox_idem_window_ms, mailbox_depth_max;
+    int64_t mailbox_stats_channels;
     int64_t drain_grace_ms;
     int64_t drain_delay_ms; /* SIGTERM: unready this long before the drain */
 

@@ -11,6 +11,7 @@
 
 #include "config/config.h"
 #include "core/jw.h"
+#include "ds/ds.h"
 #include "ds/op.h"
 #include "engines/proto/proto.h"
 #include "handler/hctx.h"
@@ -19,6 +20,7 @@
 #include "http/h1.h"
 #include "http/query.h"
 #include "http/response.h"
+#include "mailbox/chstats.h"
 #include "mailbox/park.h"
 #include "ops/metrics.h"
 #include "view/compose.h"
@@ -543,13 +545,17 @@ static const struct metric_def MAILBOX_METRICS[] = {
      .labels = {&L_WHY}, .read = read_wakeups},
 };
 
-int mailbox_routes_start(int n)
+int mailbox_routes_start(const struct og_config *cfg, int n)
 {
     nworkers = n;
     workers = calloc((size_t)n, sizeof(*workers));
     if (workers == NULL || park_start(n) != 0)
         return -1;
     metrics_register(METRIC_TABLE(MAILBOX_METRICS));
+    /* Micronode: the engine is here, and so are its channels' metrics. */
+    struct mailbox *mb = ds_local_engines()->mailbox;
+    if (mb != NULL)
+        chstats_start(mb, (int)cfg->mailbox_stats_channels);
     return 0;
 }
 

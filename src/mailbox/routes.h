@@ -20,8 +20,9 @@
 struct og_config;
 
 /* Start-up: the parked-receiver registry for nworkers workers and the
- * mailbox metrics. Returns 0 or -1. */
-int mailbox_routes_start(int nworkers);
+ * mailbox metrics (with the in-process mailbox, micronode, its channels'
+ * too: chstats.h). After ds_start(). Returns 0 or -1. */
+int mailbox_routes_start(const struct og_config *cfg, int nworkers);
 /* Per worker, before its loop runs (not the admin loop). */
 void mailbox_routes_worker(uv_loop_t *loop, int id);
 /* On a worker's thread once its loop has ended. */

@@ -64,8 +64,8 @@ static void put_value(struct render *r, double v)
     put(r, num, (size_t)n);
 }
 
-/* A label value, escaped as the text format requires (\\, \", \n). The
- * values come from fixed tables, so this is belt and braces. */
+/* A label value, escaped as the text format requires (\\, \", \n): channel
+ * names may hold a quote or a backslash (never a control character). */
 static void put_label_value(struct render *r, const char *v)
 {
     for (const char *s = v; *s; s++) {
@@ -183,6 +183,8 @@ static void render_family(struct render *r, const struct metric_table *t,
 int metrics_render_table(struct buf *out, const struct metric_table *t)
 {
     struct render r = {out, false};
+    if (t->prepare)
+        t->prepare();
     for (int i = 0; i < t->ndefs; i++)
         render_family(&r, t, &t->defs[i]);
     return r.oom ? -1 : 0;

@@ -17,7 +17,10 @@
  *
  * Labels are bounded: every label value comes from a fixed table (route
  * templates, methods and statuses from tables here, services, ops and codes
- * from their modules), so no peer input can grow the label set.
+ * from their modules), so no peer input can grow the label set. The one
+ * label whose values come from peers — mailbox channel names
+ * (mailbox/chstats.h) — is a table of at most n entries refilled by the
+ * table's prepare hook at each scrape.
  */
 #ifndef OPS_METRICS_H
 #define OPS_METRICS_H
@@ -77,6 +80,12 @@ struct metric_table {
     const void *shards; /* first shard; NULL when every family has a read function */
     size_t shard_bytes; /* distance from one shard to the next */
     int nshards;
+    /* Or NULL. Called on the scraping thread just before the table's
+     * families are rendered, to take the snapshot that their read functions
+     * and live label counts then read (e.g. the mailbox's busiest channels,
+     * whose names are the values of a label of at most n entries). Scrapes
+     * are serialised: one admin thread renders. */
+    void (*prepare)(void);
 };
 
 /* A table literal for metrics_register(): METRIC_TABLE(DEFS) for families

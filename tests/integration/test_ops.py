@@ -37,6 +37,9 @@ def test_metrics_pass_promtool_and_count():
     check(metric_value(text, "request_latency_seconds_count", {"route": "/healthz"}) >= 1)
     check(metric_value(text, "open_connections") is not None)
     check(metric_value(text, "process_open_fds") > 0)
+    # The in-process mailbox's channel families, before any channel exists.
+    check(metric_value(text, "mailbox_channel_depth", {"channel": "_other"}) == 0, text)
+    check(metric_value(text, "mailbox_channels") == 0, text)
 
 
 def test_every_metrics_endpoint_passes_promtool():
@@ -63,6 +66,10 @@ def test_every_metrics_endpoint_passes_promtool():
         for fam in (name, "substrate_bytes_in_total", "substrate_bytes_out_total"):
             check("# HELP %s " % fam in m, "%s: no HELP for %s" % (role, fam))
         check(metric_value(m, "substrate_requests_total", {"role": role}) >= 1, m)
+    # The seeded channels: the mailbox service's channel families have series.
+    m = metrics_text(p.subs["mailbox"].admin_url)
+    check(metric_value(m, "mailbox_channel_depth", {"channel": "news"}) >= 1, m)
+    check(metric_value(m, "mailbox_channels") == metric_value(m, "substrate_mailbox_channels"), m)
 
 
 def test_head_refused_early_is_not_counted_as_delete():

@@ -932,3 +932,128 @@ Test(mailbox, dump_and_restore_round_trip)
     mailbox_free(a);
     mailbox_free(b);
 }
+
+/* ---- the lock-free stats walk (metrics) ----------------------------------- */
+
+struct walked {
+    int n;
+    char name[4][8];
+    struct mailbox_channel_stats st[4];
+};
+
+static int on_walk(void *arg, const char *name, size_t n, const struct mailbox_channel_stats *st)
+{
+    struct walked *w = arg;
+    cr_assert_lt(w->n, 4);
+    cr_assert_lt(n, sizeof(w->name[0]));
+    memcpy(w->name[w->n], name, n);
+    w->name[w->n][n] = '\0';
+    w->st[w->n++] = *st;
+    return 0;
+}
+
+/* The walk at now must say what the locked stats say: it reads the views
+ * without sweeping, so dead letters that are due count as dead and not as
+ * live, leases that ended count as ended. The locked call comes second (it
+ * sweeps). */
+static void walk_agrees(struct mailbox *mb, uint64_t now, const char *what)
+{
+    struct walked w = {0};
+    cr_assert_eq(mailbox_stats_walk(mb, now, on_walk, &w), ENG_OK);
+    cr_assert_eq((size_t)w.n, mailbox_channels(mb));
+    for (int i = 0; i < w.n; i++) {
+        struct mailbox_channel_stats s;
+        cr_assert_eq(mailbox_channel_stats(mb, w.name[i], strlen(w.name[i]), now, &s), ENG_OK);
+        cr_assert(w.st[i].depth == s.depth && w.st[i].leased == s.leased && w.st[i].dlq == s.dlq &&
+                      w.st[i].oldest_ms == s.oldest_ms,
+                  "%s, %s at %lu: walk depth %lu leased %lu dead %lu oldest %lu; locked %lu %lu "
+                  "%lu %lu",
+                  what, w.name[i], (unsigned long)now, (unsigned long)w.st[i].depth,
+                  (unsigned long)w.st[i].leased, (unsigned long)w.st[i].dlq,
+                  (unsigned long)w.st[i].oldest_ms, (unsigned long)s.depth, (unsigned long)s.leased,
+                  (unsigned long)s.dlq, (unsigned long)s.oldest_ms);
+    }
+}
+
+/* The walk's counters of channel CH at now, checked against known ones
+ * (the locked stats share the view arithmetic, so agreeing is not enough). */
+static void walk_is(struct mailbox *mb, uint64_t now, uint64_t depth, uint64_t leased,
+                    uint64_t dead, uint64_t oldest)
+{
+    struct walked w = {0};
+    cr_assert_eq(mailbox_stats_walk(mb, now, on_walk, &w), ENG_OK);
+    for (int i = 0; i < w.n; i++)
+        if (strcmp(w.name[i], CH) == 0) {
+            cr_assert(w.st[i].depth == depth && w.st[i].leased == leased && w.st[i].dlq == dead &&
+                          w.st[i].oldest_ms == oldest,
+                      "at %lu: depth %lu leased %lu dead %lu oldest %lu", (unsigned long)now,
+                      (unsigned long)w.st[i].depth, (unsigned long)w.st[i].leased,
+                      (unsigned long)w.st[i].dlq, (unsigned long)w.st[i].oldest_ms);
+            return;
+        }
+    cr_assert_fail("no channel %s", CH);
+}
+
+Test(mailbox, stats_walk_agrees_with_the_locked_stats)
+{
+    struct mailbox *mb = mk(0, 0, 100, 2);
+    struct mailbox_msg out[10];
+    uint64_t id;
+    walk_agrees(mb, 0, "no channel");
+    for (int i = 0; i < 5; i++)
+        send(mb, "x", NULL, 10 + (uint64_t)i);
+    cr_assert_eq(mailbox_send(mb, "idle", 4, "y", 1, NULL, 0, 3, &id, NULL), ENG_OK);
+    walk_agrees(mb, 20, "sent");
+    cr_assert_eq(recv(mb, 3, 0, 20, out), 3); /* 1..3 leased until 120 */
+    mailbox_msgs_release(out, 3);
+    walk_is(mb, 119, 5, 3, 0, 10);
+    walk_agrees(mb, 119, "leased");
+    walk_is(mb, 120, 5, 0, 0, 10);
+    walk_agrees(mb, 120, "leases ended, not yet touched");
+    cr_assert_eq(recv(mb, 2, 0, 130, out), 2); /* 1, 2 again: their last delivery */
+    mailbox_msgs_release(out, 2);
+    uint64_t four = 4;
+    enum mailbox_outcome oc;
+    cr_assert_eq(recv(mb, 10, 0, 130, out), 3); /* 3, 4, 5 */
+    mailbox_msgs_release(out, 3);
+    cr_assert_eq(mailbox_settle(mb, CH, CHN, MAILBOX_NACK, &four, 1, 0, 50, 140, &oc), ENG_OK);
+    walk_is(mb, 150, 5, 5, 0, 10);
+    walk_agrees(mb, 150, "nacked with a delay");
+    walk_is(mb, 189, 5, 5, 0, 10);
+    walk_is(mb, 190, 5, 4, 0, 10);
+    walk_is(mb, 230, 2, 0, 3, 13);
+    walk_agrees(mb, 230, "dead letters due, not swept");
+    /* 1, 2, 3 are dead (swept by the locked stats above); 4 is acked. */
+    cr_assert_eq(mailbox_ack(mb, CH, CHN, &four, 1, NULL), ENG_OK);
+    walk_agrees(mb, 231, "swept, one acked");
+    size_t moved;
+    cr_assert_eq(mailbox_redrive(mb, CH, CHN, 1, 240, &moved), ENG_OK);
+    cr_assert_eq(moved, 1);
+    walk_is(mb, 240, 2, 0, 2, 10);
+    walk_agrees(mb, 240, "one redriven");
+    struct mailbox_channel_stats s;
+    cr_assert_eq(mailbox_channel_stats(mb, CH, CHN, 240, &s), ENG_OK);
+    cr_assert_eq(s.dlq, 2);
+    cr_assert_eq(s.depth, 2, "5 and the redriven 1");
+    cr_assert_eq(s.oldest_ms, 10);
+    mailbox_free(mb);
+}
+
+static int stop_at_first(void *arg, const char *name, size_t n,
+                         const struct mailbox_channel_stats *st)
+{
+    ++*(int *)arg;
+    return 7;
+}
+
+Test(mailbox, stats_walk_stops_when_told)
+{
+    struct mailbox *mb = mk(0, 0, 0, 0);
+    uint64_t id;
+    cr_assert_eq(mailbox_send(mb, "a", 1, "x", 1, NULL, 0, 0, &id, NULL), ENG_OK);
+    cr_assert_eq(mailbox_send(mb, "b", 1, "x", 1, NULL, 0, 0, &id, NULL), ENG_OK);
+    int calls = 0;
+    cr_assert_eq(mailbox_stats_walk(mb, 0, stop_at_first, &calls), 7);
+    cr_assert_eq(calls, 1);
+    mailbox_free(mb);
+}
