@@ -335,27 +335,37 @@ async def drain(api, conns, channels, batch, limit_s):
 
 async def longpoll(api, samples):
     """Latency (ms) from before a send is written to the parked receiver's
-    whole answer, `samples` times; and the errors."""
-    rx, tx = await api.conn.open(api.port), await api.conn.open(api.port)
-    lat, errors = [], 0
+    whole answer, `samples` times; and the errors. A refused send is an
+    error at once (both connections are opened anew, the receiver unparked)."""
+    async def answered(conn):
+        got = await conn.reply()
+        return got, time.perf_counter()
+
+    lat, errors, rx, tx = [], 0, None, None
     for _ in range(samples):
+        if rx is None:
+            rx, tx = await api.conn.open(api.port), await api.conn.open(api.port)
         rx.send(api.recv_req(LP_CHANNEL, 1, wait="5s"))
+        waiter = asyncio.ensure_future(answered(rx))
         await asyncio.sleep(PARK_S)
         t0 = time.perf_counter()
-        tx.send(api.send_req(LP_CHANNEL))
-        got = await rx.reply()
-        t1 = time.perf_counter()
-        ok = api.sent(await tx.reply())
-        try:
-            ids = api.recv_ids(got)
-        except Refused:
-            ids = []
-        if not ok or len(ids) != 1 or api.acked(await tx.call(api.ack_req(LP_CHANNEL, ids))) != 1:
-            errors += 1
-            continue
-        lat.append(1000 * (t1 - t0))
-    rx.close()
-    tx.close()
+        if api.sent(await tx.call(api.send_req(LP_CHANNEL))):
+            got, t1 = await waiter
+            try:
+                ids = api.recv_ids(got)
+            except Refused:
+                ids = []
+            if len(ids) == 1 and api.acked(await tx.call(api.ack_req(LP_CHANNEL, ids))) == 1:
+                lat.append(1000 * (t1 - t0))
+                continue
+        waiter.cancel()
+        errors += 1
+        rx.close()
+        tx.close()
+        rx = None
+    if rx is not None:
+        rx.close()
+        tx.close()
     return lat, errors
 
 
@@ -426,7 +436,8 @@ def og_send(stack, token, body, a):
     secs = w["requests"] / max(w["rps"], 1e-9)
     return {"rps": w["rps"], "p50_ms": w["p50_ms"], "p99_ms": w["p99_ms"], "requests": w["requests"],
             "errors": w["non2xx"] + w["socket_errors"],
-            "cpu_us": 1e6 * cpu / max(w["requests"], 1), "loader_cpu": load / max(secs, 1e-9)}
+            "cpu_us": 1e6 * cpu / max(w["requests"], 1), "loader_cpu": load / max(secs, 1e-9),
+            "seconds": secs}
 
 
 def redis_stored(rd, channels):
@@ -452,7 +463,7 @@ def redis_send(rd, body, a, n):
     return {"rps": float(row["rps"]), "p50_ms": float(row["p50_latency_ms"]),
             "p99_ms": float(row["p99_latency_ms"]), "requests": n,
             "errors": n - stored + r.stderr.count("Error"),
-            "cpu_us": 1e6 * cpu / max(n, 1), "loader_cpu": load / max(secs, 1e-9)}
+            "cpu_us": 1e6 * cpu / max(n, 1), "loader_cpu": load / max(secs, 1e-9), "seconds": secs}
 
 
 def recv_ack(api, pids, a):
@@ -468,8 +479,10 @@ def recv_ack(api, pids, a):
 
 
 def lp(api, a):
+    t0 = time.monotonic()
     lat, errors = asyncio.run(longpoll(api, a.samples))
-    return {"samples_ms": [round(x, 4) for x in lat], "errors": errors}
+    return {"samples_ms": [round(x, 4) for x in lat], "errors": errors,
+            "seconds": time.monotonic() - t0}
 
 
 def run_mode(mode, a, body, tmp):
@@ -494,7 +507,7 @@ def run_mode(mode, a, body, tmp):
         # drain what the warm-up sent.
         perflib.wrk(stack.url, "mailbox-send.lua", 1, a.conns,
                     env={"MB_TOKEN": token, "MB_BODY": body, "MB_CHANNELS": str(a.channels)})
-        rate = redis_send(rd, body, a, 5000)["rps"]
+        rate = redis_send(rd, body, a, 2000)["rps"]
         for api, pids in ((og_api, stack.pids), (rd_api, [rd.proc.pid])):
             recv_ack(api, pids, a)
         runs = {"omnigate": [], "redis": []}
@@ -511,12 +524,13 @@ def run_mode(mode, a, body, tmp):
                     r["longpoll"] = lp(rd_api, a)
                 runs[name].append(r)
                 s, q, l = r["send"], r["recv_ack"], r["longpoll"]["samples_ms"]
-                print("%-9s %-8s send %8.0f req/s p50 %.2f p99 %.2f ms cpu %.1f us err %d | "
-                      "recv+ack %8.0f msg/s cpu %.1f us/msg err %d | long-poll p50 %.2f p99 %.2f ms err %d"
+                print("%-9s %-8s send %8.0f req/s p50 %.2f p99 %.2f ms cpu %.1f us err %d (%.1f s) | "
+                      "recv+ack %8.0f msg/s cpu %.1f us/msg err %d (%.1f s) | "
+                      "long-poll p50 %.2f p99 %.2f ms err %d (%.1f s)"
                       % (mode, name, s["rps"], s["p50_ms"], s["p99_ms"], s["cpu_us"], s["errors"],
-                         q["msgs_per_s"], q["cpu_us_per_msg"], q["errors"],
-                         percentile(l, 50) or -1, percentile(l, 99) or -1, r["longpoll"]["errors"]),
-                      file=sys.stderr, flush=True)
+                         s["seconds"], q["msgs_per_s"], q["cpu_us_per_msg"], q["errors"], q["seconds"],
+                         percentile(l, 50) or -1, percentile(l, 99) or -1, r["longpoll"]["errors"],
+                         r["longpoll"]["seconds"]), file=sys.stderr, flush=True)
     finally:
         if rd:
             rd.close()
