@@ -70,7 +70,7 @@ import perflib  # noqa: E402
 MODES = {
     "micronode": {"profile": "micronode", "fsync": None,
                   "redis": ["--save", "", "--appendonly", "no"],
-                  "peer": "in memory: --save '' --appendonly no"},
+                  "peer": "--save '' --appendonly no"},
     "always": {"profile": "macronode", "fsync": "always",
                "redis": ["--save", "", "--appendonly", "yes", "--appendfsync", "always"],
                "peer": "--appendonly yes --appendfsync always"},
