@@ -15,7 +15,6 @@ the ratios, writes every run to build/perf/healthz-vs-nginx.json, and with
 --publish copies that to docs/perf/ for render-docs.py.
 """
 import argparse
-import json
 import os
 import re
 import shutil
@@ -161,11 +160,7 @@ def main():
         print("%-9s %10.0f %9.3f %9.3f %12.2f" % (n, m["rps"], m["p50_ms"], m["p99_ms"], m["cpu_us_per_req"]))
     print("omnigate/nginx: %.2fx the throughput, %.2fx the CPU per request; errors %d" % (
         ratio["rps"], ratio["cpu_us_per_req"], res["errors"]))
-    os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)
-    with open(a.json, "w") as f:
-        json.dump(res, f, indent=1)
-    if a.publish:
-        shutil.copy(a.json, os.path.join(perflib.ROOT, "docs", "perf", "healthz-vs-nginx.json"))
+    perflib.save_result(res, a.json, "healthz-vs-nginx" if a.publish else None)
     return 1 if res["errors"] else 0
 
 

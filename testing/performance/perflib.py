@@ -65,6 +65,16 @@ def git_commit(path=ROOT):
     return (r.stdout.strip() or "unknown") + ("+dirty" if dirty else "")
 
 
+def save_result(res, path, publish=None):
+    """Writes a benchmark's result to `path` (JSON) and, with `publish`
+    (a name), copies it to docs/perf/<publish>.json for render-docs.py."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(res, f, indent=1)
+    if publish:
+        shutil.copy(path, os.path.join(ROOT, "docs", "perf", publish + ".json"))
+
+
 # --- /proc readings --------------------------------------------------------
 
 def cpu_seconds(pid):

@@ -20,6 +20,7 @@ Sources (all committed):
   typed-ops-before-after docs/perf/typed-ops-before-after.json
                                                  callgrind-hydration.sh --base DIR --json
   cluster-scenarios, cluster-scale docs/perf/cluster.json  cluster.sh --publish
+  mailbox-redis docs/perf/mailbox.json           mailbox.sh --publish
 
 Usage: testing/performance/render-docs.py [--check] [--doc FILE]
   --check     exit 1 if the document is not what the sources produce
@@ -285,7 +286,54 @@ def cluster_scale():
     return lines
 
 
-RENDER = {"suite": suite, "healthz-nginx": healthz_nginx,
+MAILBOX_MODES = (("micronode", "micronode (RAM)"), ("always", "macronode, `--fsync always`"),
+                 ("batch", "macronode, `--fsync batch`"))
+
+
+def mailbox_redis():
+    r = load_perf("mailbox")
+    if r is None:
+        return None
+    rows = []
+
+    def ms(a, b):
+        return "%.2f / %.2f" % (a, b) if a is not None and b is not None else "–"
+    for key, label in MAILBOX_MODES:
+        if key not in r["modes"]:
+            continue
+        mode = r["modes"][key]
+        og, rd = mode["median"]["omnigate"], mode["median"]["redis"]
+        for name, m, srv in (("omnigate", og, label), ("Redis", rd, mode["peer"])):
+            rows.append(("**%s**" % name if name == "omnigate" else name,
+                         srv if name == "omnigate" else "`%s`" % srv,
+                         num(m["send_rps"]), ms(m["send_p50_ms"], m["send_p99_ms"]),
+                         num(m["send_cpu_us"], 1), num(m["recv_msgs_per_s"]),
+                         num(m["recv_cpu_us_per_msg"], 1), ms(m["lp_p50_ms"], m["lp_p99_ms"]),
+                         "%d / %d %%" % (round(100 * m["send_loader_cpu"]),
+                                         round(100 * m["recv_loader_cpu"])), m["errors"]))
+        rows.append(("omnigate / Redis", "", "%.2f×" % (og["send_rps"] / rd["send_rps"]), "",
+                     "%.2f×" % (og["send_cpu_us"] / rd["send_cpu_us"]),
+                     "%.2f×" % (og["recv_msgs_per_s"] / rd["recv_msgs_per_s"]),
+                     "%.2f×" % (og["recv_cpu_us_per_msg"] / rd["recv_cpu_us_per_msg"]), "", "", ""))
+    c = r["config"]
+    lines = table(("server", "kept as", "send req/s", "send p50 / p99 ms", "server CPU µs per send",
+                   "receive+ack msg/s", "server CPU µs per message", "long-poll p50 / p99 ms",
+                   "load generator CPU (send / receive)", "errors"), rows)
+    lines.append("")
+    lines.append("_Medians of %d alternating rounds; sends %s s each, %d connections, one load "
+                 "thread (wrk, redis-benchmark), a %d-byte JSON body on %d channels / streams; "
+                 "receive+ack %d messages a call by the asyncio driver until empty; long-poll "
+                 "percentiles over the %d sends of all rounds per row. Redis %s, servers on CPU 0, "
+                 "load on CPU 1 of %d; load average %.1f before, %.1f after. Commit %s, %s; "
+                 "errors %d; from `testing/performance/mailbox.sh --publish`._"
+                 % (c["rounds"], num(c["seconds"]), c["conns"], c["size"], c["channels"],
+                    c["batch"], c["rounds"] * c["samples"], r["redis"], r["cpus"],
+                    r["loadavg_before"], r["loadavg_after"], r["commit"], r["time"][:10],
+                    r["errors"]))
+    return lines
+
+
+RENDER = {"suite": suite, "mailbox-redis": mailbox_redis, "healthz-nginx": healthz_nginx,
           "cluster-scenarios": cluster_scenarios, "cluster-scale": cluster_scale,
           "arch-before-after": lambda: before_after("arch-before-after"),
           "typed-ops-before-after": lambda: before_after("typed-ops-before-after"),

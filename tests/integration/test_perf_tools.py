@@ -121,6 +121,62 @@ def test_nginx_comparison_measures_both_servers():
         shutil.rmtree(out, ignore_errors=True)
 
 
+def run_mailbox(out, *args):
+    """mailbox.py in a short mode; its result and output."""
+    js = os.path.join(out, "mailbox.json")
+    p = subprocess.run(["/usr/bin/python3", os.path.join(PERF, "mailbox.py"), "--build", BUILD,
+                        "--seconds", "1", "--rounds", "1", "--conns", "4",
+                        "--samples", "10", "--json", js] + list(args),
+                       capture_output=True, text=True, timeout=120, cwd=ROOT)
+    with open(js) as f:
+        return p, json.load(f)
+
+
+def test_mailbox_comparison_measures_omnigate_and_redis():
+    # Micronode and durable macronode (--fsync batch has its run in the next
+    # test), both servers, every measure: sends, receive+ack (all that was
+    # sent is drained), long-poll latency; no errors; a table render-docs can
+    # make of it.
+    out = tempfile.mkdtemp(prefix="og-perf-test-")
+    try:
+        p, r = run_mailbox(out, "--modes", "micronode,always", "--channels", "64")
+        check(p.returncode == 0, p.stdout + p.stderr)
+        check(r["errors"] == 0 and set(r["modes"]) == {"micronode", "always"}, r)
+        for mode in r["modes"].values():
+            for n in ("omnigate", "redis"):
+                m, run = mode["median"][n], mode["runs"][n][0]
+                check(m["send_rps"] > 0 and m["send_cpu_us"] > 0, (n, m))
+                check(m["send_p50_ms"] <= m["send_p99_ms"], (n, m))
+                check(m["recv_msgs_per_s"] > 0 and m["recv_cpu_us_per_msg"] > 0, (n, m))
+                check(run["recv_ack"]["drained"] and run["recv_ack"]["messages"] >= run["send"]["requests"], run)
+                check(m["lp_samples"] == 10 and 0 < m["lp_p50_ms"] <= m["lp_p99_ms"] < 1000, (n, m))
+                check(m["errors"] == 0, (n, m))
+        check("load average" in p.stdout, p.stdout)
+        sys.path.insert(0, PERF)
+        render = __import__("render-docs")
+        render.PERF = out
+        rows = render.mailbox_redis()
+        check(sum(l.startswith("| **omnigate** |") for l in rows) == 2, rows)
+        check(sum(l.startswith("| Redis |") for l in rows) == 2, rows)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def test_mailbox_comparison_shows_a_run_with_errors():
+    # One channel of the mailbox service holds 1 000 messages: a second of
+    # sends fills it and the rest are refused (429 channel_full), which the
+    # run must count and exit 1 for, rather than report a fast server.
+    out = tempfile.mkdtemp(prefix="og-perf-test-")
+    try:
+        p, r = run_mailbox(out, "--modes", "batch", "--channels", "1", "--samples", "2")
+        check(p.returncode == 1, p.stdout + p.stderr)
+        og = r["modes"]["batch"]["runs"]["omnigate"][0]["send"]
+        check(0 < og["errors"] < og["requests"], og)
+        check(r["errors"] >= og["errors"] and r["modes"]["batch"]["median"]["redis"]["errors"] == 0, r)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
 def test_callgrind_hydration_counts_and_compares():
     # Instructions and allocations per hydration request under callgrind, of
     # one build against itself as "before": the same allocations, Ir within
