@@ -10,9 +10,11 @@ pinned to the same CPUs (perflib: servers on CPU 0, wrk on the others), and
 are loaded by the same plain wrk (one thread, keep-alive, no Lua) in
 alternating rounds: omnigate, nginx, then nginx, omnigate, ... For each run
 it records req/s, p50/p99 and the server's CPU per request (utime + stime of
-every server process from /proc, over the run). It prints the medians and
-the ratios, writes every run to build/perf/healthz-vs-nginx.json, and with
---publish copies that to docs/perf/ for render-docs.py.
+every server process from /proc, over the run). It prints the medians,
+their ratios, and the median of each round's own ratio (paired: the two
+runs of a round share the machine's state), writes every run to
+build/perf/healthz-vs-nginx.json, and with --publish copies that to
+docs/perf/ for render-docs.py.
 """
 import argparse
 import os
@@ -148,11 +150,16 @@ def main():
            for n, rs in runs.items()}
     ratio = {"rps": med["omnigate"]["rps"] / med["nginx"]["rps"],
              "cpu_us_per_req": med["omnigate"]["cpu_us_per_req"] / med["nginx"]["cpu_us_per_req"]}
+    # Paired: the two runs of one round are back to back, so they share the
+    # machine's state; the median of the rounds' ratios drifts less than the
+    # ratio of the medians when the host's speed moves between rounds.
+    paired = {k: statistics.median(o[k] / n[k] for o, n in zip(runs["omnigate"], runs["nginx"]))
+              for k in ("rps", "cpu_us_per_req")}
     res = {"commit": perflib.git_commit(), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
            "config": {"seconds": a.seconds, "conns": a.conns, "workers": a.workers, "rounds": a.rounds,
                       "wrk": "wrk -t1 --latency, no script", "pinned": perflib.SERVER_CPUS is not None,
                       "logging": "off on both"},
-           "runs": runs, "median": med, "ratio": ratio,
+           "runs": runs, "median": med, "ratio": ratio, "paired_ratio": paired,
            "errors": sum(r["errors"] for rs in runs.values() for r in rs)}
     print("\n%-9s %10s %9s %9s %12s" % ("median", "req/s", "p50 ms", "p99 ms", "CPU us/req"))
     for n in ("omnigate", "nginx"):
@@ -160,6 +167,8 @@ def main():
         print("%-9s %10.0f %9.3f %9.3f %12.2f" % (n, m["rps"], m["p50_ms"], m["p99_ms"], m["cpu_us_per_req"]))
     print("omnigate/nginx: %.2fx the throughput, %.2fx the CPU per request; errors %d" % (
         ratio["rps"], ratio["cpu_us_per_req"], res["errors"]))
+    print("paired (median of the rounds' ratios): %.2fx the throughput, %.2fx the CPU per request" % (
+        paired["rps"], paired["cpu_us_per_req"]))
     perflib.save_result(res, a.json, "healthz-vs-nginx" if a.publish else None)
     return 1 if res["errors"] else 0
 

@@ -223,6 +223,10 @@ def healthz_nginx():
                      num(m["cpu_us_per_req"], 2)))
     rows.append(("**omnigate / nginx**", "**%.2f×**" % r["ratio"]["rps"], "",
                  "**%.2f×**" % r["ratio"]["cpu_us_per_req"]))
+    if "paired_ratio" in r:
+        pr = r["paired_ratio"]
+        rows.append(("omnigate / nginx, paired by round", "%.2f×" % pr["rps"], "",
+                     "%.2f×" % pr["cpu_us_per_req"]))
     lines = table(("server", "req/s", "p50 / p99 µs", "CPU µs per request"), rows)
     lines.append("")
     lines.append("_Medians of %d alternating rounds of %s s, %d connections, %d worker(s) each, %s, "
