@@ -59,6 +59,35 @@ def test_idle_keep_alive_timeout():
     check(c.buf == b"", "an idle close sends nothing: %r" % c.buf)
 
 
+def test_timeouts_after_a_nearer_one_passed():
+    # The connection timer is armed lazily: it is left armed for the head
+    # deadline (1 s from accept) while the keep-alive wait that follows the
+    # answer ends later (3 s), and must then re-arm, not close. A head begun
+    # early in a keep-alive wait has a nearer deadline than the wait's: the
+    # timer must be brought forward for it.
+    srv = start_omnigate("--head-timeout", "1s", "--idle-timeout", "3s")
+    c = Conn(srv.port)
+    c.send(GET)
+    check(c.response()[0] == 200)
+    t0 = time.time()
+    check(not c.closed(2.0), "closed at the stale head deadline, before the idle timeout")
+    check(c.closed(2.5), "idle connection never closed")
+    dt = time.time() - t0
+    check(2.9 <= dt < 4.0, dt)
+    c2 = Conn(srv.port)
+    c2.send(GET)
+    check(c2.response()[0] == 200)
+    # Idle past the stale head deadline (1 s), so the timer fired early once
+    # and is now armed for the wait's end (3 s), 1.8 s after the head below
+    # begins.
+    time.sleep(1.2)
+    c2.send(GET.split(b"\r\n")[0] + b"\r\n")  # a head begun, left unfinished
+    t1 = time.time()
+    check(c2.response()[0] == 408, "an unfinished head is answered 408")
+    dt = time.time() - t1
+    check(0.8 <= dt < 1.5, "the head got its own second, no more: %.2f s" % dt)
+
+
 def hold_body(port, put):
     """A connection whose request body (a PUT /v1/o of 100 bytes) is still
     arriving: a request being read, which is never closed to make room for a
