@@ -19,7 +19,6 @@
 #include "engines/proto/proto.h"
 
 #include <jansson.h>
-#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -723,20 +722,23 @@ static int mailbox_op_send(struct engines *e, const struct proto_op *op, const u
     return rs->code;
 }
 
-/* {"messages":[M..]}, M = {"id":N,"deliveries":N,"sent_ms":N,"body":"<b64>"}
- * written straight into one buffer sized from the bodies: base64 needs no
- * JSON escaping, and a message body may be 64 KiB, so going through jansson
- * would cost a second copy of every body. */
+/* {"messages":[M..]} then the bodies' bytes, one after another, with
+ * M = {"id":N,"deliveries":N,"sent_ms":N[,"lease_until_ms":N][,"type":T],"len":L}
+ * (docs/OAP.md "Mailbox answers"). Written straight into one buffer sized
+ * from the bodies: the bodies are copied once, as they are, and a reader
+ * parses only the small JSON in front of them (a body may be 64 KiB; as a
+ * JSON string it would be escaped or base64-encoded, and read character by
+ * character). */
 #define MSG_K_ID         "{\"id\":"
 #define MSG_K_DELIVERIES ",\"deliveries\":"
 #define MSG_K_SENT       ",\"sent_ms\":"
 #define MSG_K_LEASE      ",\"lease_until_ms\":"
 #define MSG_K_TYPE       ",\"type\":\""
-#define MSG_K_BODY       ",\"body\":\""
+#define MSG_K_LEN        ",\"len\":"
 #define MSG_FIXED_BYTES  160 /* comma, keys, closing quotes and brace, the numbers */
 _Static_assert(1 + sizeof(MSG_K_ID) - 1 + sizeof(MSG_K_DELIVERIES) - 1 + sizeof(MSG_K_SENT) - 1 +
-                       sizeof(MSG_K_LEASE) - 1 + sizeof(MSG_K_TYPE) - 1 + 1 + sizeof(MSG_K_BODY) -
-                       1 + 2 + 3 * DEC_U64_MAX_CHARS + 10 <=
+                       sizeof(MSG_K_LEASE) - 1 + sizeof(MSG_K_TYPE) - 1 + 1 + sizeof(MSG_K_LEN) -
+                       1 + 1 + 4 * DEC_U64_MAX_CHARS + 10 <=
                    MSG_FIXED_BYTES,
                "a message's fixed part fits MSG_FIXED_BYTES (deliveries is a uint32_t)");
 
@@ -748,7 +750,7 @@ static struct eng_buf *messages_body(const struct mailbox_msg *m, size_t n)
     char *p;
 
     for (size_t i = 0; i < n; i++)
-        cap += MSG_FIXED_BYTES + m[i].type_len + 4 * ((m[i].body->size + 2) / 3) + 1;
+        cap += MSG_FIXED_BYTES + m[i].type_len + m[i].body->size + 1;
     b = eng_buf_new(cap);
     if (!b)
         return NULL;
@@ -779,16 +781,17 @@ static struct eng_buf *messages_body(const struct mailbox_msg *m, size_t n)
             w += m[i].type_len;
             p[w++] = '"';
         }
-        memcpy(p + w, MSG_K_BODY, sizeof(MSG_K_BODY) - 1);
-        w += sizeof(MSG_K_BODY) - 1;
-        /* EVP_EncodeBlock takes an int length: bodies are ≤ max_msg_bytes. */
-        w +=
-            (size_t)EVP_EncodeBlock((unsigned char *)p + w, m[i].body->bytes, (int)m[i].body->size);
-        p[w++] = '"';
+        memcpy(p + w, MSG_K_LEN, sizeof(MSG_K_LEN) - 1);
+        w += sizeof(MSG_K_LEN) - 1;
+        w += dec_u64(p + w, m[i].body->size);
         p[w++] = '}';
     }
     memcpy(p + w, tail, sizeof(tail) - 1);
     w += sizeof(tail) - 1;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(p + w, m[i].body->bytes, m[i].body->size);
+        w += m[i].body->size;
+    }
     b->size = w; /* ≤ cap: the buffer is not published yet */
     return b;
 }

@@ -41,21 +41,6 @@ void view_jw_base64(struct jw *w, const uint8_t *p, size_t n)
     w->b->p[w->b->n++] = '"';
 }
 
-long view_base64_decode(const char *s, size_t n, uint8_t *out)
-{
-    if (n % 4 != 0)
-        return -1;
-    int len = EVP_DecodeBlock(out, (const unsigned char *)s, (int)n);
-    if (len < 0)
-        return -1;
-    /* EVP_DecodeBlock counts padding as zero bytes. */
-    if (n >= 1 && s[n - 1] == '=')
-        len--;
-    if (n >= 2 && s[n - 2] == '=')
-        len--;
-    return len;
-}
-
 static bool valid_json(const uint8_t *p, size_t n)
 {
     json_error_t e;

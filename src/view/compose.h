@@ -80,9 +80,7 @@ void view_object_part(struct jw *w, const struct view_part *p, struct part_resul
 /* Whether bytes are one JSON value (memoised by content). */
 bool view_valid_json(const uint8_t *p, size_t n);
 
-/* Base64 helpers (OpenSSL EVP). Encode appends a JSON string. */
+/* Base64 (OpenSSL EVP) of p[0..n) appended as a JSON string. */
 void view_jw_base64(struct jw *w, const uint8_t *p, size_t n);
-/* Decode standard base64; returns bytes written or -1. out must hold 3·n/4. */
-long view_base64_decode(const char *s, size_t n, uint8_t *out);
 
 #endif

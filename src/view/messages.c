@@ -10,26 +10,60 @@
 #include "view/compose.h"
 #include "view/memo.h"
 
-/* A message body: base64 in the answer, raw bytes after decoding. */
+/* A message body: its bytes in the answer, after the JSON in front. */
 struct body {
-    uint8_t *raw; /* NULL when the base64 is malformed */
+    const uint8_t *raw;
     size_t len;
 };
 
-static struct body body_decode(json_t *m)
+/* An answer: {"messages":[...]} and then the bodies' bytes, each message's
+ * "len" of them in order (docs/OAP.md "Mailbox answers"). */
+struct answer {
+    json_t *doc;
+    json_t *msgs;
+    const uint8_t *next, *end; /* the bodies not taken yet */
+};
+
+/* Parse the JSON in front (jansson stops at its closing brace and says how
+ * many bytes it read) and check that the lengths account for every byte
+ * after it. -1 if the answer is malformed. */
+static int answer_open(struct answer *a, const uint8_t *p, size_t n)
 {
-    json_t *b = json_object_get(m, "body");
-    const char *s = json_is_string(b) ? json_string_value(b) : "";
-    size_t sl = json_is_string(b) ? json_string_length(b) : 0;
-    struct body out = {.raw = malloc(sl / 4 * 3 + 3)};
-    long rl = out.raw ? view_base64_decode(s, sl, out.raw) : -1;
-    if (rl < 0) {
-        free(out.raw);
-        out.raw = NULL;
-    } else {
-        out.len = (size_t)rl;
+    json_error_t e;
+    a->doc = json_loadb((const char *)p, n, JSON_REJECT_DUPLICATES | JSON_DISABLE_EOF_CHECK, &e);
+    json_t *msgs = a->doc ? json_object_get(a->doc, "messages") : NULL;
+    a->msgs = json_is_array(msgs) ? msgs : NULL;
+    if (a->msgs == NULL || e.position < 0 || (size_t)e.position > n) {
+        json_decref(a->doc);
+        return -1;
     }
-    return out;
+    a->next = p + e.position;
+    a->end = p + n;
+    size_t left = n - (size_t)e.position, i;
+    json_t *m;
+    json_array_foreach(a->msgs, i, m)
+    {
+        json_t *l = json_object_get(m, "len");
+        if (!json_is_object(m) || !json_is_integer(l) || json_integer_value(l) < 0 ||
+            (uint64_t)json_integer_value(l) > left) {
+            json_decref(a->doc);
+            return -1;
+        }
+        left -= (size_t)json_integer_value(l);
+    }
+    if (left != 0) {
+        json_decref(a->doc);
+        return -1;
+    }
+    return 0;
+}
+
+/* The next message's body (answer_open checked the lengths). */
+static struct body body_take(struct answer *a, json_t *m)
+{
+    struct body b = {a->next, (size_t)json_integer_value(json_object_get(m, "len"))};
+    a->next += b.len;
+    return b;
 }
 
 /* Whether a body sent with this media type (NULL: none given) is shown as
@@ -45,17 +79,14 @@ static bool json_typed(json_t *m)
  * else base64 with "encoding":"base64" before it. */
 static void body_field(struct jw *w, json_t *m, const struct body *b)
 {
-    if (b->raw && json_typed(m) && view_valid_json(b->raw, b->len)) {
+    if (json_typed(m) && view_valid_json(b->raw, b->len)) {
         jw_key(w, "body");
         jw_raw(w, (const char *)b->raw, b->len);
-    } else if (b->raw) {
+    } else {
         jw_key(w, "encoding");
         jw_str(w, "base64");
         jw_key(w, "body");
         view_jw_base64(w, b->raw, b->len);
-    } else {
-        jw_key(w, "body");
-        jw_null(w);
     }
 }
 
@@ -78,35 +109,24 @@ static void head_fields(struct jw *w, json_t *m)
     }
 }
 
-static json_t *answer_messages(json_t *doc)
-{
-    json_t *msgs = doc ? json_object_get(doc, "messages") : NULL;
-    return json_is_array(msgs) ? msgs : NULL;
-}
-
 static int render_messages(struct jw *w, const uint8_t *p, size_t n)
 {
-    json_error_t e;
-    json_t *doc = json_loadb((const char *)p, n, JSON_REJECT_DUPLICATES, &e);
-    json_t *msgs = answer_messages(doc);
-    if (msgs == NULL) {
-        json_decref(doc);
+    struct answer a;
+    if (answer_open(&a, p, n) != 0)
         return -1;
-    }
     size_t i;
     json_t *m;
     jw_arr_open(w);
-    json_array_foreach(msgs, i, m)
+    json_array_foreach(a.msgs, i, m)
     {
-        struct body b = body_decode(m);
+        struct body b = body_take(&a, m);
         jw_obj_open(w);
         head_fields(w, m);
         body_field(w, m, &b);
         jw_obj_close(w);
-        free(b.raw);
     }
     jw_arr_close(w);
-    json_decref(doc);
+    json_decref(a.doc);
     return 0;
 }
 
@@ -150,20 +170,17 @@ static int put_u32(struct buf *b, uint32_t v)
 
 /* One record: the message rendered up to its closing brace, then the object
  * its body names, if any. */
-static int feed_record(struct buf *out, json_t *m)
+static int feed_record(struct buf *out, json_t *m, const struct body *b)
 {
-    struct body b = body_decode(m);
-    json_t *doc = b.raw ? json_loadb((const char *)b.raw, b.len,
-                                     JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, NULL)
-                        : NULL;
+    json_t *doc =
+        json_loadb((const char *)b->raw, b->len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, NULL);
     size_t at = out->n;
     struct jw w;
     int rc = put_u32(out, 0);
     jw_init(&w, out);
     jw_obj_open(&w);
     head_fields(&w, m);
-    body_field(&w, m, &b); /* the bytes as sent, as in views */
-    free(b.raw);
+    body_field(&w, m, b); /* the bytes as sent, as in views */
     if (rc != 0 || jw_failed(&w)) {
         json_decref(doc);
         return -1;
@@ -193,17 +210,19 @@ static int feed_record(struct buf *out, json_t *m)
 
 static int feed_render(const uint8_t *p, size_t n, struct buf *out)
 {
-    json_t *doc = json_loadb((const char *)p, n, JSON_REJECT_DUPLICATES, NULL);
-    json_t *msgs = answer_messages(doc);
-    int rc = msgs ? 0 : -1;
+    struct answer a;
+    if (answer_open(&a, p, n) != 0)
+        return -1;
+    int rc = 0;
     size_t i;
     json_t *m;
-    json_array_foreach(msgs, i, m)
+    json_array_foreach(a.msgs, i, m)
     {
-        if (rc == 0 && (!json_is_object(m) || feed_record(out, m) != 0))
+        struct body b = body_take(&a, m);
+        if (rc == 0 && feed_record(out, m, &b) != 0)
             rc = -1;
     }
-    json_decref(doc);
+    json_decref(a.doc);
     return rc;
 }
 

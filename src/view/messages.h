@@ -1,7 +1,8 @@
 /*
  * messages.h — mailbox answers turned into output JSON.
  *
- * A peek answer is {"messages":[{"id","sent_ms","body":<base64>}...]}. Views
+ * A peek answer is {"messages":[{"id","sent_ms",…,"len"}...]} followed by
+ * the bodies' bytes (docs/OAP.md "Mailbox answers"). Views
  * inline the messages as an array; feeds also join each message that names
  * an object ({"obj":"b3:..."} in a JSON body) with that object. Both
  * renderings depend only on the answer's bytes, so both are memoised under

@@ -50,6 +50,24 @@ def data_split(p):
     return json.loads(p[2:2 + n]), p[2 + n:]
 
 
+def mailbox_messages(body):
+    """The messages of a recv/peek/dead answer body, each with its "body" as
+    bytes: the JSON in front, then each message's "len" bytes in order
+    (docs/OAP.md "Mailbox answers"). Raises ValueError when the lengths do
+    not account for every byte after the JSON."""
+    text = body.decode("latin-1")  # one character per byte: offsets are byte offsets
+    doc, end = json.JSONDecoder().raw_decode(text)
+    msgs = doc["messages"]
+    for m in msgs:
+        m["body"] = body[end:end + m["len"]]
+        if len(m["body"]) != m["len"]:
+            raise ValueError("a body runs past the answer")
+        end += m["len"]
+    if end != len(body):
+        raise ValueError("%d bytes after the last body" % (len(body) - end))
+    return msgs
+
+
 def credit_frame(app, corr, n, tenant=ZERO_TENANT):
     return encode(CREDIT_FLAGS, app, corr, struct.pack(">I", n), tenant=tenant)
 

@@ -127,7 +127,9 @@ static int exec_pos(struct svc *s, uint16_t app, const char *hdr, const char *bo
     proto_parsed_release(&ps);
     if (answer) {
         json_error_t jerr;
-        *answer = rs.body_len ? json_loadb((const char *)rs.body, rs.body_len, 0, &jerr)
+        /* A mailbox answer's bodies follow its JSON. */
+        *answer = rs.body_len ? json_loadb((const char *)rs.body, rs.body_len,
+                                           JSON_DISABLE_EOF_CHECK, &jerr)
                               : json_loadb(rs.hdr, rs.hdr_len, 0, &jerr);
     }
     proto_resp_release(&rs);
