@@ -7,7 +7,7 @@
  * an object ({"obj":"b3:..."} in a JSON body) with that object. Both
  * renderings depend only on the answer's bytes, so both are memoised under
  * them (view/memo.h): a channel that has not changed costs one exact-match
- * lookup instead of a JSON parse, base64 decodes and re-serialisation.
+ * lookup instead of a JSON parse, JSON checks of the bodies and rendering.
  */
 #ifndef VIEW_MESSAGES_H
 #define VIEW_MESSAGES_H
