@@ -46,15 +46,21 @@ def test_slow_body_cut_off():
     check(c.response()[0] == 201)
 
 
-def test_idle_keep_alive_timeout():
-    srv = start_omnigate("--idle-timeout", "1s")
+def idle_close(srv, open_for, close_within):
+    """One answered request on a new connection, then the keep-alive wait:
+    still open open_for s later, closed within close_within s more. Returns
+    the connection and the seconds from the answer to the close."""
     c = Conn(srv.port)
     c.send(GET)
     check(c.response()[0] == 200)
     t0 = time.time()
-    check(not c.closed(0.7), "closed before the idle timeout")
-    check(c.closed(2.0), "idle connection never closed")
-    dt = time.time() - t0
+    check(not c.closed(open_for), "closed before the idle timeout")
+    check(c.closed(close_within), "idle connection never closed")
+    return c, time.time() - t0
+
+
+def test_idle_keep_alive_timeout():
+    c, dt = idle_close(start_omnigate("--idle-timeout", "1s"), 0.7, 2.0)
     check(0.9 <= dt < 2.0, dt)
     check(c.buf == b"", "an idle close sends nothing: %r" % c.buf)
 
@@ -66,13 +72,7 @@ def test_timeouts_after_a_nearer_one_passed():
     # early in a keep-alive wait has a nearer deadline than the wait's: the
     # timer must be brought forward for it.
     srv = start_omnigate("--head-timeout", "1s", "--idle-timeout", "3s")
-    c = Conn(srv.port)
-    c.send(GET)
-    check(c.response()[0] == 200)
-    t0 = time.time()
-    check(not c.closed(2.0), "closed at the stale head deadline, before the idle timeout")
-    check(c.closed(2.5), "idle connection never closed")
-    dt = time.time() - t0
+    _, dt = idle_close(srv, 2.0, 2.5)  # open past the stale head deadline
     check(2.9 <= dt < 4.0, dt)
     c2 = Conn(srv.port)
     c2.send(GET)
